@@ -1,0 +1,121 @@
+"""Throughput benchmark of the BMC loss and the decomposition (prints a table; not a test).
+
+Run ``bmc bench`` or ``python -m bmclib.bench``. Each figure is the median over
+``--repeats`` timed rounds of poses/s, after warm-up, measured side by side in one
+process; ``--json`` writes the table with its provenance.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .biomech import decompose
+from .handmodel import sample_hand_shapes
+from .losses import BMCLoss
+from .results import provenance, write_json_atomic
+
+__all__ = ["random_poses", "time_it", "run", "main"]
+
+
+def random_poses(n: int, seed: int = 0, spread: float = 0.6) -> torch.Tensor:
+    """``(n, 21, 3)`` float32 anatomical hand shapes with random angles (rad, uniform +-spread
+    around a half-closed hand), some of them outside the limits."""
+    from .biomech import compose_parts
+
+    g = torch.Generator().manual_seed(seed)
+    shapes = sample_hand_shapes(n, g)
+    angles = torch.empty(n, 5, 3, 2, dtype=torch.float64).uniform_(-spread, spread, generator=g)
+    angles[..., 0] += 0.6
+    return compose_parts(shapes.root_bones, shapes.finger_lengths, angles).float()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_it(fn: Callable[[], object], device: torch.device, min_time: float = 0.2, repeats: int = 7,
+            warmup: int = 3) -> list[float]:
+    """Seconds per call of ``fn``, one figure per round (each round >= ``min_time`` s)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    one = max(time.perf_counter() - t0, 1e-6)
+    n = max(1, int(min_time / one))
+    out = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        _sync(device)
+        out.append((time.perf_counter() - t0) / n)
+    return out
+
+
+def run(batches=(32, 256, 4096), devices=("cpu",), repeats: int = 7, min_time: float = 0.2) -> list[dict]:
+    rows = []
+    for dev_name in devices:
+        device = torch.device(dev_name)
+        for distance in ("halfplane", "exact"):
+            loss = BMCLoss(angle_distance=distance, check=False).to(device)
+            for b in batches:
+                joints = random_poses(b).to(device).requires_grad_(True)
+
+                def step():
+                    joints.grad = None
+                    loss(joints).total.backward()
+
+                secs = time_it(step, device, min_time, repeats)
+                rows.append({"what": f"BMCLoss fwd+bwd ({distance})", "device": dev_name, "batch": b,
+                             "poses_per_s": b / statistics.median(secs), "median_ms": 1e3 * statistics.median(secs)})
+        for b in batches:
+            joints = random_poses(b).to(device)
+            with torch.no_grad():
+                secs = time_it(lambda: decompose(joints, check=False), device, min_time, repeats)
+            rows.append({"what": "decompose (no grad)", "device": dev_name, "batch": b,
+                         "poses_per_s": b / statistics.median(secs), "median_ms": 1e3 * statistics.median(secs)})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = ["| what | device | batch | poses/s (median) | ms / call |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['what']} | {r['device']} | {r['batch']} | {r['poses_per_s']:,.0f} | {r['median_ms']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bmc bench", description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, nargs="+", default=[32, 256, 4096])
+    p.add_argument("--device", nargs="+", default=None, help="default: cpu, and cuda when available")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--min-time", type=float, default=0.2, help="seconds per timed round")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows and provenance here")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    devices = a.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    rows = run(a.batch, devices, a.repeats, a.min_time)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}")
+    print(format_table(rows))
+    if a.json:
+        write_json_atomic(a.json, {"rows": rows, "provenance": provenance(config={"batches": a.batch,
+                                   "devices": devices, "repeats": a.repeats, "min_time": a.min_time})})
+        print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,363 @@
+"""BMC limits: the plausible ranges the biomechanical losses hold a pose to.
+
+:class:`BMCLimits` holds intervals for the 20 bone lengths, the 4 root angular
+distances and the 4 palm curvatures, and one convex polygon per finger joint in the
+(flexion, abduction) plane. Everything is in scale-normalised units: lengths divided
+by the reference bone, curvatures in 1 / reference-bone length, angles in radians.
+
+Example:
+    >>> import torch
+    >>> from bmclib.handmodel import template_pose
+    >>> limits = BMCLimits.default()
+    >>> len(limits.angle_polygons), limits.bone_length.shape
+    (15, (20, 2))
+    >>> limits.contains(template_pose(dtype=torch.float64)[None]).tolist()  # a flat hand
+    [True]
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import anatomy
+from . import skeleton as sk
+from .biomech import decompose, normalize_scale, validate_joints
+from .results import write_json_atomic
+
+__all__ = ["BMCLimits", "fit_polygon", "dilate_polygon", "LIMITS_FORMAT", "LIMITS_VERSION"]
+
+LIMITS_FORMAT = "bmclib.limits"
+LIMITS_VERSION = 1
+
+
+def _cross2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+def _polygon_area(poly: np.ndarray) -> float:
+    return 0.5 * float(_cross2(poly, np.roll(poly, -1, axis=0)).sum())
+
+
+def _check_convex_ccw(poly: np.ndarray, name: str) -> np.ndarray:
+    """Return ``poly`` counter-clockwise; raise if it is not a convex polygon."""
+    poly = np.asarray(poly, dtype=np.float64)
+    if poly.ndim != 2 or poly.shape[1] != 2 or poly.shape[0] < 3:
+        raise ValueError(f"{name}: expected (M >= 3, 2) polygon vertices, got shape {poly.shape}")
+    if not np.isfinite(poly).all():
+        raise ValueError(f"{name}: polygon has non-finite vertices")
+    area = _polygon_area(poly)
+    if area <= 0:
+        if area == 0:
+            raise ValueError(f"{name}: polygon has zero area")
+        poly = poly[::-1].copy()
+    edges = np.roll(poly, -1, axis=0) - poly  # (M, 2)
+    turns = _cross2(edges, np.roll(edges, -1, axis=0))  # (M,)
+    if (turns < -1e-12 * max(1.0, float(np.abs(poly).max()) ** 2)).any():
+        raise ValueError(f"{name}: polygon is not convex (vertices {poly.tolist()})")
+    poly = poly.copy()
+    poly.setflags(write=False)
+    return poly
+
+
+def dilate_polygon(poly: np.ndarray, margin: float) -> np.ndarray:
+    """Move every edge of a convex CCW polygon ``(M, 2)`` outwards by ``margin``."""
+    if margin == 0:
+        return poly
+    edges = np.roll(poly, -1, axis=0) - poly  # (M, 2) edge i: v_i -> v_{i+1}
+    normals = np.stack([edges[:, 1], -edges[:, 0]], axis=1)  # outward for CCW
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    prev = np.roll(normals, 1, axis=0)  # normal of the edge ending at v_i
+    bis = prev + normals
+    return poly + margin * bis / (1.0 + (prev * normals).sum(1, keepdims=True))
+
+
+def fit_polygon(points: np.ndarray, coverage: float = 0.999, min_extent: float = 1e-3,
+                max_vertices: int | None = None) -> np.ndarray:
+    """Convex polygon ``(M, 2)`` (CCW) around ``points (N, 2)`` keeping ``coverage`` of them inside.
+
+    Start from the convex hull and greedily drop the vertex whose removal loses the
+    fewest points (ties: the smallest area), while at least ``coverage`` of the points
+    stay inside. Removing a vertex of a convex polygon keeps it convex. With
+    ``max_vertices``, removal goes on past ``coverage`` until that many vertices remain.
+    Degenerate point sets (fewer than 3 distinct points, all on a line) get a box at
+    least ``min_extent`` wide in each direction.
+    """
+    from scipy.spatial import ConvexHull
+    from scipy.spatial import QhullError
+
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0:
+        raise ValueError(f"points: expected (N >= 1, 2), got shape {pts.shape}")
+    if not (0.0 < coverage <= 1.0):
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+    lo, hi = pts.min(0), pts.max(0)
+    if (hi - lo < min_extent).any():
+        mid, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, min_extent / 2)
+        lo, hi = mid - half, mid + half
+        return np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
+    try:
+        hull = ConvexHull(pts)
+    except QhullError:  # pragma: no cover - guarded by the extent test above
+        return np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
+    poly = pts[hull.vertices]  # scipy gives 2D hull vertices counter-clockwise
+    n = len(pts)
+    allowed = int(math.floor((1.0 - coverage) * n + 1e-9))
+    inside = np.ones(n, dtype=bool)
+    lost = 0
+    while len(poly) > 3:
+        prev, nxt = np.roll(poly, 1, axis=0), np.roll(poly, -1, axis=0)  # (M, 2)
+        chord = nxt - prev  # (M, 2)
+        # points right of prev -> next are cut off when the vertex between them goes
+        side = _cross2(chord[:, None, :], pts[None, :, :] - prev[:, None, :])  # (M, N)
+        scale = np.linalg.norm(chord, axis=1)[:, None] + 1e-300
+        cut = (side / scale < -1e-12) & inside[None, :]  # (M, N)
+        counts = cut.sum(1)
+        areas = 0.5 * np.abs(_cross2(poly - prev, nxt - prev))
+        i = int(np.lexsort((areas, counts))[0])
+        over_budget = lost + counts[i] > allowed
+        if over_budget and (max_vertices is None or len(poly) <= max_vertices):
+            break
+        lost += int(counts[i])
+        inside &= ~cut[i]
+        poly = np.delete(poly, i, axis=0)
+    return poly
+
+
+def _intervals(x: np.ndarray, name: str, n: int) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape != (n, 2):
+        raise ValueError(f"{name}: expected shape ({n}, 2) of (low, high), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name}: non-finite limits")
+    if (x[:, 0] > x[:, 1]).any():
+        bad = np.nonzero(x[:, 0] > x[:, 1])[0].tolist()
+        raise ValueError(f"{name}: low > high at rows {bad}")
+    x = x.copy()
+    x.setflags(write=False)
+    return x
+
+
+@dataclass(frozen=True)
+class BMCLimits:
+    """Plausible ranges for the BMC losses, in scale-normalised units.
+
+    Attributes:
+        bone_length: ``(20, 2)`` (low, high) length of each bone / reference bone.
+        root_angle: ``(4, 2)`` angular distance between neighbouring root bones (rad).
+        root_curvature: ``(4, 2)`` palm curvature between neighbouring root bones.
+        angle_polygons: 15 convex CCW polygons ``(M_j, 2)`` in (flexion, abduction)
+            radians, thumb CMC/MCP/IP, index MCP/PIP/DIP, ..., little DIP.
+        reference_bone: the ``(parent, child)`` joints whose length is 1.
+        meta: where the limits came from (free-form, saved with them).
+    """
+
+    bone_length: np.ndarray
+    root_angle: np.ndarray
+    root_curvature: np.ndarray
+    angle_polygons: tuple[np.ndarray, ...]
+    reference_bone: tuple[int, int] = sk.REFERENCE_BONE
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bone_length", _intervals(self.bone_length, "bone_length", sk.NUM_BONES))
+        object.__setattr__(self, "root_angle", _intervals(self.root_angle, "root_angle", 4))
+        object.__setattr__(self, "root_curvature", _intervals(self.root_curvature, "root_curvature", 4))
+        polys = tuple(self.angle_polygons)
+        if len(polys) != 15:
+            raise ValueError(f"angle_polygons: expected 15 polygons, got {len(polys)}")
+        polys = tuple(_check_convex_ccw(p, f"angle_polygons[{i}] ({sk.ANGLE_JOINT_NAMES[i]})")
+                      for i, p in enumerate(polys))
+        object.__setattr__(self, "angle_polygons", polys)
+        ref = tuple(int(v) for v in self.reference_bone)
+        sk.bone_index(*ref)
+        object.__setattr__(self, "reference_bone", ref)
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def fit(cls, joints: Tensor | np.ndarray, coverage: float = 0.999, *,
+            reference_bone: tuple[int, int] = sk.REFERENCE_BONE, margin: float = 0.0,
+            max_vertices: int | None = None, source: str = "fit") -> "BMCLimits":
+        """Fit limits to 3D poses ``(N, 21, 3)`` (right hands, any units).
+
+        Poses are made root-relative and scale-normalised by ``reference_bone``.
+        Intervals are the min / max over the data; each joint's polygon is the convex
+        hull of its (flexion, abduction) points, simplified while ``coverage`` of the
+        points stay inside (:func:`fit_polygon`), then dilated by ``margin`` radians.
+        """
+        t = torch.as_tensor(np.asarray(joints) if not isinstance(joints, Tensor) else joints)
+        if t.dim() != 3:
+            raise ValueError(f"joints: expected shape (N, 21, 3), got {tuple(t.shape)}")
+        validate_joints(t.to(torch.float64))
+        if len(t) < 3:
+            raise ValueError(f"joints: need at least 3 poses to fit limits, got {len(t)}")
+        norm, _ = normalize_scale(t.to(torch.float64), reference_bone)
+        d = decompose(norm, check=False)
+        minmax = lambda x: torch.stack([x.amin(0), x.amax(0)], dim=-1).numpy()  # noqa: E731
+        pts = d.angles.reshape(len(t), 15, 2).numpy()
+        polys = tuple(dilate_polygon(fit_polygon(pts[:, j], coverage, max_vertices=max_vertices), margin)
+                      for j in range(15))
+        meta = {"source": source, "n_poses": int(len(t)), "coverage": coverage, "margin": margin,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        return cls(minmax(d.bone_lengths), minmax(d.root_angles), minmax(d.root_curvatures), polys,
+                   reference_bone, meta)
+
+    @classmethod
+    def default(cls) -> "BMCLimits":
+        """Literature-derived limits built from :mod:`bmclib.anatomy`.
+
+        Angle polygons are the active range-of-motion boxes
+        (:data:`bmclib.anatomy.RANGE_OF_MOTION`). Bone-length, root-angle and curvature
+        intervals are the min / max over 20,000 hands sampled from the ANSUR II /
+        Buchholz statistics with palm arch (:func:`bmclib.handmodel.sample_hand_shapes`,
+        seed 0), widened by 5% of each value (lengths) or 5 degrees / 0.05 (palm terms).
+        """
+        return _default_limits()
+
+    # ---------------------------------------------------------------- use
+    def contains(self, joints: Tensor, tol: float = 1e-9) -> Tensor:
+        """``(...,)`` bool: is every term of the pose ``(..., 21, 3)`` inside the limits?"""
+        return ~self.violations(joints, tol).any(-1)
+
+    def violations(self, joints: Tensor, tol: float = 1e-9) -> Tensor:
+        """``(..., 43)`` bool per term: 20 bone lengths, 4 root angles, 4 curvatures, 15 joints."""
+        from .losses import BMCLoss
+
+        loss = BMCLoss(self, reduction="none", angle_distance="exact").to(joints.device)
+        out = loss(joints.to(torch.float64) if joints.dtype != torch.float32 else joints)
+        return torch.cat([out.per_bone, out.per_root, out.per_angle], dim=-1) > tol
+
+    # ---------------------------------------------------------------- I/O
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": LIMITS_FORMAT,
+            "version": LIMITS_VERSION,
+            "units": {"lengths": "reference bone", "angles": "rad", "curvature": "1 / reference bone"},
+            "reference_bone": list(self.reference_bone),
+            "bone_length": {f"{sk.JOINT_NAMES[p]}->{sk.JOINT_NAMES[c]}": lh.tolist()
+                            for (p, c), lh in zip(sk.BONES, self.bone_length)},
+            "root_angle": self.root_angle.tolist(),
+            "root_curvature": self.root_curvature.tolist(),
+            "angle_polygons": {name: p.tolist() for name, p in zip(sk.ANGLE_JOINT_NAMES, self.angle_polygons)},
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "limits") -> "BMCLimits":
+        if not isinstance(data, dict) or data.get("format") != LIMITS_FORMAT:
+            raise ValueError(f"{where}: not a bmclib limits file (expected \"format\": \"{LIMITS_FORMAT}\")")
+        version = data.get("version")
+        if version != LIMITS_VERSION:
+            raise ValueError(f"{where}: unsupported limits version {version!r} (this bmclib reads {LIMITS_VERSION})")
+        try:
+            bl = data["bone_length"]
+            polys = data["angle_polygons"]
+            bone_length = [bl[f"{sk.JOINT_NAMES[p]}->{sk.JOINT_NAMES[c]}"] for p, c in sk.BONES]
+            angle_polygons = tuple(np.asarray(polys[name], dtype=np.float64) for name in sk.ANGLE_JOINT_NAMES)
+            return cls(np.asarray(bone_length, dtype=np.float64), np.asarray(data["root_angle"], dtype=np.float64),
+                       np.asarray(data["root_curvature"], dtype=np.float64), angle_polygons,
+                       tuple(data.get("reference_bone", sk.REFERENCE_BONE)), dict(data.get("meta", {})))
+        except KeyError as e:
+            raise ValueError(f"{where}: missing field {e}") from None
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}: {e}") from None
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write versioned JSON atomically (a crash never leaves a half-written file)."""
+        path = Path(path)
+        write_json_atomic(path, self.to_dict())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "BMCLimits":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"limits file not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(data, where=str(path))
+
+    # ---------------------------------------------------------------- display
+    def summary(self) -> str:
+        """A readable table of every limit (degrees for angles)."""
+        deg = 180.0 / math.pi
+        lines = [f"BMCLimits (reference bone {sk.JOINT_NAMES[self.reference_bone[0]]}->"
+                 f"{sk.JOINT_NAMES[self.reference_bone[1]]}; source: {self.meta.get('source', '?')})",
+                 f"{'bone':<26}{'low':>8}{'high':>8}"]
+        for (p, c), (lo, hi) in zip(sk.BONES, self.bone_length):
+            lines.append(f"{sk.JOINT_NAMES[p] + '->' + sk.JOINT_NAMES[c]:<26}{lo:8.3f}{hi:8.3f}")
+        lines.append(f"{'palm (between root bones)':<26}{'phi lo':>8}{'phi hi':>8}{'curv lo':>9}{'curv hi':>9}")
+        for f in range(4):
+            name = f"{sk.FINGER_NAMES[f]}-{sk.FINGER_NAMES[f + 1]}"
+            (alo, ahi), (clo, chi) = self.root_angle[f], self.root_curvature[f]
+            lines.append(f"{name:<26}{alo * deg:8.1f}{ahi * deg:8.1f}{clo:9.3f}{chi:9.3f}")
+        lines.append(f"{'joint (deg)':<26}{'flex lo':>8}{'flex hi':>8}{'abd lo':>9}{'abd hi':>9}{'verts':>6}")
+        for name, poly in zip(sk.ANGLE_JOINT_NAMES, self.angle_polygons):
+            lo, hi = poly.min(0) * deg, poly.max(0) * deg
+            lines.append(f"{name:<26}{lo[0]:8.1f}{hi[0]:8.1f}{lo[1]:9.1f}{hi[1]:9.1f}{len(poly):6d}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        sizes = [len(p) for p in self.angle_polygons]
+        return (f"BMCLimits(source={self.meta.get('source', '?')!r}, reference_bone={self.reference_bone}, "
+                f"bone_length=[{self.bone_length[:, 0].min():.2f}, {self.bone_length[:, 1].max():.2f}], "
+                f"polygons=15 x {min(sizes)}..{max(sizes)} vertices)")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    # ---------------------------------------------------------------- tensors for the loss
+    def polygon_tensors(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+        """Padded polygon data for batched distances.
+
+        Returns ``vertices (15, M, 2)``, ``normals (15, M, 2)`` (outward unit normal of the
+        edge from vertex m to m+1) and ``offsets (15, M)`` (``normal . vertex``). Short
+        polygons repeat their last vertex, so the padded slots repeat the closing edge,
+        which changes no distance.
+        """
+        m = max(len(p) for p in self.angle_polygons)
+        verts = np.stack([np.concatenate([p, np.repeat(p[-1:], m - len(p), 0)]) for p in self.angle_polygons])
+        nxt = np.stack([np.concatenate([np.roll(p, -1, 0), np.repeat(p[:1], m - len(p), 0)])
+                        for p in self.angle_polygons])
+        edges = nxt - verts  # (15, M, 2); a padded slot repeats the closing edge last -> first
+        normals = np.stack([edges[..., 1], -edges[..., 0]], -1)
+        normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+        offsets = (normals * verts).sum(-1)  # (15, M)
+        as_t = functools.partial(torch.tensor, dtype=dtype, device=device)
+        return as_t(verts), as_t(normals), as_t(offsets)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_limits() -> BMCLimits:
+    from .handmodel import sample_hand_shapes
+    from .biomech import compose_parts
+
+    g = torch.Generator().manual_seed(0)
+    shapes = sample_hand_shapes(20000, g, dtype=torch.float64)
+    joints = compose_parts(shapes.root_bones, shapes.finger_lengths,
+                           torch.zeros(20000, 5, 3, 2, dtype=torch.float64))
+    norm, _ = normalize_scale(joints)
+    d = decompose(norm, check=False)
+    lengths = torch.stack([d.bone_lengths.amin(0) * 0.95, d.bone_lengths.amax(0) * 1.05], -1).numpy()
+    five = math.radians(5.0)
+    root_angle = torch.stack([d.root_angles.amin(0) - five, d.root_angles.amax(0) + five], -1).numpy()
+    curv = torch.stack([d.root_curvatures.amin(0) - 0.05, d.root_curvatures.amax(0) + 0.05], -1).numpy()
+    polys = []
+    for finger in sk.FINGER_NAMES:
+        for rom in anatomy.RANGE_OF_MOTION[finger]:
+            (f0, f1), (a0, a1) = (tuple(map(math.radians, r)) for r in (rom.flexion, rom.abduction))
+            polys.append(np.array([[f0, a0], [f1, a0], [f1, a1], [f0, a1]]))
+    meta = {"source": "literature (bmclib.anatomy: ANSUR II, Buchholz 1992, AAOS / Cobos 2008 ROM)",
+            "n_poses": 20000, "seed": 0}
+    return BMCLimits(lengths, root_angle, curv, tuple(polys), sk.REFERENCE_BONE, meta)

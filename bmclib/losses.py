@@ -1,0 +1,185 @@
+"""The biomechanical constraint (BMC) losses of Spurr et al., ECCV 2020.
+
+``L_BMC = lambda_BL L_BL + lambda_RB L_RB + lambda_A L_A`` on scale-normalised poses:
+
+- ``L_BL``: interval (hinge) loss on the 20 bone lengths;
+- ``L_RB``: interval loss on the 4 palm curvatures and the 4 root angular distances;
+- ``L_A``: distance of each of the 15 (flexion, abduction) pairs to its joint's
+  convex polygon (zero inside).
+
+Each term is the mean over its elements (20, 8 and 15), so the lambdas weigh terms
+of comparable size. The loss normalises scale itself: a metric pose and the same pose
+divided by its reference bone give the same loss.
+
+Angle distance, two forms (``angle_distance=``):
+    ``"halfplane"`` (default, for training): the largest signed distance to the
+    polygon's edge lines, clamped at 0. One batched product with the padded edge
+    normals. Equal to the exact distance wherever the nearest boundary point lies on
+    an edge, a lower bound near vertices, zero exactly inside.
+    ``"exact"``: Euclidean distance to the nearest boundary point (reports, plots).
+
+Example:
+    >>> import torch
+    >>> from bmclib.handmodel import template_pose
+    >>> from bmclib.biomech import decompose, compose
+    >>> loss = BMCLoss()                              # literature-default limits
+    >>> flat = template_pose()[None]                  # (1, 21, 3), metres
+    >>> float(loss(flat).total)
+    0.0
+    >>> d = decompose(flat).with_angle("index", 1, flexion=-0.5)  # PIP hyperextended
+    >>> out = loss(compose(d))
+    >>> round(float(out.angle * 15), 4)              # 0.5 rad outside, one joint of 15
+    0.5
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import skeleton as sk
+from .biomech import _decompose_cm, compute_dtype, to_component_major, validate_joints
+from .limits import BMCLimits
+
+__all__ = ["BMCLoss", "BMCLossOutput", "interval_loss", "polygon_distance"]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def interval_loss(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """``max(low - x, 0) + max(x - high, 0)``, elementwise, same shape as ``x``."""
+    return torch.relu(low - x) + torch.relu(x - high)
+
+
+def polygon_distance(points: Tensor, vertices: Tensor, normals: Tensor, offsets: Tensor,
+                     exact: bool = False) -> Tensor:
+    """Distance of points to convex polygons, zero inside.
+
+    Args:
+        points: ``(..., J, 2)`` one point per polygon.
+        vertices: ``(J, M, 2)`` CCW vertices (padded by repeating the last one).
+        normals: ``(J, M, 2)`` outward unit edge normals; offsets: ``(J, M)``.
+        exact: Euclidean distance to the boundary instead of the half-plane bound.
+
+    Returns:
+        ``(..., J)``.
+    """
+    signed = (points[..., None, :] * normals).sum(-1) - offsets  # (..., J, M)
+    outside = signed.amax(-1)  # (..., J)
+    if not exact:
+        return outside.clamp_min(0.0)
+    edge = torch.roll(vertices, -1, dims=-2) - vertices  # (J, M, 2)
+    rel = points[..., None, :] - vertices  # (..., J, M, 2)
+    t = ((rel * edge).sum(-1) / (edge * edge).sum(-1).clamp_min(1e-30)).clamp(0.0, 1.0)  # (..., J, M)
+    gap = rel - t[..., None] * edge  # (..., J, M, 2)
+    dist = (gap * gap).sum(-1).amin(-1).clamp_min(torch.finfo(points.dtype).tiny).sqrt()  # (..., J)
+    return torch.where(outside > 0, dist, torch.zeros_like(dist))
+
+
+@dataclass(frozen=True)
+class BMCLossOutput:
+    """Result of :class:`BMCLoss`. Terms are reduced as asked (scalars for mean/sum,
+    ``(...)`` per pose for ``"none"``); the per-element tensors are set for ``"none"``.
+
+    Attributes:
+        total, bone_length, root_bone, angle: the weighted total and the three
+            unweighted terms.
+        per_bone: ``(..., 20)`` interval loss per bone length.
+        per_root: ``(..., 8)`` 4 curvatures then 4 root angular distances.
+        per_angle: ``(..., 15)`` distance of each joint's angles to its polygon (rad).
+    """
+
+    total: Tensor
+    bone_length: Tensor
+    root_bone: Tensor
+    angle: Tensor
+    per_bone: Tensor | None = None
+    per_root: Tensor | None = None
+    per_angle: Tensor | None = None
+
+
+class BMCLoss(nn.Module):
+    """Biomechanical constraint loss on 3D hand poses.
+
+    Args:
+        limits: :class:`~bmclib.limits.BMCLimits` (default: ``BMCLimits.default()``).
+        lambda_bl, lambda_rb, lambda_a: weights of the three terms.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"`` over the pose dimensions.
+        angle_distance: ``"halfplane"`` (fast, training) or ``"exact"``.
+        check: validate input shape, dtype and finiteness (one host sync per call).
+
+    Call it on ``joints (..., 21, 3)`` (right hands, any units, any float dtype;
+    half/bfloat16 are computed in float32). Buffers follow ``.to(device)``.
+    """
+
+    def __init__(self, limits: BMCLimits | None = None, lambda_bl: float = 1.0, lambda_rb: float = 1.0,
+                 lambda_a: float = 1.0, reduction: str = "mean", angle_distance: str = "halfplane",
+                 check: bool = True) -> None:
+        super().__init__()
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        if angle_distance not in ("halfplane", "exact"):
+            raise ValueError(f"angle_distance must be 'halfplane' or 'exact', got {angle_distance!r}")
+        for name, lam in (("lambda_bl", lambda_bl), ("lambda_rb", lambda_rb), ("lambda_a", lambda_a)):
+            if not (float(lam) >= 0.0):
+                raise ValueError(f"{name} must be >= 0, got {lam!r}")
+        self.limits = BMCLimits.default() if limits is None else limits
+        if not isinstance(self.limits, BMCLimits):
+            raise TypeError(f"limits: expected BMCLimits, got {type(self.limits).__name__}")
+        self.lambda_bl, self.lambda_rb, self.lambda_a = float(lambda_bl), float(lambda_rb), float(lambda_a)
+        self.reduction = reduction
+        self.angle_distance = angle_distance
+        self.check = check
+        lim = self.limits
+        f32 = torch.float32
+        # the 28 interval terms in one tensor: 20 bone lengths, 4 curvatures, 4 root angles
+        intervals = torch.tensor(np.concatenate([lim.bone_length, lim.root_curvature, lim.root_angle]), dtype=f32)
+        self.register_buffer("interval_low", intervals[:, 0].contiguous(), persistent=False)  # (28,)
+        self.register_buffer("interval_high", intervals[:, 1].contiguous(), persistent=False)  # (28,)
+        verts, normals, offsets = lim.polygon_tensors(f32)
+        self.register_buffer("poly_vertices", verts, persistent=False)  # (15, M, 2)
+        self.register_buffer("poly_normals", normals, persistent=False)  # (15, M, 2)
+        self.register_buffer("poly_offsets", offsets, persistent=False)  # (15, M)
+        # the reference bone's place in the (finger, bone) layout of the decomposition
+        self.ref_finger, self.ref_k = divmod(sk.bone_index(*lim.reference_bone), 4)
+
+    def extra_repr(self) -> str:
+        return (f"lambda_bl={self.lambda_bl}, lambda_rb={self.lambda_rb}, lambda_a={self.lambda_a}, "
+                f"reduction={self.reduction!r}, angle_distance={self.angle_distance!r}, limits={self.limits!r}")
+
+    def _reduce(self, x: Tensor) -> Tensor:
+        if self.reduction == "mean":
+            return x.mean()
+        if self.reduction == "sum":
+            return x.sum()
+        return x
+
+    def forward(self, joints: Tensor) -> BMCLossOutput:
+        """Args: joints ``(..., 21, 3)``. Returns :class:`BMCLossOutput`."""
+        if self.check:
+            validate_joints(joints)
+        j, batch = to_component_major(joints.to(compute_dtype(joints.dtype)), 2)  # (3, 21, N)
+        p = _decompose_cm(j)
+        dt = j.dtype
+        # scale normalisation by the reference bone (floored at 1e-4 of the pose size)
+        ref = (p.lengths[self.ref_finger, self.ref_k] ** 2 + (1e-4 * p.palm.scale) ** 2).sqrt()  # (N,)
+        values = torch.cat([p.lengths.flatten(0, 1) / ref, p.curvatures * ref, p.root_angles])  # (28, N)
+        per_interval = interval_loss(values, self.interval_low.to(dt)[:, None], self.interval_high.to(dt)[:, None])
+        points = p.angles.permute(2, 0, 1, 3).reshape(15, 2, -1)  # (15, 2, N) joints finger-major
+        if self.angle_distance == "halfplane":
+            signed = torch.baddbmm(self.poly_offsets.to(dt)[..., None], self.poly_normals.to(dt), points,
+                                   beta=-1.0)  # (15, M, N) normal . point - offset
+            per_angle = signed.amax(1).clamp_min(0.0)  # (15, N)
+        else:
+            per_angle = polygon_distance(points.permute(2, 0, 1), self.poly_vertices.to(dt),
+                                         self.poly_normals.to(dt), self.poly_offsets.to(dt), exact=True).T
+        per_bone, per_root = per_interval[:20], per_interval[20:]  # (20, N), (8, N)
+        bl, rb, a = per_bone.mean(0), per_root.mean(0), per_angle.mean(0)  # (N,)
+        total = self.lambda_bl * bl + self.lambda_rb * rb + self.lambda_a * a
+        if self.reduction == "none":
+            shape = lambda x: x.T.reshape(batch + x.shape[:1])  # noqa: E731  (k, N) -> (..., k)
+            return BMCLossOutput(total.reshape(batch), bl.reshape(batch), rb.reshape(batch), a.reshape(batch),
+                                 shape(per_bone), shape(per_root), shape(per_angle))
+        return BMCLossOutput(self._reduce(total), self._reduce(bl), self._reduce(rb), self._reduce(a))
