@@ -2,7 +2,8 @@
 
 Run ``bmc bench`` or ``python -m bmclib.bench``. Each figure is the median over
 ``--repeats`` timed rounds of poses/s, after warm-up, measured side by side in one
-process; ``--json`` writes the table with its provenance.
+process; ``--json`` writes the table with its provenance. The loss rows use the
+default settings (input validation on); "first call" includes any compilation.
 """
 from __future__ import annotations
 
@@ -63,12 +64,14 @@ def time_it(fn: Callable[[], object], device: torch.device, min_time: float = 0.
     return out
 
 
-def run(batches=(32, 256, 4096), devices=("cpu",), repeats: int = 7, min_time: float = 0.2) -> list[dict]:
+def run(batches=(32, 256, 4096), devices=("cpu",), repeats: int = 7, min_time: float = 0.2,
+        compile: bool = True) -> list[dict]:
     rows = []
+    variants = [("halfplane", False), ("exact", False)] + ([("halfplane", True)] if compile else [])
     for dev_name in devices:
         device = torch.device(dev_name)
-        for distance in ("halfplane", "exact"):
-            loss = BMCLoss(angle_distance=distance, check=False).to(device)
+        for distance, compiled in variants:
+            loss = BMCLoss(angle_distance=distance, compile=compiled).to(device)
             for b in batches:
                 joints = random_poses(b).to(device).requires_grad_(True)
 
@@ -76,22 +79,29 @@ def run(batches=(32, 256, 4096), devices=("cpu",), repeats: int = 7, min_time: f
                     joints.grad = None
                     loss(joints).total.backward()
 
+                t0 = time.perf_counter()
+                step()  # the first call compiles
+                first = time.perf_counter() - t0
                 secs = time_it(step, device, min_time, repeats)
-                rows.append({"what": f"BMCLoss fwd+bwd ({distance})", "device": dev_name, "batch": b,
+                what = f"BMCLoss fwd+bwd ({distance}{', torch.compile' if compiled else ''})"
+                rows.append({"what": what, "device": dev_name, "batch": b, "first_call_s": first,
                              "poses_per_s": b / statistics.median(secs), "median_ms": 1e3 * statistics.median(secs)})
         for b in batches:
             joints = random_poses(b).to(device)
             with torch.no_grad():
                 secs = time_it(lambda: decompose(joints, check=False), device, min_time, repeats)
-            rows.append({"what": "decompose (no grad)", "device": dev_name, "batch": b,
+            rows.append({"what": "decompose (no grad)", "device": dev_name, "batch": b, "first_call_s": None,
                          "poses_per_s": b / statistics.median(secs), "median_ms": 1e3 * statistics.median(secs)})
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| what | device | batch | poses/s (median) | ms / call |", "|---|---|---:|---:|---:|"]
+    lines = ["| what | device | batch | poses/s (median) | ms / call | first call (s) |",
+             "|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['what']} | {r['device']} | {r['batch']} | {r['poses_per_s']:,.0f} | {r['median_ms']:.3f} |")
+        first = "" if r["first_call_s"] is None else f"{r['first_call_s']:.2f}"
+        lines.append(f"| {r['what']} | {r['device']} | {r['batch']} | {r['poses_per_s']:,.0f} | "
+                     f"{r['median_ms']:.3f} | {first} |")
     return "\n".join(lines)
 
 
@@ -102,12 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per timed round")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (they compile ~1 min)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows and provenance here")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     devices = a.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    rows = run(a.batch, devices, a.repeats, a.min_time)
+    rows = run(a.batch, devices, a.repeats, a.min_time, compile=not a.no_compile)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}")
     print(format_table(rows))
     if a.json:

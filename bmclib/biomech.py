@@ -52,7 +52,7 @@ __all__ = ["Decomposition", "decompose", "compose", "compose_parts", "normalize_
 _NUM_F = sk.NUM_FINGERS
 # Relative floors, in units of the pose's own size (the rms root-bone length).
 _EPS_NORMAL = 1e-6  # normalising palm normals and root directions
-_EPS_ANGLE = 1e-12  # below this radius atan2(y, x) becomes atan2(y, 1) ~= 0
+_EPS_ANGLE = 1e-15  # nudge that keeps atan2 away from (0, 0)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -94,18 +94,30 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(0)
 
 
+def _vnorm(v: Tensor) -> Tensor:
+    """|v| over dim 0, with zero gradient at v = 0 instead of NaN. (Not
+    ``linalg.vector_norm``: over dim 0 it is ~50x slower on CPU.)"""
+    return (v * v).sum(0).clamp_min(torch.finfo(v.dtype).tiny).sqrt()
+
+
 def _normalize(v: Tensor, eps: float) -> Tensor:
     """v / max(|v|, eps) over dim 0: exactly unit for |v| >= eps, finite gradient down to 0."""
-    return v / (v * v).sum(0, keepdim=True).clamp_min(eps * eps).sqrt()
+    return v / _vnorm(v).clamp_min(eps)
 
 
-def _atan2(y: Tensor, x: Tensor) -> Tensor:
-    """atan2 whose gradient stays finite at x = y = 0 (torch's is NaN there).
+_INDEX_CACHE: dict[tuple[str, torch.device], Tensor] = {}
 
-    Where the point is closer than 1e-12 to the origin, x is replaced by 1, giving
-    atan2(y, 1) ~= y ~= 0 with a unit gradient in y."""
-    ok = (x * x + y * y) > _EPS_ANGLE * _EPS_ANGLE
-    return torch.atan2(y, torch.where(ok, x, 1.0))
+
+def _index(name: str, values: tuple[int, ...], device: torch.device) -> Tensor:
+    key = (name, device)
+    if key not in _INDEX_CACHE:
+        _INDEX_CACHE[key] = torch.tensor(values, device=device)
+    return _INDEX_CACHE[key]
+
+
+# rows of cat([n_0..n_3, m_01, m_12, m_23]) that make the edge normals and the finger palm normals
+_EDGE_ROWS = (0, 4, 5, 6, 3)
+_PALM_ROWS = (0, 1, 5, 6, 3)
 
 
 @dataclass(frozen=True)
@@ -120,36 +132,39 @@ class _Palm:
 
 def _palm(roots: Tensor) -> _Palm:
     """Palm normals and the first finger frames from root bones ``(3, 5, N)``."""
-    floor = _scale_floor(roots.dtype)
-    scale = ((roots * roots).sum((0, 1)) / _NUM_F + floor * floor).sqrt()  # (N,)
+    scale = (_vnorm(roots.flatten(0, 1)) * _NUM_F ** -0.5).clamp_min(_scale_floor(roots.dtype))  # (N,)
     r = roots / scale  # (3, 5, N) unitless
     w = torch.linalg.cross(r[:, 1:], r[:, :-1], dim=0)  # (3, 4, N)
-    w_norm = _dot(w, w).clamp_min(torch.finfo(w.dtype).tiny).sqrt()  # (4, N)
+    w_norm = _vnorm(w)  # (4, N)
     n = w / w_norm.clamp_min(_EPS_NORMAL)  # (3, 4, N)
     mid = _normalize(n[:, 1:] + n[:, :-1], _EPS_NORMAL)  # (3, 3, N): n01, n12, n23
-    edge = torch.cat([n[:, :1], mid, n[:, 3:]], dim=1)  # (3, 5, N)
-    palm = torch.cat([n[:, :2], mid[:, 1:], n[:, 3:]], dim=1)  # (3, 5, N)
+    nm = torch.cat([n, mid], dim=1)  # (3, 7, N)
+    edge = nm.index_select(1, _index("edge", _EDGE_ROWS, nm.device))  # (3, 5, N)
+    palm = nm.index_select(1, _index("palm", _PALM_ROWS, nm.device))  # (3, 5, N)
     z = _normalize(r, _EPS_NORMAL)  # (3, 5, N)
     y = torch.linalg.cross(palm, z, dim=0)  # = z x (-palm)
     return _Palm(scale, r, w_norm, n, edge, torch.stack([-palm, y, z]))  # frame0 (3, 3, 5, N)
 
 
-def _next_frame(frame: Tensor, angles: Tensor) -> Tensor:
+def _next_frame(frame: Tensor, d: Tensor) -> Tensor:
     """Turn ``frame (3, 3, ...)`` (rows x, y, z) by the minimal rotation taking z onto the
-    direction with ``angles (2, ...)`` = (flexion, abduction). Returns ``(3, 3, ...)``;
+    unit direction ``d (3, ...)`` given in frame coordinates. Returns ``(3, 3, ...)``;
     its z row is that direction.
 
-    With the direction ``d`` in frame coordinates, Rodrigues' minimal rotation
-    ``R = I + [v]x + [v]x^2 / (1 + d_z)``, ``v = e_z x d`` (never normalised), gives
-    ``x' = x - d_x / (1 + d_z) (z + z')`` and ``y' = y - d_y / (1 + d_z) (z + z')``,
-    finite for a straight joint (``d = e_z``, ``v = 0``)."""
-    cos, sin = torch.cos(angles), torch.sin(angles)  # (2, ...)
-    ca = cos[1]
-    d = torch.stack([ca * sin[0], sin[1], ca * cos[0]])  # (3, ...) unit, frame coordinates
+    Rodrigues' minimal rotation ``R = I + [v]x + [v]x^2 / (1 + d_z)`` with ``v = e_z x d``
+    (never normalised) gives ``x' = x - d_x / (1 + d_z) (z + z')`` and
+    ``y' = y - d_y / (1 + d_z) (z + z')``: finite for a straight joint (``d = e_z``)."""
     z_new = (frame * d[:, None]).sum(0)  # (3, ...) world
-    k = d[:2] / (1.0 + d[2]).clamp_min(1e-12)  # (2, ...)
+    k = d[:2] / (1.0 + d[2:]).clamp_min(1e-12)  # (2, ...)
     xy = frame[:2] - k[:, None] * (frame[2] + z_new)  # (2, 3, ...)
     return torch.cat([xy, z_new[None]])
+
+
+def _direction(angles: Tensor) -> Tensor:
+    """Unit direction ``(3, ...)`` in frame coordinates from ``angles (2, ...)`` = (flexion, abduction)."""
+    cos, sin = torch.cos(angles), torch.sin(angles)  # (2, ...)
+    ca = cos[1]
+    return torch.stack([ca * sin[0], sin[1], ca * cos[0]])
 
 
 @dataclass(frozen=True)
@@ -168,30 +183,32 @@ class _Parts:
 
 def _decompose_cm(j: Tensor) -> _Parts:
     """Decompose joints ``(3, 21, N)`` (component-major)."""
-    tiny = torch.finfo(j.dtype).tiny
     wrist = j[:, 0]  # (3, N)
     fj = j[:, 1:].unflatten(1, (_NUM_F, 4))  # (3, 5, 4, N) finger joints
     parents = torch.cat([wrist[:, None, None].expand(-1, _NUM_F, 1, -1), fj[:, :, :3]], dim=2)
     fb = fj - parents  # (3, 5, 4, N) bones, root bone first
-    lengths = _dot(fb, fb).clamp_min(tiny).sqrt()  # (5, 4, N)
+    lengths = _vnorm(fb)  # (5, 4, N)
     palm = _palm(fb[:, :, 0])
     r = palm.r
-    root_angles = _atan2(palm.cross_norm, _dot(r[:, :-1], r[:, 1:]))  # (4, N)
+    # phi = atan2(|r_f x r_f+1|, r_f . r_f+1); the offset keeps a zero root bone at (0, +tiny)
+    root_angles = torch.atan2(palm.cross_norm, _dot(r[:, :-1], r[:, 1:]) + _EPS_ANGLE)  # (4, N)
     dr = r[:, 1:] - r[:, :-1]  # (3, 4, N)
     de = palm.edge_normals[:, 1:] - palm.edge_normals[:, :-1]  # (3, 4, N)
     curv = _dot(de, dr) / ((_dot(dr, dr) + _EPS_NORMAL ** 2) * palm.scale)  # (4, N)
 
     fbn = fb / palm.scale  # (3, 5, 4, N) unitless
+    # a 1e-15 nudge along z: a zero-length bone reads as straight (angles 0) with finite
+    # gradients; real angles move by 1e-15 / |bone| (|bone| in units of the pose size)
+    nudge = j.new_tensor([0.0, 0.0, _EPS_ANGLE]).view(3, 1, 1)
     frame = palm.frame0  # (3, 3, 5, N)
     frames, angles = [], []
     for k in range(1, 4):  # the three bones after the root bone (a chain: sequential by nature)
-        local = (frame * fbn[None, :, :, k]).sum(1)  # (3, 5, N) bone in frame coordinates
-        hyp = (local[0] ** 2 + local[2] ** 2).clamp_min(tiny).sqrt()  # (5, N) |(l_x, l_z)|
+        local = (frame * fbn[None, :, :, k]).sum(1) + nudge  # (3, 5, N) bone in frame coordinates
         # flexion = atan2(l_x, l_z); abduction = atan2(l_y, |(l_x, l_z)|); both scale free
-        ang = _atan2(local[:2], torch.stack([local[2], hyp]))  # (2, 5, N)
+        ang = torch.atan2(local[:2], torch.stack([local[2], _vnorm(local[::2])]))  # (2, 5, N)
         frames.append(frame)
         angles.append(ang)
-        frame = _next_frame(frame, ang)
+        frame = _next_frame(frame, local / _vnorm(local))
     return _Parts(wrist, fb, lengths, palm, root_angles, curv, torch.stack(frames), torch.stack(angles))
 
 
@@ -202,7 +219,7 @@ def _compose_cm(roots: Tensor, lengths: Tensor, angles: Tensor, wrist: Tensor) -
     pos = wrist[:, None] + roots  # (3, 5, N) CMC / MCP joints
     chain = [pos]
     for k in range(3):
-        frame = _next_frame(frame, angles[k])
+        frame = _next_frame(frame, _direction(angles[k]))
         pos = pos + lengths[k] * frame[2]  # (3, 5, N)
         chain.append(pos)
     fingers = torch.stack(chain, dim=2).flatten(1, 2)  # (3, 20, N) = joints 1..20
@@ -351,8 +368,8 @@ def compose(decomposition: Decomposition) -> Tensor:
     d = decomposition
     lengths = d.bone_lengths.unflatten(-1, (_NUM_F, 4))  # (..., 5, 4)
     roots = d.root_bones
-    cur = (roots * roots).sum(-1).clamp_min(torch.finfo(roots.dtype).tiny).sqrt()
-    roots = roots * (lengths[..., 0] / cur)[..., None]  # honour edited root lengths
+    cur = torch.linalg.vector_norm(roots, dim=-1)
+    roots = roots * (lengths[..., 0] / cur.clamp_min(torch.finfo(cur.dtype).tiny))[..., None]  # edited lengths
     return compose_parts(roots, lengths[..., 1:], d.angles, d.wrist)
 
 
