@@ -381,15 +381,15 @@ def normalize_scale(joints: Tensor, reference_bone: tuple[int, int] = sk.REFEREN
         reference_bone: ``(parent, child)`` joint pair whose length becomes 1.
 
     Returns:
-        ``(normalised (..., 21, 3), scale (...))``. A zero-length reference bone falls
-        back to 1e-4 x the rms bone length, so the result stays finite.
+        ``(normalised (..., 21, 3), scale (...))``. The scale is floored at 1e-4 x the
+        rms root-bone length (the same rule as :class:`bmclib.losses.BMCLoss`), so a
+        zero-length reference bone still gives finite output.
     """
     p, c = reference_bone
     sk.bone_index(p, c)  # validates the pair
     rel = joints - joints[..., :1, :]  # (..., 21, 3)
-    ref = rel[..., c, :] - rel[..., p, :]  # (..., 3)
-    bones = rel[..., 1:, :] - rel[..., list(sk.PARENTS[1:]), :]  # (..., 20, 3)
-    rms2 = (bones * bones).sum(-1).mean(-1)  # (...,)
-    floor = _scale_floor(joints.dtype)
-    scale = ((ref * ref).sum(-1) + 1e-8 * rms2 + floor * floor).sqrt()  # (...,)
+    ref = torch.linalg.vector_norm(rel[..., c, :] - rel[..., p, :], dim=-1)  # (...,)
+    roots = rel[..., list(sk.ROOT_BONE_JOINTS), :]  # (..., 5, 3) root bones (wrist at 0)
+    size = ((roots * roots).sum((-2, -1)) / sk.NUM_FINGERS).sqrt().clamp_min(_scale_floor(joints.dtype))
+    scale = ref.clamp_min(1e-4 * size)  # (...,)
     return rel / scale[..., None, None], scale

@@ -81,55 +81,88 @@ def dilate_polygon(poly: np.ndarray, margin: float) -> np.ndarray:
     return poly + margin * bis / (1.0 + (prev * normals).sum(1, keepdims=True))
 
 
+def _box(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
+
+
+def _hull_ccw(points: np.ndarray) -> np.ndarray | None:
+    """Indices of the convex hull vertices of ``points (K, 2)``, CCW; None if degenerate."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        return ConvexHull(points).vertices  # scipy gives 2D hull vertices counter-clockwise
+    except QhullError:
+        return None
+
+
 def fit_polygon(points: np.ndarray, coverage: float = 0.999, min_extent: float = 1e-3,
                 max_vertices: int | None = None) -> np.ndarray:
     """Convex polygon ``(M, 2)`` (CCW) around ``points (N, 2)`` keeping ``coverage`` of them inside.
 
-    Start from the convex hull and greedily drop the vertex whose removal loses the
-    fewest points (ties: the smallest area), while at least ``coverage`` of the points
-    stay inside. Removing a vertex of a convex polygon keeps it convex. With
-    ``max_vertices``, removal goes on past ``coverage`` until that many vertices remain.
-    Degenerate point sets (fewer than 3 distinct points, all on a line) get a box at
-    least ``min_extent`` wide in each direction.
+    Start from the convex hull and peel: drop, one at a time, the hull vertex whose
+    removal shrinks the hull the most (the hull of the remaining points), until
+    dropping another would leave fewer than ``coverage`` of the points inside. Outliers
+    go first; the result is the convex hull of the points kept. With ``max_vertices``,
+    vertices are then cut (the cheapest in area first, points may be lost) until that
+    many remain. Degenerate point sets (all on a line, or fewer than 3 distinct points)
+    get a box at least ``min_extent`` wide in each direction.
     """
-    from scipy.spatial import ConvexHull
-    from scipy.spatial import QhullError
-
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0:
         raise ValueError(f"points: expected (N >= 1, 2), got shape {pts.shape}")
+    if not np.isfinite(pts).all():
+        raise ValueError("points: contain NaN or inf")
     if not (0.0 < coverage <= 1.0):
         raise ValueError(f"coverage must be in (0, 1], got {coverage}")
     lo, hi = pts.min(0), pts.max(0)
     if (hi - lo < min_extent).any():
         mid, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, min_extent / 2)
-        lo, hi = mid - half, mid + half
-        return np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
-    try:
-        hull = ConvexHull(pts)
-    except QhullError:  # pragma: no cover - guarded by the extent test above
-        return np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
-    poly = pts[hull.vertices]  # scipy gives 2D hull vertices counter-clockwise
-    n = len(pts)
-    allowed = int(math.floor((1.0 - coverage) * n + 1e-9))
-    inside = np.ones(n, dtype=bool)
-    lost = 0
-    while len(poly) > 3:
-        prev, nxt = np.roll(poly, 1, axis=0), np.roll(poly, -1, axis=0)  # (M, 2)
-        chord = nxt - prev  # (M, 2)
-        # points right of prev -> next are cut off when the vertex between them goes
-        side = _cross2(chord[:, None, :], pts[None, :, :] - prev[:, None, :])  # (M, N)
-        scale = np.linalg.norm(chord, axis=1)[:, None] + 1e-300
-        cut = (side / scale < -1e-12) & inside[None, :]  # (M, N)
-        counts = cut.sum(1)
-        areas = 0.5 * np.abs(_cross2(poly - prev, nxt - prev))
-        i = int(np.lexsort((areas, counts))[0])
-        over_budget = lost + counts[i] > allowed
-        if over_budget and (max_vertices is None or len(poly) <= max_vertices):
+        return _box(mid - half, mid + half)
+    hull = _hull_ccw(pts)
+    if hull is None:
+        return _box(lo, hi)
+    hull = list(hull)
+    keep = np.ones(len(pts), dtype=bool)
+    budget = int(math.floor((1.0 - coverage) * len(pts) + 1e-9))
+    cache: dict[tuple[int, int, int], tuple[float, list[int]]] = {}
+
+    def peel(a: int, v: int, c: int) -> tuple[float, list[int]]:
+        """Area lost and the new chain between a and c if vertex v leaves the kept set."""
+        key = (a, v, c)
+        if key not in cache:
+            pa, pv, pc = pts[a], pts[v], pts[c]
+            tri = 0.5 * abs(float(_cross2(pv - pa, pc - pa)))
+            rel = pts - pa
+            right = _cross2(pc - pa, rel) < 0  # beyond the chord a -> c
+            in_tri = keep & right & (_cross2(pv - pa, rel) >= 0) & (_cross2(pc - pv, pts - pv) >= 0)
+            in_tri[v] = False
+            cand = np.nonzero(in_tri)[0]
+            chain: list[int] = []
+            kept_area = 0.0
+            if len(cand):
+                ids = np.concatenate([[a, c], cand])
+                sub = _hull_ccw(pts[ids])
+                if sub is not None:
+                    order = list(ids[sub])
+                    start = order.index(a)
+                    order = order[start:] + order[:start]  # a, chain..., c
+                    chain = [int(i) for i in order[1:order.index(c)]]
+                    kept_area = abs(_polygon_area(pts[order]))
+            cache[key] = (tri - kept_area, chain)
+        return cache[key]
+
+    for _ in range(budget):
+        if len(hull) <= 3:
             break
-        lost += int(counts[i])
-        inside &= ~cut[i]
-        poly = np.delete(poly, i, axis=0)
+        m = len(hull)
+        gains = [peel(hull[i - 1], hull[i], hull[(i + 1) % m]) for i in range(m)]
+        i = int(np.argmax([g for g, _ in gains]))
+        keep[hull[i]] = False
+        hull = hull[:i] + gains[i][1] + hull[i + 1:]
+    poly = pts[hull]
+    while max_vertices is not None and len(poly) > max(3, max_vertices):
+        prev, nxt = np.roll(poly, 1, axis=0), np.roll(poly, -1, axis=0)
+        poly = np.delete(poly, int(np.argmin(np.abs(_cross2(poly - prev, nxt - prev)))), axis=0)
     return poly
 
 

@@ -139,18 +139,29 @@ class BMCLoss(nn.Module):
         # batches once compiled (20-40 s per new batch size on a 2-core CPU; see README)
         self._terms = torch.compile(self._terms_eager) if compile else self._terms_eager
         lim = self.limits
-        f32 = torch.float32
+        f64 = torch.float64  # exact limits; cast once per input dtype / device (see _consts)
         # the 28 interval terms in one tensor: 20 bone lengths, 4 curvatures, 4 root angles
-        intervals = torch.tensor(np.concatenate([lim.bone_length, lim.root_curvature, lim.root_angle]), dtype=f32)
+        intervals = torch.tensor(np.concatenate([lim.bone_length, lim.root_curvature, lim.root_angle]), dtype=f64)
+        verts, normals, offsets = lim.polygon_tensors(f64)
         self.register_buffer("interval_low", intervals[:, :1].contiguous(), persistent=False)  # (28, 1)
         self.register_buffer("interval_high", intervals[:, 1:].contiguous(), persistent=False)  # (28, 1)
-        verts, normals, offsets = lim.polygon_tensors(f32)
         self.register_buffer("poly_vertices", verts, persistent=False)  # (15, M, 2)
         self.register_buffer("poly_normals", normals, persistent=False)  # (15, M, 2)
         self.register_buffer("poly_offsets", offsets, persistent=False)  # (15, M)
-        self.register_buffer("poly_offsets_col", offsets[..., None].contiguous(), persistent=False)  # (15, M, 1)
+        self._cast: dict[tuple, tuple[Tensor, ...]] = {}
         # the reference bone's place in the (finger, bone) layout of the decomposition
         self.ref_finger, self.ref_k = divmod(sk.bone_index(*lim.reference_bone), 4)
+
+    _CONSTS = ("interval_low", "interval_high", "poly_vertices", "poly_normals", "poly_offsets")
+
+    def _consts(self, dtype: torch.dtype) -> tuple[Tensor, ...]:
+        """The limit buffers in ``dtype`` (cached; rebuilt when the module is moved)."""
+        bufs = tuple(getattr(self, n) for n in self._CONSTS)
+        key = (dtype,) + tuple(id(b) for b in bufs)
+        if key not in self._cast:
+            cast = tuple(b.to(dtype) for b in bufs)
+            self._cast = {key: cast + (cast[4][..., None].contiguous(),)}  # + offsets as (15, M, 1)
+        return self._cast[key]
 
     def extra_repr(self) -> str:
         return (f"lambda_bl={self.lambda_bl}, lambda_rb={self.lambda_rb}, lambda_a={self.lambda_a}, "
@@ -178,19 +189,17 @@ class BMCLoss(nn.Module):
     def _terms_eager(self, joints: Tensor) -> tuple[Tensor, ...]:
         j, _ = to_component_major(joints.to(compute_dtype(joints.dtype)), 2)  # (3, 21, N)
         p = _decompose_cm(j)
-        dt = j.dtype
+        low, high, verts, normals, offsets, offsets_col = self._consts(j.dtype)
         # scale normalisation by the reference bone (floored at 1e-4 of the pose size)
         ref = p.lengths[self.ref_finger, self.ref_k].clamp_min(1e-4 * p.palm.scale)  # (N,)
         values = torch.cat([p.lengths.flatten(0, 1) / ref, p.curvatures * ref, p.root_angles])  # (28, N)
-        per_interval = interval_loss(values, self.interval_low.to(dt), self.interval_high.to(dt))  # (28, N)
+        per_interval = interval_loss(values, low, high)  # (28, N)
         points = p.angles.permute(2, 0, 1, 3).reshape(15, 2, -1)  # (15, 2, N) joints finger-major
         if self.angle_distance == "halfplane":
-            signed = torch.baddbmm(self.poly_offsets_col.to(dt), self.poly_normals.to(dt), points,
-                                   beta=-1.0)  # (15, M, N) normal . point - offset
+            signed = torch.baddbmm(offsets_col, normals, points, beta=-1.0)  # (15, M, N) n . p - offset
             per_angle = signed.amax(1).clamp_min(0.0)  # (15, N)
         else:
-            per_angle = polygon_distance(points.permute(2, 0, 1), self.poly_vertices.to(dt),
-                                         self.poly_normals.to(dt), self.poly_offsets.to(dt), exact=True).T
+            per_angle = polygon_distance(points.permute(2, 0, 1), verts, normals, offsets, exact=True).T
         per_bone, per_root = per_interval[:20], per_interval[20:]  # (20, N), (8, N)
         bl, rb, a = per_bone.mean(0), per_root.mean(0), per_angle.mean(0)  # (N,)
         total = self.lambda_bl * bl + self.lambda_rb * rb + self.lambda_a * a
