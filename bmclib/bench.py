@@ -20,7 +20,7 @@ import torch
 from .biomech import decompose
 from .handmodel import sample_hand_shapes
 from .losses import BMCLoss
-from .results import provenance, write_json_atomic
+from .results import provenance, write_json_atomic, write_text_atomic
 
 __all__ = ["random_poses", "time_it", "run", "main"]
 
@@ -122,9 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}")
     print(format_table(rows))
     if a.json:
-        write_json_atomic(a.json, {"rows": rows, "provenance": provenance(config={"batches": a.batch,
-                                   "devices": devices, "repeats": a.repeats, "min_time": a.min_time})})
-        print(f"wrote {a.json}")
+        prov = provenance(config={"batches": a.batch, "devices": devices, "repeats": a.repeats,
+                                  "min_time": a.min_time, "compile": not a.no_compile})
+        write_json_atomic(a.json, {"rows": rows, "provenance": prov})
+        md = a.json.with_suffix(".md")
+        write_text_atomic(md, f"{format_table(rows)}\n\nMade by `bmc bench` on {prov['device']} "
+                              f"({prov['cpu_threads']} CPU threads), torch {prov['torch']}, "
+                              f"commit {prov['git_commit']}, {prov['time']}.\n")
+        print(f"wrote {a.json} and {md}")
     return 0
 
 
