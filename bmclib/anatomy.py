@@ -148,3 +148,20 @@ CAMERAS = {
     # synthetic pipelines use 0.5-0.8 m.
     "distance_m": (0.5, 0.8),
 }
+
+#: Capsule radii for rendering, as fractions of hand breadth HB. Assumption, from
+#: typical adult finger widths (about 16-22 mm at the proximal phalanx) and palm
+#: thickness (about 25-30 mm); there is no single survey for these.
+RENDER_RADIUS_FRACTION = {
+    "thumb": (0.115, 0.105, 0.095),   # metacarpal, proximal, distal
+    "finger": (0.100, 0.090, 0.080),  # proximal, middle, distal phalanx
+    "little_scale": 0.85,             # the little finger is thinner
+    "palm": 0.13,                     # root bones and the web between the MCP joints
+}
+
+#: Skin reflectance (sRGB, 0-1) from light to dark; the generator interpolates between
+#: neighbours. Assumption: a coarse palette spanning Fitzpatrick types I-VI.
+SKIN_TONES = (
+    (0.96, 0.80, 0.69), (0.90, 0.72, 0.58), (0.80, 0.60, 0.46),
+    (0.66, 0.47, 0.33), (0.49, 0.33, 0.22), (0.33, 0.22, 0.15),
+)

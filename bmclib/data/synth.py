@@ -1,0 +1,411 @@
+"""Synthetic hands: anatomical shapes and poses, cameras, crops and rendering, in two domains.
+
+``source`` plays RHD's role (broad poses across the ranges of motion, any
+orientation, plain or gradient backgrounds, one lighting style, 3D labels);
+``target`` plays FreiHAND's (natural grasp-like poses mostly facing the camera,
+textured and cluttered backgrounds, varied skin, light and camera, occluders).
+
+Every pose is built with :func:`bmclib.biomech.compose_parts` from angles sampled
+inside :data:`bmclib.anatomy.RANGE_OF_MOTION`, so each sample lies inside the
+anatomical ranges by construction.
+
+Example:
+    >>> batch = generate_batch("target", 4, size=64, generator=torch.Generator().manual_seed(0))
+    >>> batch.images.shape, batch.uv.shape, batch.xyz.shape, batch.K.shape
+    (torch.Size([4, 64, 64, 3]), torch.Size([4, 21, 2]), torch.Size([4, 21, 3]), torch.Size([4, 3, 3]))
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .. import anatomy
+from .. import skeleton as sk
+from ..biomech import compose_parts
+from ..camera import project
+from ..handmodel import sample_hand_shapes
+from .render import Scene, backgrounds, render
+
+__all__ = ["Domain", "DOMAINS", "PRESETS", "rom_bounds", "sample_angles", "sample_orientations", "SynthBatch",
+           "generate_batch", "visibility", "generate_dataset", "contact_sheet"]
+
+_DEG = math.pi / 180
+
+
+@dataclass(frozen=True)
+class Domain:
+    """How one synthetic domain differs from the other."""
+
+    name: str
+    poses: str                      # "broad" | "natural"
+    orientation: str                # "any" | "facing"
+    backgrounds: tuple[str, ...]    # kinds drawn uniformly
+    skin: tuple[float, float]       # range along the skin-tone palette (0 light .. 1 dark)
+    light_spread_deg: float         # light direction spread around the camera axis
+    ambient: tuple[float, float]
+    focal: tuple[float, float]      # median focal length (px, full frame) and log-normal sigma
+    distance: tuple[float, float]   # hand distance from the camera (m)
+    crop_scale: tuple[float, float]  # crop side / hand's 2D extent
+    crop_jitter: float              # crop centre jitter, as a share of the crop side
+    occluder_prob: float
+    noise: float                    # pixel noise sd
+
+
+DOMAINS: dict[str, Domain] = {
+    "source": Domain("source", "broad", "any", ("plain", "gradient"), (0.0, 0.45), 25.0, (0.35, 0.45),
+                     (500.0, 0.05), (0.5, 0.8), (1.3, 1.5), 0.05, 0.0, 0.005),
+    # FreiHAND: fx ~ 500 px, p5 348, p95 672 -> log-normal sigma ~ 0.2 (anatomy.CAMERAS)
+    "target": Domain("target", "natural", "facing", ("texture", "clutter"), (0.0, 1.0), 70.0, (0.15, 0.5),
+                     (500.0, 0.2), (0.5, 0.8), (1.15, 1.6), 0.12, 0.35, 0.02),
+}
+
+
+def rom_bounds(dtype=torch.float64) -> tuple[Tensor, Tensor]:
+    """Low and high ``(5, 3, 2)`` (flexion, abduction) limits in radians from the ranges of motion."""
+    lo = [[[r.flexion[0], r.abduction[0]] for r in anatomy.RANGE_OF_MOTION[f]] for f in sk.FINGER_NAMES]
+    hi = [[[r.flexion[1], r.abduction[1]] for r in anatomy.RANGE_OF_MOTION[f]] for f in sk.FINGER_NAMES]
+    return torch.tensor(lo, dtype=dtype) * _DEG, torch.tensor(hi, dtype=dtype) * _DEG
+
+
+def _uniform(n, lo, hi, g, dtype=torch.float64):
+    return lo + (hi - lo) * torch.rand(n, generator=g, dtype=dtype)
+
+
+def sample_angles(n: int, mode: str, generator: torch.Generator) -> Tensor:
+    """Joint angles ``(n, 5, 3, 2)`` in radians, inside the ranges of motion.
+
+    ``broad``: uniform over each joint's range. ``natural``: a grasp type (open, power,
+    precision, point) sets a closing latent per finger (ulnar fingers close more, MCP and
+    PIP flex together: Santello's first synergy), a spread latent opens the fingers when
+    the hand is open (second synergy), DIP ~ 2/3 PIP with 10 degree noise (Rijpkema &
+    Girard), and an opposition latent moves the thumb; everything is clipped to the ranges.
+    """
+    g = generator
+    lo, hi = rom_bounds()
+    if mode == "broad":
+        return lo + (hi - lo) * torch.rand(n, 5, 3, 2, generator=g, dtype=torch.float64)
+    if mode != "natural":
+        raise ValueError(f"pose mode must be 'broad' or 'natural', got {mode!r}")
+    grasp = torch.multinomial(torch.tensor([0.3, 0.3, 0.25, 0.15]), n, replacement=True, generator=g)
+    close_lo = torch.tensor([0.0, 0.55, 0.2, 0.5], dtype=torch.float64)[grasp]
+    close_hi = torch.tensor([0.3, 1.0, 0.7, 1.0], dtype=torch.float64)[grasp]
+    s = _uniform(n, close_lo, close_hi, g)  # (n,) closing latent
+    c = s[:, None] + 0.08 * torch.randn(n, 5, generator=g, dtype=torch.float64)  # per finger
+    c = c + torch.tensor([0.0, 0.0, 0.03, 0.06, 0.1], dtype=torch.float64)  # ulnar fingers flex more
+    point = grasp == 3
+    c[point, 1] = _uniform(int(point.sum()), 0.0, 0.15, g)  # pointing: index stays extended
+    c = c.clamp(0, 1)
+    spread = torch.rand(n, 1, generator=g, dtype=torch.float64) * (1 - c[:, 1:])  # (n, 4)
+    noise = lambda sd: sd * _DEG * torch.randn(n, 4, generator=g, dtype=torch.float64)  # noqa: E731
+    a = torch.zeros(n, 5, 3, 2, dtype=torch.float64)
+    a[:, 1:, 0, 0] = c[:, 1:] * 85 * _DEG + noise(8)  # MCP flexion
+    a[:, 1:, 1, 0] = c[:, 1:] * 100 * _DEG + noise(8)  # PIP flexion
+    a[:, 1:, 2, 0] = a[:, 1:, 1, 0] * anatomy.PIP_DIP_COUPLING["ratio"] + noise(anatomy.PIP_DIP_COUPLING["noise_deg"])
+    base = torch.tensor([14.0, 2.0, -10.0, -22.0], dtype=torch.float64) * _DEG  # MCP spread, radial +
+    a[:, 1:, 0, 1] = spread * base + noise(3)
+    a[:, 1:, 1:, 1] = 2 * _DEG * torch.randn(n, 4, 2, generator=g, dtype=torch.float64)
+    opp = (0.6 * s + 0.4 * torch.rand(n, generator=g, dtype=torch.float64)).clamp(0, 1)  # thumb opposition
+    a[:, 0, 0, 0] = (-10 + 40 * opp) * _DEG + 5 * _DEG * torch.randn(n, generator=g, dtype=torch.float64)
+    a[:, 0, 0, 1] = (30 - 40 * opp) * _DEG + 5 * _DEG * torch.randn(n, generator=g, dtype=torch.float64)
+    a[:, 0, 1, 0] = (5 + 45 * s) * _DEG + 8 * _DEG * torch.randn(n, generator=g, dtype=torch.float64)
+    a[:, 0, 2, 0] = (10 + 50 * s) * _DEG + 10 * _DEG * torch.randn(n, generator=g, dtype=torch.float64)
+    a[:, 0, 1:, 1] = 3 * _DEG * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return torch.maximum(torch.minimum(a, hi), lo)
+
+
+def _rotation(axis: Tensor, angle: Tensor) -> Tensor:
+    """``(n, 3, 3)`` rotations about unit ``axis (n, 3)`` by ``angle (n,)``."""
+    x, y, z = axis.unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).view(-1, 3, 3)
+    s, c = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
+    return torch.eye(3, dtype=axis.dtype) + s * k + (1 - c) * k @ k
+
+
+def sample_orientations(n: int, mode: str, generator: torch.Generator) -> Tensor:
+    """Rotations ``(n, 3, 3)`` applied to the template hand (palm to the camera, fingers up).
+
+    ``any``: uniform over SO(3). ``facing``: in-plane rotation ~ N(0, 45 deg), tilts ~
+    N(0, 25 deg), and 40% of hands turned to show their back."""
+    g = generator
+    if mode == "any":
+        q = torch.randn(n, 4, generator=g, dtype=torch.float64)
+        q = q / q.norm(dim=-1, keepdim=True)
+        w, x, y, z = q.unbind(-1)
+        return torch.stack([
+            1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1).view(n, 3, 3)
+    if mode != "facing":
+        raise ValueError(f"orientation must be 'any' or 'facing', got {mode!r}")
+    e = torch.eye(3, dtype=torch.float64)
+    ax = lambda i: e[i].expand(n, 3)  # noqa: E731
+    back = (torch.rand(n, generator=g) < 0.4).to(torch.float64) * math.pi
+    roll = 45 * _DEG * torch.randn(n, generator=g, dtype=torch.float64)
+    tilt_x = 25 * _DEG * torch.randn(n, generator=g, dtype=torch.float64)
+    tilt_y = 25 * _DEG * torch.randn(n, generator=g, dtype=torch.float64)
+    return _rotation(ax(2), roll) @ _rotation(ax(0), tilt_x) @ _rotation(ax(1), tilt_y + back)
+
+
+_NUM_HAND_CAPSULES = 31
+
+
+def _capsules(joints: Tensor, hand_breadth: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Hand capsules: end points ``(B, 31, 3)`` and radii ``(B, 31)`` from joints ``(B, 21, 3)``.
+
+    15 finger bones, then the palm: 5 root bones, webs between neighbouring MCPs (3) and
+    thumb CMC - index MCP (1), cross-pieces between neighbouring root bones at 1/3 and
+    2/3 of their length (6), and a forearm stub below the wrist (1)."""
+    frac = anatomy.RENDER_RADIUS_FRACTION
+    finger_r = torch.tensor([frac["thumb"]] + [frac["finger"]] * 3 + [[x * frac["little_scale"] for x in frac["finger"]]],
+                            dtype=joints.dtype)  # (5, 3)
+    child = torch.tensor([b[1:] for b in sk.FINGER_JOINTS])  # (5, 3) joint at the end of each finger bone
+    parent = torch.tensor([[sk.PARENTS[j] for j in row] for row in child.tolist()])
+    roots = list(sk.ROOT_BONE_JOINTS)
+    wrist = joints[:, :1]  # (B, 1, 3)
+    mcp = joints[:, roots[1:]]  # (B, 4, 3) index..little
+    cross_a = torch.cat([wrist + t * (mcp[:, :-1] - wrist) for t in (1 / 3, 2 / 3)], 1)  # (B, 6, 3)
+    cross_b = torch.cat([wrist + t * (mcp[:, 1:] - wrist) for t in (1 / 3, 2 / 3)], 1)
+    forearm = wrist + 0.5 * (wrist - joints[:, 9:10])  # half a palm length below the wrist
+    web_a, web_b = [5, 9, 13, 1], [9, 13, 17, 5]
+    a = torch.cat([joints[:, parent.flatten()], wrist.expand(-1, 5, -1), joints[:, web_a], cross_a, wrist], 1)
+    b = torch.cat([joints[:, child.flatten()], joints[:, roots], joints[:, web_b], cross_b, forearm], 1)
+    r = torch.cat([finger_r.flatten().expand(len(joints), 15),
+                   torch.full((len(joints), 15), frac["palm"], dtype=joints.dtype),
+                   torch.full((len(joints), 1), 1.3 * frac["palm"], dtype=joints.dtype)], 1) * hand_breadth[:, None]
+    return a, b, r
+
+
+def visibility(joints: Tensor, uv: Tensor, depth: Tensor, radius: Tensor, margin: float = 0.004) -> Tensor:
+    """``(B, 21)`` bool: a joint is visible when it projects into the image and nothing lies in
+    front of its own surface at that pixel (depth >= z - radius - margin)."""
+    B, S = depth.shape[0], depth.shape[1]
+    px = uv.round().long()
+    inside = (px >= 0).all(-1) & (px < S).all(-1)
+    pc = px.clamp(0, S - 1)
+    d = depth[torch.arange(B)[:, None], pc[..., 1], pc[..., 0]]  # (B, 21)
+    return inside & (d >= joints[..., 2] - radius - margin)
+
+
+@dataclass
+class SynthBatch:
+    """One generated batch. ``images (B, S, S, 3)`` and ``masks (B, S, S)`` uint8; ``uv (B, 21, 2)``
+    pixels; ``xyz (B, 21, 3)`` metres, camera frame; ``K (B, 3, 3)``; ``visible (B, 21)`` bool;
+    ``scale (B,)`` middle MCP->PIP length in metres; ``angles (B, 5, 3, 2)``."""
+
+    images: Tensor
+    masks: Tensor
+    uv: Tensor
+    xyz: Tensor
+    K: Tensor
+    visible: Tensor
+    scale: Tensor
+    angles: Tensor
+
+
+def _joint_radius(radius: Tensor) -> Tensor:
+    """Capsule radius at each joint ``(B, 21)``: the largest capsule ending there."""
+    B = radius.shape[0]
+    out = torch.zeros(B, 21, dtype=radius.dtype)
+    child = [j for row in sk.FINGER_JOINTS for j in row[1:]]
+    out[:, child] = radius[:, :15]
+    out[:, list(sk.ROOT_BONE_JOINTS)] = torch.maximum(radius[:, 15:20], out[:, list(sk.ROOT_BONE_JOINTS)])
+    out[:, 0] = radius[:, 15]
+    return out
+
+
+def generate_batch(domain: str | Domain, n: int, size: int = 128, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None) -> SynthBatch:
+    """Sample, pose, place, crop and render ``n`` hands of one domain.
+
+    Deterministic for a seeded CPU ``generator`` (all random draws happen on the CPU).
+    ``device`` runs the renderer there (e.g. ``"cuda"``).
+    """
+    dom = DOMAINS[domain] if isinstance(domain, str) else domain
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if size < 16 or size % 8:
+        raise ValueError(f"size must be a multiple of 8 and >= 16, got {size}")
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    f64 = torch.float64
+    shapes = sample_hand_shapes(n, g, dtype=f64)
+    angles = sample_angles(n, dom.poses, g)
+    local = compose_parts(shapes.root_bones, shapes.finger_lengths, angles)  # (n, 21, 3) template frame
+    rot = sample_orientations(n, dom.orientation, g)
+    centre = local.mean(1, keepdim=True)
+    dist = _uniform(n, *dom.distance, g)
+    offset = torch.stack([0.05 * torch.randn(n, generator=g, dtype=f64), 0.05 * torch.randn(n, generator=g, dtype=f64),
+                          dist], -1)
+    xyz = (local - centre) @ rot.transpose(-1, -2) + offset[:, None]  # (n, 21, 3) camera frame
+
+    # full-frame camera, then a square crop around the hand, resized to `size`
+    f = dom.focal[0] * torch.exp(dom.focal[1] * torch.randn(n, generator=g, dtype=f64))
+    uv_full = f[:, None, None] * xyz[..., :2] / xyz[..., 2:]  # principal point at 0
+    seg_a, seg_b, radius = _capsules(xyz, shapes.hand_breadth)
+    r_px = (radius.amax(1) * f / xyz[..., 2].amin(1))  # (n,) thickest capsule in pixels
+    lo, hi = uv_full.amin(1) - r_px[:, None], uv_full.amax(1) + r_px[:, None]
+    side = (hi - lo).amax(-1) * _uniform(n, *dom.crop_scale, g)
+    mid = (lo + hi) / 2 + dom.crop_jitter * side[:, None] * (2 * torch.rand(n, 2, generator=g, dtype=f64) - 1)
+    x0 = mid - side[:, None] / 2
+    k = size / side
+    K = torch.zeros(n, 3, 3, dtype=f64)
+    K[:, 0, 0], K[:, 1, 1] = f * k, f * k
+    K[:, 0, 2], K[:, 1, 2] = -x0[:, 0] * k - 0.5, -x0[:, 1] * k - 0.5  # pixel centres at integers
+    K[:, 2, 2] = 1.0
+    uv = project(xyz, K)
+
+    # appearance
+    tone = _uniform(n, *dom.skin, g) * (len(anatomy.SKIN_TONES) - 1)
+    palette = torch.tensor(anatomy.SKIN_TONES, dtype=f64)
+    i0 = tone.floor().long().clamp(max=len(palette) - 2)
+    skin = palette[i0] + (tone - i0)[:, None] * (palette[i0 + 1] - palette[i0])  # (n, 3)
+    albedo = skin[:, None] * (1 + 0.04 * torch.randn(n, _NUM_HAND_CAPSULES, 1, generator=g, dtype=f64))
+    is_hand = torch.ones(n, _NUM_HAND_CAPSULES, dtype=torch.bool)
+    # occluders: up to two spheres / short rods between the camera and the hand
+    occ = torch.rand(n, generator=g) < dom.occluder_prob
+    pick = torch.randint(0, 21, (n, 2), generator=g)
+    target_pt = xyz[torch.arange(n)[:, None], pick]  # (n, 2, 3)
+    toward = _uniform(n * 2, 0.05, 0.15, g).view(n, 2, 1)
+    o_a = target_pt * (1 - toward / target_pt[..., 2:])  # on the ray to the joint, 5-15 cm in front
+    o_dir = torch.randn(n, 2, 3, generator=g, dtype=f64)
+    o_b = o_a + 0.04 * o_dir * (torch.rand(n, 2, 1, generator=g, dtype=f64) < 0.5)
+    o_r = _uniform(n * 2, 0.008, 0.02, g).view(n, 2) * occ[:, None] * (torch.rand(n, 2, generator=g) < 0.7)
+    seg_a, seg_b = torch.cat([seg_a, o_a], 1), torch.cat([seg_b, o_b], 1)
+    radius = torch.cat([radius, o_r], 1)
+    albedo = torch.cat([albedo, torch.rand(n, 2, 3, generator=g, dtype=f64)], 1).clamp(0, 1)
+    is_hand = torch.cat([is_hand, torch.zeros(n, 2, dtype=torch.bool)], 1)
+    # light: a direction around the camera axis (towards the camera is -z)
+    spread = dom.light_spread_deg * _DEG * torch.rand(n, generator=g, dtype=f64)
+    az = 2 * math.pi * torch.rand(n, generator=g, dtype=f64)
+    light = torch.stack([torch.sin(spread) * torch.cos(az), torch.sin(spread) * torch.sin(az), -torch.cos(spread)], -1)
+    ambient = _uniform(n, *dom.ambient, g)
+    kinds = [dom.backgrounds[int(i)] for i in torch.randint(0, len(dom.backgrounds), (n,), generator=g)]
+    bg = backgrounds(kinds, size, g)
+    noise = dom.noise * torch.randn(n, size, size, 3, generator=g)
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    f32 = torch.float32
+    scene = Scene(K.to(dev, f32), seg_a.to(dev, f32), seg_b.to(dev, f32), radius.to(dev, f32),
+                  albedo.to(dev, f32), is_hand.to(dev), light.to(dev, f32), ambient.to(dev, f32))
+    out = render(scene, size, bg.to(dev))
+    image = (out.image.cpu() + noise).clamp(0, 1)
+    joint_r = _joint_radius(radius[:, :_NUM_HAND_CAPSULES])
+    vis = visibility(xyz, uv, out.depth.cpu().to(f64), joint_r)
+    scale = (xyz[:, 10] - xyz[:, 9]).norm(dim=-1)
+    return SynthBatch((image * 255).round().to(torch.uint8), out.mask.cpu().to(torch.uint8) * 255,
+                      uv, xyz, K, vis, scale, angles)
+
+
+# ----------------------------------------------------------------------------- data sets on disk
+#: Sizes of the synthetic data per preset: (training, evaluation) samples per domain.
+PRESETS = {"tiny": (256, 64), "cpu": (20000, 2000), "gpu": (100000, 5000)}
+_CHUNK = 64  # samples per generator stream: output does not depend on the batch size used
+
+
+def _chunk_generator(seed: int, split: str, chunk: int) -> torch.Generator:
+    salt = {"training": 1, "evaluation": 2}[split]
+    return torch.Generator().manual_seed((seed * 1_000_003 + salt * 7_919 + chunk * 104_729) % (2 ** 63))
+
+
+def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed: int = 0, size: int = 128,
+                     device: str | None = None, make_cache: bool = True, progress: bool = True,
+                     overwrite: bool = False) -> dict:
+    """Render one domain to ``out`` in the FreiHAND v2 layout, then convert it to prepared
+    caches ``out/cache/training`` and ``out/cache/evaluation``.
+
+    The target domain's training cache is 2D-only (its weakly supervised role); its
+    evaluation cache and all of the source domain are 3D-labelled. Same seed, same bytes.
+    Returns a summary (counts, seconds, images/s).
+    """
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from ..results import provenance, write_json_atomic
+    from .freihand import freihand_to_cache, split_paths, write_split
+
+    if domain not in DOMAINS:
+        raise ValueError(f"domain must be one of {sorted(DOMAINS)}, got {domain!r}")
+    if num_train < 1 or num_eval < 0:
+        raise ValueError(f"need num_train >= 1 and num_eval >= 0, got {num_train}, {num_eval}")
+    root = Path(out)
+    if (root / "training_xyz.json").exists() and not overwrite:
+        raise FileExistsError(f"{root} already holds a data set (pass overwrite=True / --force to replace it)")
+    t0 = time.perf_counter()
+    summary: dict = {"domain": domain, "seed": seed, "size": size, "splits": {}}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for split, num in (("training", num_train), ("evaluation", num_eval)):
+            if num == 0:
+                continue
+            paths = split_paths(root, split)
+            paths["rgb"].mkdir(parents=True, exist_ok=True)
+            paths["mask"].mkdir(parents=True, exist_ok=True)
+            xyz, K, scale, vis, jobs = [], [], [], [], []
+            bar = tqdm(total=num, desc=f"{domain} {split}", unit="img", disable=not progress)
+            for chunk, start in enumerate(range(0, num, _CHUNK)):
+                b = min(_CHUNK, num - start)
+                batch = generate_batch(domain, b, size, _chunk_generator(seed, split, chunk), device)
+                imgs, masks = batch.images.numpy(), batch.masks.numpy()
+                for i in range(b):
+                    idx = start + i
+                    jobs.append(pool.submit(Image.fromarray(imgs[i]).save, paths["rgb"] / f"{idx:08d}.jpg", quality=95))
+                    jobs.append(pool.submit(Image.fromarray(masks[i]).save, paths["mask"] / f"{idx:08d}.jpg",
+                                            quality=95))
+                xyz.append(batch.xyz.numpy())
+                K.append(batch.K.numpy())
+                scale.append(batch.scale.numpy())
+                vis.append(batch.visible.numpy())
+                bar.update(b)
+                if len(jobs) > 512:
+                    for j in jobs:
+                        j.result()
+                    jobs = []
+            for j in jobs:
+                j.result()
+            bar.close()
+            write_split(root, split, np.concatenate(xyz), np.concatenate(K), np.concatenate(scale),
+                        np.concatenate(vis), info={"generator": "bmclib.data.synth", "domain": domain,
+                                                   "seed": seed, "size": size})
+            summary["splits"][split] = num
+    render_s = time.perf_counter() - t0
+    if make_cache:
+        for split in summary["splits"]:
+            labels = "2d" if (domain == "target" and split == "training") else "3d"
+            freihand_to_cache(root, root / "cache" / split, split, labels=labels, overwrite=True, progress=progress)
+    total_s = time.perf_counter() - t0
+    n = sum(summary["splits"].values())
+    summary.update({"render_and_write_s": render_s, "total_s": total_s, "images_per_s": n / total_s})
+    write_json_atomic(root / "provenance.json", provenance(config={k: summary[k] for k in ("domain", "seed", "size")},
+                                                           splits=summary["splits"], device=str(device or "cpu")))
+    return summary
+
+
+def contact_sheet(batch: SynthBatch, path: str, cols: int = 8, keypoints: bool = True) -> None:
+    """Save a grid of a batch's images (with 2D keypoints: filled = visible, hollow = occluded)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    imgs = batch.images.numpy()
+    n, s = len(imgs), imgs.shape[1]
+    rows = (n + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * s, rows * s), "white")
+    for i in range(n):
+        tile = Image.fromarray(imgs[i])
+        if keypoints:
+            d = ImageDraw.Draw(tile)
+            uv = batch.uv[i].numpy()
+            for c, p in sk.BONES:
+                d.line([tuple(uv[p]), tuple(uv[c])], fill=(255, 255, 255), width=1)
+            for j in range(21):
+                x, y = uv[j]
+                box = [x - 2, y - 2, x + 2, y + 2]
+                d.ellipse(box, fill=(255, 40, 40) if batch.visible[i, j] else None, outline=(255, 40, 40))
+        sheet.paste(tile, ((i % cols) * s, (i // cols) * s))
+    sheet.save(path)
