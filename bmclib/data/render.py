@@ -2,8 +2,8 @@
 
 Every primitive is a capsule (a segment with a radius; a sphere when both ends
 coincide). Camera rays through pixel centres are intersected analytically with the
-capsules whose screen-space bounding box overlaps the ray's 8x8 tile, so each ray
-only meets the few primitives near it. A z-buffer keeps the nearest hit; Lambert
+capsules whose screen-space bounding box overlaps the ray's tile, so each ray
+only meets the few primitives near it (4x4 tiles measured fastest at 128 px). A z-buffer keeps the nearest hit; Lambert
 shading with an ambient term colours it over a background.
 
 Convention:
@@ -90,7 +90,7 @@ def _tiles(scene: Scene, size: int, tile: int) -> tuple[Tensor, Tensor, Tensor, 
     return tx0.long(), tx1.long(), ty0.long(), ty1.long()
 
 
-def render(scene: Scene, size: int, background: Tensor | None = None, tile: int = 8) -> Rendered:
+def render(scene: Scene, size: int, background: Tensor | None = None, tile: int = 4) -> Rendered:
     """Ray-cast ``scene`` into ``size x size`` images.
 
     Args:
@@ -200,25 +200,27 @@ def backgrounds(kinds: list[str], size: int, generator: torch.Generator, device=
     waves = torch.sin(2 * math.pi * freq[..., None, None] * (xx * torch.cos(theta)[..., None, None]
                       + yy * torch.sin(theta)[..., None, None]) + phase[..., None, None]).mean(1)  # (B, S, S)
     texture = 0.5 + 0.5 * waves
-    out = torch.empty(B, size, size, 3)
-    for i, kind in enumerate(kinds):
-        if kind == "plain":
-            out[i] = c0[i]
-        elif kind == "gradient":
-            out[i] = c0[i] + (c1[i] - c0[i]) * ramp[i, ..., None]
-        elif kind in ("texture", "clutter"):
-            out[i] = c0[i] + (c1[i] - c0[i]) * texture[i, ..., None]
-            if kind == "clutter":
-                m = int(torch.randint(4, 12, (1,), generator=g))
-                centre = torch.rand(m, 2, generator=g)
-                half = 0.03 + 0.2 * torch.rand(m, 2, generator=g)
-                colour = torch.rand(m, 3, generator=g)
-                disc = torch.rand(m, generator=g) < 0.5
-                for j in range(m):
-                    dx, dy = (xx - centre[j, 0]).abs(), (yy - centre[j, 1]).abs()
-                    inside = ((dx / half[j, 0]) ** 2 + (dy / half[j, 1]) ** 2 <= 1) if disc[j] else \
-                        (dx <= half[j, 0]) & (dy <= half[j, 1])
-                    out[i][inside] = colour[j]
-        else:
-            raise ValueError(f"unknown background kind {kind!r}; use plain, gradient, texture or clutter")
+    unknown = set(kinds) - {"plain", "gradient", "texture", "clutter"}
+    if unknown:
+        raise ValueError(f"unknown background kind {sorted(unknown)}; use plain, gradient, texture or clutter")
+    kind = torch.tensor([("plain", "gradient", "texture", "clutter").index(k) for k in kinds])
+    mix = torch.where((kind == 1)[:, None, None], ramp, texture) * (kind > 0)[:, None, None]  # (B, S, S)
+    out = c0[:, None, None] + (c1 - c0)[:, None, None] * mix[..., None]  # (B, S, S, 3)
+    # clutter: 4-12 rectangles / ellipses per image, later ones on top
+    m = 12
+    count = torch.randint(4, m + 1, (B,), generator=g)
+    centre = torch.rand(B, m, 2, generator=g)
+    half = 0.03 + 0.2 * torch.rand(B, m, 2, generator=g)
+    colour = torch.rand(B, m, 3, generator=g)
+    disc = torch.rand(B, m, generator=g) < 0.5
+    for i in (kind == 3).nonzero()[:, 0].tolist():
+        for j in range(int(count[i])):  # paint within each shape's bounding box only
+            x0, x1 = ((centre[i, j, 0] - half[i, j, 0]) * size).floor(), ((centre[i, j, 0] + half[i, j, 0]) * size).ceil()
+            y0, y1 = ((centre[i, j, 1] - half[i, j, 1]) * size).floor(), ((centre[i, j, 1] + half[i, j, 1]) * size).ceil()
+            xs = slice(max(int(x0), 0), min(int(x1), size))
+            ys = slice(max(int(y0), 0), min(int(y1), size))
+            dx = (xx[ys, xs] - centre[i, j, 0]) / half[i, j, 0]
+            dy = (yy[ys, xs] - centre[i, j, 1]) / half[i, j, 1]
+            inside = dx * dx + dy * dy <= 1 if disc[i, j] else (dx.abs() <= 1) & (dy.abs() <= 1)
+            out[i, ys, xs][inside] = colour[i, j]
     return out.to(device) if device is not None else out
