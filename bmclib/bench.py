@@ -107,6 +107,10 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bmc bench", description=__doc__.splitlines()[0])
+    p.add_argument("what", nargs="?", choices=["loss", "synth"], default="loss",
+                   help="loss: BMC loss and decomposition (default); synth: synthetic data generation")
+    p.add_argument("--num", type=int, default=1024, help="synth: images per domain")
+    p.add_argument("--size", type=int, default=128, help="synth: image side")
     p.add_argument("--batch", type=int, nargs="+", default=[32, 256, 4096])
     p.add_argument("--device", nargs="+", default=None, help="default: cpu, and cuda when available")
     p.add_argument("--repeats", type=int, default=7)
@@ -118,6 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     devices = a.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if a.what == "synth":
+        rows = [r for d in devices for r in run_synth(a.num, a.size, None if d == "cpu" else d)]
+        table = format_synth_table(rows)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+        print(table)
+        if a.json:
+            prov = provenance(config={"num": a.num, "size": a.size, "devices": devices})
+            write_json_atomic(a.json, {"rows": rows, "provenance": prov})
+            write_text_atomic(a.json.with_suffix(".md"), f"{table}\n\nMade by `bmc bench synth` on {prov['device']} "
+                              f"({prov['cpu_threads']} CPU threads), torch {prov['torch']}, "
+                              f"commit {prov['git_commit']}, {prov['time']}.\n")
+            print(f"wrote {a.json}")
+        return 0
     rows = run(a.batch, devices, a.repeats, a.min_time, compile=not a.no_compile)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}")
     print(format_table(rows))
@@ -131,6 +148,38 @@ def main(argv: list[str] | None = None) -> int:
                               f"commit {prov['git_commit']}, {prov['time']}.\n")
         print(f"wrote {a.json} and {md}")
     return 0
+
+
+def run_synth(num: int = 1024, size: int = 128, device: str | None = None) -> list[dict]:
+    """Synthetic data throughput: rendering alone, and the whole pipeline to disk
+    (render, JPEG-encode the FreiHAND layout, convert to a prepared cache), per domain."""
+    import tempfile
+
+    from .data.synth import generate_batch, generate_dataset
+
+    rows = []
+    for domain in ("source", "target"):
+        g = torch.Generator().manual_seed(0)
+        generate_batch(domain, 64, size, g, device)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(max(1, num // 64)):
+            generate_batch(domain, 64, size, g, device)
+        secs = time.perf_counter() - t0
+        rows.append({"what": f"{domain}: sample + render (batch 64)", "device": device or "cpu", "size": size,
+                     "images": 64 * max(1, num // 64), "images_per_s": 64 * max(1, num // 64) / secs})
+        with tempfile.TemporaryDirectory() as tmp:
+            s = generate_dataset(f"{tmp}/d", domain, num, 0, seed=0, size=size, device=device, progress=False)
+        rows.append({"what": f"{domain}: whole pipeline to disk", "device": device or "cpu", "size": size,
+                     "images": num, "images_per_s": s["images_per_s"]})
+    return rows
+
+
+def format_synth_table(rows: list[dict]) -> str:
+    lines = ["| what | device | image | images | images/s |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['what']} | {r['device']} | {r['size']}x{r['size']} | {r['images']} | "
+                     f"{r['images_per_s']:,.0f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     bmc bench               BMC loss / decomposition throughput (prints a table)
     bmc limits [FILE]       show the default limits, or a saved limits file
+    bmc synth               render a synthetic domain (FreiHAND layout + prepared caches)
+    bmc prepare-freihand    convert a FreiHAND-layout folder into a prepared cache
 """
 from __future__ import annotations
 
@@ -27,9 +29,62 @@ def _limits(argv: list[str]) -> int:
     return 0
 
 
+def _synth(argv: list[str]) -> int:
+    from .data.synth import DOMAINS, PRESETS, generate_dataset
+
+    p = argparse.ArgumentParser(prog="bmc synth", description="Render synthetic hands of one domain into the "
+                                "FreiHAND v2 layout and convert them to prepared caches (DIR/cache/{training,evaluation}).")
+    p.add_argument("--domain", required=True, choices=sorted(DOMAINS))
+    p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
+                   help="data size: " + ", ".join(f"{k} = {v[0]} + {v[1]}" for k, v in PRESETS.items()))
+    p.add_argument("--num", type=int, help="training samples (overrides the preset)")
+    p.add_argument("--num-eval", type=int, help="evaluation samples (overrides the preset)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=128, help="image side in pixels (a multiple of 8)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default=None, help="render on this torch device (e.g. cuda)")
+    p.add_argument("--no-cache", action="store_true", help="write the FreiHAND layout only")
+    p.add_argument("--force", action="store_true", help="replace an existing data set in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    n_train, n_eval = PRESETS[a.preset]
+    n_train = a.num if a.num is not None else n_train
+    n_eval = a.num_eval if a.num_eval is not None else n_eval
+    try:
+        summary = generate_dataset(a.out, a.domain, n_train, n_eval, a.seed, a.size, a.device,
+                                   make_cache=not a.no_cache, progress=not a.quiet, overwrite=a.force)
+    except (ValueError, FileExistsError) as e:
+        print(f"bmc synth: {e}", file=sys.stderr)
+        return 2
+    print(f"{a.domain}: {summary['splits']} in {summary['total_s']:.1f} s "
+          f"({summary['images_per_s']:.0f} images/s, rendering and writing included) -> {a.out}")
+    return 0
+
+
+def _prepare_freihand(argv: list[str]) -> int:
+    from .data.freihand import freihand_to_cache
+
+    p = argparse.ArgumentParser(prog="bmc prepare-freihand",
+                                description="Convert a FreiHAND-layout folder (real or synthetic) into a prepared cache.")
+    p.add_argument("root", help="folder with training_xyz.json, training/rgb/, ...")
+    p.add_argument("--out", required=True, help="cache folder to write")
+    p.add_argument("--split", default="training", choices=["training", "evaluation"])
+    p.add_argument("--labels", default="3d", choices=["3d", "2d"], help="2d: keep 2D labels only (weak supervision)")
+    p.add_argument("--versions", type=int, nargs="+", help="image versions to include (default all)")
+    p.add_argument("--force", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        out = freihand_to_cache(a.root, a.out, a.split, a.labels, a.versions, overwrite=a.force)
+    except (OSError, ValueError) as e:
+        print(f"bmc prepare-freihand: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"bench": "bmclib.bench", "limits": None}
+    commands = {"bench": None, "limits": _limits, "synth": _synth, "prepare-freihand": _prepare_freihand}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         if argv and argv[0] not in ("-h", "--help"):
@@ -40,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
-    return _limits(argv[1:])
+    return commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

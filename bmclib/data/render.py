@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -197,8 +198,12 @@ def backgrounds(kinds: list[str], size: int, generator: torch.Generator, device=
     freq = 2 + 14 * torch.rand(B, 4, generator=g)
     theta = torch.rand(B, 4, generator=g) * math.pi
     phase = torch.rand(B, 4, generator=g) * 2 * math.pi
-    waves = torch.sin(2 * math.pi * freq[..., None, None] * (xx * torch.cos(theta)[..., None, None]
-                      + yy * torch.sin(theta)[..., None, None]) + phase[..., None, None]).mean(1)  # (B, S, S)
+    # sin(ax + by + p) = sin(ax) cos(by + p) + cos(ax) sin(by + p): separable, no per-pixel sin
+    wx = 2 * math.pi * freq * torch.cos(theta)  # (B, 4)
+    wy = 2 * math.pi * freq * torch.sin(theta)
+    ax, by = wx[..., None] * lin, wy[..., None] * lin + phase[..., None]  # (B, 4, S)
+    waves = (torch.cos(by)[..., :, None] * torch.sin(ax)[..., None, :]
+             + torch.sin(by)[..., :, None] * torch.cos(ax)[..., None, :]).mean(1)  # (B, S, S) rows y, cols x
     texture = 0.5 + 0.5 * waves
     unknown = set(kinds) - {"plain", "gradient", "texture", "clutter"}
     if unknown:
@@ -213,14 +218,17 @@ def backgrounds(kinds: list[str], size: int, generator: torch.Generator, device=
     half = 0.03 + 0.2 * torch.rand(B, m, 2, generator=g)
     colour = torch.rand(B, m, 3, generator=g)
     disc = torch.rand(B, m, generator=g) < 0.5
-    for i in (kind == 3).nonzero()[:, 0].tolist():
-        for j in range(int(count[i])):  # paint within each shape's bounding box only
-            x0, x1 = ((centre[i, j, 0] - half[i, j, 0]) * size).floor(), ((centre[i, j, 0] + half[i, j, 0]) * size).ceil()
-            y0, y1 = ((centre[i, j, 1] - half[i, j, 1]) * size).floor(), ((centre[i, j, 1] + half[i, j, 1]) * size).ceil()
-            xs = slice(max(int(x0), 0), min(int(x1), size))
-            ys = slice(max(int(y0), 0), min(int(y1), size))
-            dx = (xx[ys, xs] - centre[i, j, 0]) / half[i, j, 0]
-            dy = (yy[ys, xs] - centre[i, j, 1]) / half[i, j, 1]
-            inside = dx * dx + dy * dy <= 1 if disc[i, j] else (dx.abs() <= 1) & (dy.abs() <= 1)
-            out[i, ys, xs][inside] = colour[i, j]
+    clutter = (kind == 3).nonzero()[:, 0].tolist()
+    if clutter:  # shapes drawn with PIL (a C loop), on the 8-bit image
+        from PIL import Image, ImageDraw
+
+        box = torch.stack([centre - half, centre + half], -1).mul(size)  # (B, m, 2, 2): (x0, x1), (y0, y1)
+        for i in clutter:
+            im = Image.fromarray((out[i] * 255).round().to(torch.uint8).numpy())
+            draw = ImageDraw.Draw(im)
+            for j in range(int(count[i])):
+                (x0, x1), (y0, y1) = box[i, j].tolist()
+                fill = tuple(int(c) for c in (colour[i, j] * 255).round().tolist())
+                (draw.ellipse if disc[i, j] else draw.rectangle)([x0, y0, x1, y1], fill=fill)
+            out[i] = torch.from_numpy(np.asarray(im).copy()).float() / 255
     return out.to(device) if device is not None else out

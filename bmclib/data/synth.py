@@ -27,10 +27,10 @@ from .. import skeleton as sk
 from ..biomech import compose_parts
 from ..camera import project
 from ..handmodel import sample_hand_shapes
-from .render import Scene, backgrounds, render
+from .render import Rendered, Scene, backgrounds, render
 
 __all__ = ["Domain", "DOMAINS", "PRESETS", "rom_bounds", "sample_angles", "sample_orientations", "SynthBatch",
-           "generate_batch", "visibility", "generate_dataset", "contact_sheet"]
+           "generate_batch", "visibility", "generate_dataset", "contact_sheet", "render_hands"]
 
 _DEG = math.pi / 180
 
@@ -207,13 +207,14 @@ class SynthBatch:
 
 
 def _joint_radius(radius: Tensor) -> Tensor:
-    """Capsule radius at each joint ``(B, 21)``: the largest capsule ending there."""
+    """Capsule radius at each joint ``(B, 21)`` from the hand capsules ``(B, 31)``: the largest
+    capsule ending there."""
     B = radius.shape[0]
     out = torch.zeros(B, 21, dtype=radius.dtype)
     child = [j for row in sk.FINGER_JOINTS for j in row[1:]]
     out[:, child] = radius[:, :15]
     out[:, list(sk.ROOT_BONE_JOINTS)] = torch.maximum(radius[:, 15:20], out[:, list(sk.ROOT_BONE_JOINTS)])
-    out[:, 0] = radius[:, 15]
+    out[:, 0] = torch.maximum(radius[:, 15:20].amax(1), radius[:, -1])  # root bones and the forearm stub
     return out
 
 
@@ -409,3 +410,18 @@ def contact_sheet(batch: SynthBatch, path: str, cols: int = 8, keypoints: bool =
                 d.ellipse(box, fill=(255, 40, 40) if batch.visible[i, j] else None, outline=(255, 40, 40))
         sheet.paste(tile, ((i % cols) * s, (i // cols) * s))
     sheet.save(path)
+
+
+def render_hands(xyz: Tensor, hand_breadth: Tensor, K: Tensor, size: int) -> tuple["Rendered", Tensor]:
+    """Render bare hands ``xyz (B, 21, 3)`` (camera frame, metres) with a fixed skin colour and
+    a head light; returns the :class:`~bmclib.data.render.Rendered` output and the joints'
+    visibility ``(B, 21)``. For tests and figures: no background, no occluders."""
+    a, b, r = _capsules(xyz.to(torch.float64), hand_breadth.to(torch.float64))
+    n, p = r.shape
+    f32 = torch.float32
+    scene = Scene(K.to(f32), a.to(f32), b.to(f32), r.to(f32), torch.full((n, p, 3), 0.8),
+                  torch.ones(n, p, dtype=torch.bool), torch.tensor([[0.0, 0.0, -1.0]]).expand(n, 3),
+                  torch.full((n,), 0.3))
+    out = render(scene, size)
+    uv = project(xyz.to(torch.float64), K.to(torch.float64))
+    return out, visibility(xyz.to(torch.float64), uv, out.depth.to(torch.float64), _joint_radius(r))
