@@ -1,0 +1,336 @@
+"""Weakly supervised training of the 2.5D network with biomechanical constraints.
+
+A run mixes a 3D-labelled prepared cache with a 2D-only one at a set ratio. Losses:
+L1 on 2D (every sample), L1 on root-relative depth and on the root depth (3D-labelled
+samples), and the BMC losses on every sample's predicted 3D pose; each switchable.
+Runs are deterministic on the CPU for a seed, checkpoint atomically every N steps and
+resume exactly; under ``torchrun`` they use DistributedDataParallel.
+
+Usage::
+
+    bmc train --preset cpu --source DATA/source/cache/training --weak DATA/target/cache/training \\
+              --name my_run [--bmc] [--config run.yaml]
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data.cache import PreparedCache
+from .data.loader import AugmentConfig, MixedSampler, augment, load_batch
+from .limits import BMCLimits
+from .losses import BMCLoss
+from .model import HandPoseNet, ModelConfig
+
+__all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "compute_losses"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on (saved with every checkpoint and result)."""
+
+    name: str = "run"
+    preset: str = "cpu"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    image_size: int = 128
+    batch_size: int = 32
+    steps: int = 1000
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    optimizer: str = "adamw"
+    ratio_3d: float = 0.5  # share of each batch from the 3D-labelled set (1.0: 3D only)
+    source: str = ""  # prepared cache with 3D labels
+    weak: str = ""  # prepared cache used with 2D labels only ("" = none)
+    w_2d: float = 1.0
+    w_z: float = 1.0
+    w_root: float = 0.1
+    use_bmc: bool = False
+    lambda_bl: float = 1.0
+    lambda_rb: float = 1.0
+    lambda_a: float = 1.0
+    bmc_terms: str = "all"  # "bl", "bl+rb" or "all" (ablations)
+    limits: str = "source"  # "source" (fit on the 3D set), "default" (literature) or a JSON path
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 0
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # on CUDA
+    checkpoint_every: int = 200
+    log_every: int = 10
+    out: str = "data/runs"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # CI: seconds
+    "tiny": dict(model=ModelConfig(backbone="resnet18", width=0.125, deconv=2, head_channels=64, refine_hidden=32),
+                 image_size=64, batch_size=8, steps=6, warmup=2, checkpoint_every=3, log_every=1),
+    # a laptop CPU: minutes per run
+    "cpu": dict(model=ModelConfig(backbone="resnet18", width=0.25, deconv=3, head_channels=128, refine_hidden=64),
+                image_size=64, batch_size=32, steps=1200, warmup=60, lr=2e-3, checkpoint_every=300),
+    # the paper's setting
+    "gpu": dict(model=ModelConfig(backbone="resnet50", width=1.0, deconv=3), image_size=128, batch_size=64,
+                steps=30000, warmup=1000, lr=5e-4, checkpoint_every=2000, log_every=50),
+}
+
+
+def preset(preset_name: str, /, **overrides: Any) -> TrainConfig:
+    """The config of a preset (``tiny`` / ``cpu`` / ``gpu``) with some fields overridden."""
+    if preset_name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset_name!r}")
+    kw = dict(PRESETS[preset_name])
+    kw.update(overrides)
+    return TrainConfig(preset=preset_name, **kw)
+
+
+def _from_dict(cls, data: dict[str, Any], where: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ValueError(f"{where}: unknown config keys {sorted(unknown)}")
+    kw = {}
+    for k, v in data.items():
+        if k == "model" and isinstance(v, dict):
+            v = _from_dict(ModelConfig, v, f"{where}: model")
+        elif k == "augment" and isinstance(v, dict):
+            v = _from_dict(AugmentConfig, v, f"{where}: augment")
+        kw[k] = v
+    return cls(**kw)
+
+
+def load_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
+    """A config from YAML or JSON: ``preset:`` picks the defaults, other keys override them."""
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of config keys")
+    base = preset(data.pop("preset", "cpu")).to_dict()
+    base.update({k: v for k, v in data.items()})
+    base.update(overrides)
+    return _from_dict(TrainConfig, base, str(path))
+
+
+# ----------------------------------------------------------------------------- losses
+def _bmc_loss(cfg: TrainConfig, limits: BMCLimits) -> BMCLoss:
+    lam_rb = cfg.lambda_rb if cfg.bmc_terms in ("bl+rb", "all") else 0.0
+    lam_a = cfg.lambda_a if cfg.bmc_terms == "all" else 0.0
+    if cfg.bmc_terms not in ("bl", "bl+rb", "all"):
+        raise ValueError(f"bmc_terms must be 'bl', 'bl+rb' or 'all', got {cfg.bmc_terms!r}")
+    return BMCLoss(limits, cfg.lambda_bl, lam_rb, lam_a, check=False)
+
+
+def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None) -> dict[str, Tensor]:
+    """Loss terms of one batch; each is a sum over the samples it applies to divided by the
+    batch size, so that distributed ranks average to the single-process loss."""
+    B, S = batch.uv.shape[0], batch.images.shape[-1]
+    terms: dict[str, Tensor] = {}
+    terms["2d"] = (out.uv - batch.uv).abs().mean((1, 2)).sum() / B / S  # in image widths
+    has3d = batch.has_3d
+    if has3d.any():
+        xyz, s = batch.xyz[has3d], batch.scale[has3d]
+        z_rel = (xyz[..., 2] - xyz[:, :1, 2]) / s[:, None]
+        root = xyz[:, 0, 2] / s
+        terms["z"] = (out.z_rel[has3d] - z_rel).abs().mean(1).sum() / B
+        terms["root"] = (out.root[has3d] - root).abs().sum() / B
+    else:
+        zero = out.uv.sum() * 0
+        terms["z"], terms["root"] = zero, zero
+    total = cfg.w_2d * terms["2d"] + cfg.w_z * terms["z"] + cfg.w_root * terms["root"]
+    if bmc is not None:
+        r = bmc(out.joints_norm.float())
+        terms["bmc"] = r.total
+        terms["bmc_bl"], terms["bmc_rb"], terms["bmc_a"] = r.bone_length, r.root_bone, r.angle
+        total = total + r.total
+    terms["total"] = total
+    return terms
+
+
+# ----------------------------------------------------------------------------- run
+def _distributed() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _schedule(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def resolve_limits(cfg: TrainConfig, source: PreparedCache | None) -> BMCLimits:
+    if cfg.limits == "default":
+        return BMCLimits.default()
+    if cfg.limits == "source":
+        if source is None:
+            raise ValueError("limits='source' needs a 3D-labelled source cache")
+        xyz = source.annotations["xyz"][source.annotations["has_3d"]]
+        if len(xyz) < 3:
+            raise ValueError(f"{source.path}: too few 3D-labelled samples to fit limits")
+        return BMCLimits.fit(xyz.astype(np.float64), coverage=0.999, source=f"fit: {source.path}")
+    return BMCLimits.load(cfg.limits)
+
+
+def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, stop_after: int | None = None) -> Path:
+    """Train (or resume) a run in ``cfg.out/cfg.name``; returns the run folder.
+
+    ``stop_after`` ends the process's work after that many steps of this call (a
+    stand-in for a kill, used by the resume test)."""
+    from tqdm.auto import tqdm
+
+    rank, world = _distributed()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    torch.manual_seed(cfg.seed)
+    run_dir = Path(cfg.out) / cfg.name
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if not cfg.source:
+        raise ValueError("config.source: a 3D-labelled prepared cache is required")
+    source = PreparedCache(cfg.source)
+    weak = PreparedCache(cfg.weak) if cfg.weak else None
+    for c in (source, weak):
+        if c is not None and c.size != cfg.image_size:
+            raise ValueError(f"{c.path}: images are {c.size} px, config.image_size is {cfg.image_size}")
+    ratio = 1.0 if weak is None else cfg.ratio_3d
+    sampler = MixedSampler((len(source), len(weak) if weak is not None else None), cfg.batch_size, ratio, cfg.seed,
+                           rank, world)
+    model = HandPoseNet(cfg.model).to(dev)
+    if dev.type == "cuda" and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    limits = resolve_limits(cfg, source) if cfg.use_bmc else None
+    bmc = _bmc_loss(cfg, limits).to(dev) if cfg.use_bmc else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    start = 0
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        if ck["config"] != cfg.to_dict():
+            raise ValueError(f"{ckpt_path}: saved with a different config; use another name or delete the folder")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start = ck["step"]
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    log_path = run_dir / "train_log.jsonl"
+    writer = None
+    if rank == 0:
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # optional
+
+            writer = SummaryWriter(str(run_dir / "tb"))
+        except Exception:
+            writer = None
+    if rank == 0 and start == 0 and log_path.exists():
+        log_path.unlink()
+    bar = tqdm(total=cfg.steps, initial=start, desc=cfg.name, unit="step", disable=not progress or rank != 0)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda")
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    t_last = time.perf_counter()
+    model.train()
+    for step in range(start, end):
+        i3, i2 = sampler.indices(step)
+        parts = [load_batch(source, i3)] + ([load_batch(weak, i2)] if len(i2) else [])
+        batch = parts[0] if len(parts) == 1 else type(parts[0])(*(torch.cat([getattr(p, f) for p in parts]) for f in
+                                                                   ("images", "uv", "xyz", "K", "has_3d", "scale")))
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * world + rank)
+        batch = augment(batch, cfg.augment, g).to(dev)
+        images = batch.images.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" and \
+            cfg.channels_last else batch.images
+        with autocast:
+            out = net(images, batch.K)
+        terms = compute_losses(out, batch, cfg, bmc)
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt.step()
+        sched.step()
+        done = step + 1
+        if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
+            now = time.perf_counter()
+            row = {"step": done, "lr": sched.get_last_lr()[0], **{k: float(v.detach()) for k, v in terms.items()},
+                   "images_per_s": cfg.log_every * cfg.batch_size * world / max(now - t_last, 1e-9)}
+            t_last = now
+            with open(log_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if writer is not None:
+                for k, v in row.items():
+                    writer.add_scalar(k, v, done)
+            bar.set_postfix(loss=f"{row['total']:.4f}")
+        if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                          "step": done, "config": cfg.to_dict()}, ckpt_path)
+        bar.update(1)
+    bar.close()
+    if rank == 0:
+        _write_csv(log_path, run_dir / "train_log.csv")
+        if limits is not None:
+            limits.save(run_dir / "limits.json")
+    if writer is not None:
+        writer.close()
+    return run_dir
+
+
+def _write_csv(jsonl: Path, out: Path) -> None:
+    if not jsonl.is_file():
+        return
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "step", k))
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out)
+
+
+def load_trained(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[HandPoseNet, TrainConfig]:
+    """The model and config of a finished (or checkpointed) run."""
+    ck = torch.load(Path(run_dir) / "checkpoint.pt", map_location=device, weights_only=False)
+    cfg = _from_dict(TrainConfig, ck["config"], str(run_dir))
+    model = HandPoseNet(cfg.model)
+    model.load_state_dict(ck["model"])
+    return model.to(device).eval(), cfg
