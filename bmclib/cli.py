@@ -4,11 +4,16 @@
     bmc limits [FILE]       show the default limits, or a saved limits file
     bmc synth               render a synthetic domain (FreiHAND layout + prepared caches)
     bmc prepare-freihand    convert a FreiHAND-layout folder into a prepared cache
+    bmc train               train the 2.5D network (presets tiny / cpu / gpu; torchrun for DDP)
+    bmc evaluate            evaluate a trained run on a 3D-labelled cache (writes metrics.json)
+    bmc experiment          the synthetic benchmark: all runs x seeds, then the table and figure
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 
 def _limits(argv: list[str]) -> int:
@@ -82,9 +87,77 @@ def _prepare_freihand(argv: list[str]) -> int:
     return 0
 
 
+def _train(argv: list[str]) -> int:
+    from .train import PRESETS, load_config, preset, train
+
+    p = argparse.ArgumentParser(prog="bmc train", description="Train the 2.5D hand pose network.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    p.add_argument("--config", help="YAML / JSON config file (its keys override the preset)")
+    p.add_argument("--source", help="3D-labelled prepared cache")
+    p.add_argument("--weak", help="2D-only prepared cache (weak supervision)")
+    p.add_argument("--name", help="run name (folder under --out)")
+    p.add_argument("--bmc", action="store_true", help="add the biomechanical losses")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="runs folder (default data/runs)")
+    p.add_argument("--device")
+    a = p.parse_args(argv)
+    over = {k: v for k, v in (("source", a.source), ("weak", a.weak), ("name", a.name), ("steps", a.steps),
+                              ("seed", a.seed), ("out", a.out)) if v is not None}
+    if a.bmc:
+        over["use_bmc"] = True
+    try:
+        cfg = load_config(a.config, **over) if a.config else preset(a.preset, **over)
+        run = train(cfg, device=a.device)
+    except (OSError, ValueError) as e:
+        print(f"bmc train: {e}", file=sys.stderr)
+        return 2
+    print(f"trained {run}")
+    return 0
+
+
+def _evaluate(argv: list[str]) -> int:
+    from .evaluate import evaluate_run
+    from .limits import BMCLimits
+
+    p = argparse.ArgumentParser(prog="bmc evaluate", description="Evaluate a run on a 3D-labelled prepared cache.")
+    p.add_argument("run", help="run folder (with checkpoint.pt)")
+    p.add_argument("--cache", required=True, help="evaluation cache with 3D labels")
+    p.add_argument("--limits", help="limits JSON for the plausibility metric (default: literature)")
+    p.add_argument("--results", default="results/runs", help="where metrics.json goes")
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    try:
+        m = evaluate_run(a.run, a.cache, a.results, BMCLimits.load(a.limits) if a.limits else None, a.device)
+    except (OSError, ValueError) as e:
+        print(f"bmc evaluate: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(m, indent=1))
+    return 0
+
+
+def _experiment(argv: list[str]) -> int:
+    from .experiment import RUNS, run_experiment
+
+    p = argparse.ArgumentParser(prog="bmc experiment", description="The synthetic benchmark (see bmclib.experiment).")
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--runs", nargs="+", choices=list(RUNS))
+    p.add_argument("--data", default="data/synth")
+    p.add_argument("--runs-dir", default="data/runs")
+    p.add_argument("--results", default="results")
+    p.add_argument("--device")
+    p.add_argument("--force", action="store_true", help="redo finished runs")
+    a = p.parse_args(argv)
+    table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device)
+    print(Path(table).read_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"bench": None, "limits": _limits, "synth": _synth, "prepare-freihand": _prepare_freihand}
+    commands = {"bench": None, "limits": _limits, "synth": _synth, "prepare-freihand": _prepare_freihand,
+                "train": _train, "evaluate": _evaluate, "experiment": _experiment}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         if argv and argv[0] not in ("-h", "--help"):
