@@ -271,12 +271,9 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     t_last = time.perf_counter()
     model.train()
     for step in range(start, end):
-        i3, i2 = sampler.indices(step)
-        parts = [load_batch(source, i3)] + ([load_batch(weak, i2)] if len(i2) else [])
-        batch = parts[0] if len(parts) == 1 else type(parts[0])(*(torch.cat([getattr(p, f) for p in parts]) for f in
-                                                                   ("images", "uv", "xyz", "K", "has_3d", "scale")))
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * world + rank)
-        batch = augment(batch, cfg.augment, g).to(dev)
+        batch = sampler.load(step, (source, weak))
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        batch = augment(batch, cfg.augment, g, rank * cfg.batch_size, world * cfg.batch_size).to(dev)
         images = batch.images.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" and \
             cfg.channels_last else batch.images
         with autocast:
