@@ -49,7 +49,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup: int = 50
-    optimizer: str = "adamw"
+    optimizer: str = "adamw"  # "adamw", "adam" or "sgd"
     ratio_3d: float = 0.5  # share of each batch from the 3D-labelled set (1.0: 3D only)
     source: str = ""  # prepared cache with 3D labels
     weak: str = ""  # prepared cache used with 2D labels only ("" = none)
@@ -238,8 +238,10 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     elif cfg.optimizer == "adam":
         opt = torch.optim.Adam(params, lr=cfg.lr)
+    elif cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     else:
-        raise ValueError(f"optimizer must be 'adam' or 'adamw', got {cfg.optimizer!r}")
+        raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {cfg.optimizer!r}")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     start = 0
     ckpt_path = run_dir / "checkpoint.pt"

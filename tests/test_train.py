@@ -1,0 +1,187 @@
+import json
+import math
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from bmclib.camera import project
+from bmclib.data.cache import PreparedCache
+from bmclib.data.loader import AugmentConfig, Batch, MixedSampler, augment, load_batch
+from bmclib.data.synth import generate_dataset
+from bmclib.evaluate import evaluate_arrays, evaluate_run, pck_auc, procrustes_align
+from bmclib.train import load_config, load_trained, preset, train
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    generate_dataset(str(root / "source"), "source", 48, 16, seed=0, size=64, progress=False)
+    generate_dataset(str(root / "target"), "target", 48, 16, seed=1, size=64, progress=False)
+    return root
+
+
+def _cfg(data, tmp_path, name="r", **kw):
+    base = dict(source=str(data / "source" / "cache" / "training"), weak=str(data / "target" / "cache" / "training"),
+                out=str(tmp_path / "runs"), name=name, use_bmc=True, limits="default")
+    base.update(kw)
+    return preset("tiny", **base)
+
+
+def _params(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+
+
+# ---------------------------------------------------------------- sampling and augmentation
+def test_sampler_ratio_and_rank_slices():
+    one = MixedSampler((100, 50), 8, 0.25, seed=3)
+    which, idx = one.indices(7)
+    assert (which == 0).sum() == 2 and len(idx) == 8
+    assert (idx[which == 1] < 50).all()
+    ranks = [MixedSampler((100, 50), 4, 0.25, seed=3, rank=r, world=2).indices(7) for r in range(2)]
+    assert np.array_equal(np.concatenate([w for w, _ in ranks]), which)
+    assert np.array_equal(np.concatenate([i for _, i in ranks]), idx)
+    assert not np.array_equal(one.indices(8)[1], idx)
+    with pytest.raises(ValueError, match="second data set"):
+        MixedSampler((10, None), 4, 0.5, 0)
+
+
+def test_augment_keeps_labels_consistent(data):
+    cache = PreparedCache(data / "source" / "cache" / "training")
+    b = load_batch(cache, np.arange(8))
+    out = augment(b, AugmentConfig(rotation_deg=40, scale=0.2, translate=0.1), torch.Generator().manual_seed(0))
+    assert (project(out.xyz.double(), out.K.double()) - out.uv.double()).abs().max() < 1e-3
+    assert not torch.allclose(out.uv, b.uv)
+    # the image moved with the labels: a bright dot at a joint lands at the joint's new place
+    img = torch.zeros(1, 3, 64, 64)
+    u, v = b.uv[0, 9].round().long().tolist()
+    img[0, :, v - 1:v + 2, u - 1:u + 2] = 1.0
+    one = Batch(img, b.uv[:1], b.xyz[:1], b.K[:1], b.has_3d[:1], b.scale[:1])
+    moved = augment(one, AugmentConfig(rotation_deg=40, scale=0.2, translate=0.1, brightness=0, contrast=0,
+                                       saturation=0), torch.Generator().manual_seed(0))
+    grey = moved.images[0].mean(0)
+    peak = torch.nonzero(grey == grey.max())[0].float()  # (row, col)
+    target = moved.uv[0, 9] + (torch.tensor([u, v]) - b.uv[0, 9])  # where the dot's centre went
+    assert (peak.flip(0) - target).abs().max() <= 1.5
+
+
+def test_target_2d_batches_carry_no_3d(data):
+    cache = PreparedCache(data / "target" / "cache" / "training")
+    b = load_batch(cache, np.arange(4))
+    assert not b.has_3d.any() and torch.isnan(b.xyz).all()
+
+
+# ---------------------------------------------------------------- training
+def test_tiny_training_is_deterministic_and_logs(data, tmp_path):
+    a = train(_cfg(data, tmp_path, "a"), progress=False)
+    b = train(_cfg(data, tmp_path, "b"), progress=False)
+    pa, pb = _params(a), _params(b)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    rows = [json.loads(line) for line in (a / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    assert all(math.isfinite(r["total"]) and r["bmc"] >= 0 for r in rows)
+    assert (a / "train_log.csv").read_text().startswith("step,")
+    assert (a / "limits.json").is_file()
+
+
+def test_resume_after_a_kill_is_exact(data, tmp_path):
+    full = train(_cfg(data, tmp_path, "full"), progress=False)
+    part = _cfg(data, tmp_path, "part")
+    train(part, progress=False, stop_after=3)  # the process "dies" after its step-3 checkpoint
+    assert torch.load(tmp_path / "runs" / "part" / "checkpoint.pt", weights_only=False)["step"] == 3
+    resumed = train(part, progress=False)
+    pf, pr = _params(full), _params(resumed)
+    assert all(torch.equal(pf[k], pr[k]) for k in pf)
+    other = _cfg(data, tmp_path, "part", lr=0.5)
+    with pytest.raises(ValueError, match="different config"):
+        train(other, progress=False)
+
+
+def test_losses_switch(data, tmp_path):
+    run = train(_cfg(data, tmp_path, "nobmc", use_bmc=False, weak=""), progress=False)
+    rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert "bmc" not in rows[0] and rows[0]["z"] > 0
+    bl = train(_cfg(data, tmp_path, "bl", bmc_terms="bl"), progress=False)
+    row = json.loads((bl / "train_log.jsonl").read_text().splitlines()[0])
+    assert row["bmc"] == pytest.approx(row["bmc_bl"], rel=1e-6)  # only the bone-length term counts
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, cfg_dict, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank))
+    torch.set_num_threads(1)
+    from bmclib.train import TrainConfig, _from_dict, train as run
+
+    run(_from_dict(TrainConfig, cfg_dict, "test"), device="cpu", progress=False)
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+
+def test_two_gloo_processes_match_one_process(data, tmp_path):
+    import torch.multiprocessing as mp
+
+    common = dict(model=preset("tiny").model.__class__(backbone="resnet18", width=0.125, deconv=2, head_channels=32,
+                                                         refine_hidden=16, norm="group"), steps=3,
+                  optimizer="sgd", lr=0.01)  # Adam would magnify float noise in near-zero gradients
+    single = _cfg(data, tmp_path, "single", batch_size=8, **common)
+    train(single, progress=False)
+    ddp = _cfg(data, tmp_path, "ddp", batch_size=4, **common)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), ddp.to_dict(), str(tmp_path)), nprocs=2, join=True)
+    p1, p2 = _params(tmp_path / "runs" / "single"), _params(tmp_path / "runs" / "ddp")
+    for k in p1:
+        assert torch.allclose(p1[k], p2[k], atol=1e-6, rtol=1e-4), k
+    init = train(_cfg(data, tmp_path, "init", batch_size=8, **{**common, "steps": 1}), progress=False)
+    assert any(not torch.allclose(p1[k], _params(init)[k]) for k in p1)  # training did move the weights
+
+
+def test_config_files(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("preset: tiny\nsteps: 4\nuse_bmc: true\nmodel:\n  backbone: resnet34\n  width: 0.25\n")
+    cfg = load_config(path, name="x")
+    assert cfg.steps == 4 and cfg.use_bmc and cfg.model.backbone == "resnet34" and cfg.batch_size == 8
+    (tmp_path / "bad.json").write_text(json.dumps({"preset": "tiny", "stepz": 4}))
+    with pytest.raises(ValueError, match="stepz"):
+        load_config(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="preset"):
+        preset("huge")
+
+
+# ---------------------------------------------------------------- evaluation
+def test_procrustes_and_metrics():
+    g = torch.Generator().manual_seed(0)
+    gt = torch.randn(10, 21, 3, generator=g, dtype=torch.float64).numpy() * 0.05
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    pred = 1.7 * gt @ q.T + 0.3
+    assert np.abs(procrustes_align(pred, gt) - gt).max() < 1e-7  # the +1e-8 in the norms (as FreiHAND)
+    perfect = evaluate_arrays(gt + 0.1, gt, gt[..., :2], gt[..., :2])
+    assert perfect["epe_3d_mm"] == pytest.approx(0, abs=1e-9) and perfect["auc_3d"] == pytest.approx(1.0, abs=0.01)
+    assert perfect["epe_2d_px"] == 0
+    th, pck, auc = pck_auc(np.full((4, 21), 25.0), 50.0)
+    assert auc == pytest.approx(0.5, abs=0.01) and pck[0] == 0 and pck[-1] == 1
+    with pytest.raises(ValueError, match=r"\(N, 21, 3\)"):
+        evaluate_arrays(gt[:, :20], gt[:, :20])
+
+
+def test_evaluate_run_writes_metrics_with_provenance(data, tmp_path):
+    run = train(_cfg(data, tmp_path, "ev"), progress=False)
+    m = evaluate_run(run, data / "target" / "cache" / "evaluation", tmp_path / "results")
+    saved = json.loads((tmp_path / "results" / "ev" / "metrics.json").read_text())
+    assert saved["metrics"]["depth_mm"] == pytest.approx(m["depth_mm"]) and m["depth_mm"] > 0
+    prov = saved["provenance"]
+    for key in ("time", "git_commit", "preset", "config_hash", "data", "device", "seed", "steps"):
+        assert key in prov, key
+    assert prov["preset"] == "tiny" and prov["steps"] == 6
+    assert np.load(tmp_path / "results" / "ev" / "predictions.npz")["xyz"].shape == (16, 21, 3)
+    with pytest.raises(ValueError, match="3D labels"):
+        evaluate_run(run, data / "target" / "cache" / "training", tmp_path / "results")
+    model, cfg = load_trained(run)
+    assert cfg.name == "ev" and not model.training
