@@ -107,8 +107,9 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bmc bench", description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="?", choices=["loss", "synth"], default="loss",
-                   help="loss: BMC loss and decomposition (default); synth: synthetic data generation")
+    p.add_argument("what", nargs="?", choices=["loss", "synth", "train"], default="loss",
+                   help="loss: BMC loss and decomposition (default); synth: synthetic data generation; "
+                        "train: training throughput per preset")
     p.add_argument("--num", type=int, default=1024, help="synth: images per domain")
     p.add_argument("--size", type=int, default=128, help="synth: image side")
     p.add_argument("--batch", type=int, nargs="+", default=[32, 256, 4096])
@@ -122,15 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     devices = a.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    if a.what == "synth":
-        rows = [r for d in devices for r in run_synth(a.num, a.size, None if d == "cpu" else d)]
-        table = format_synth_table(rows)
+    if a.what in ("synth", "train"):
+        if a.what == "synth":
+            rows = [r for d in devices for r in run_synth(a.num, a.size, None if d == "cpu" else d)]
+            table = format_synth_table(rows)
+        else:
+            rows = [r for d in devices for r in run_train(device=d)]
+            table = format_train_table(rows)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
         print(table)
         if a.json:
             prov = provenance(config={"num": a.num, "size": a.size, "devices": devices})
             write_json_atomic(a.json, {"rows": rows, "provenance": prov})
-            write_text_atomic(a.json.with_suffix(".md"), f"{table}\n\nMade by `bmc bench synth` on {prov['device']} "
+            write_text_atomic(a.json.with_suffix(".md"), f"{table}\n\nMade by `bmc bench {a.what}` on {prov['device']} "
                               f"({prov['cpu_threads']} CPU threads), torch {prov['torch']}, "
                               f"commit {prov['git_commit']}, {prov['time']}.\n")
             print(f"wrote {a.json}")
@@ -184,3 +189,58 @@ def format_synth_table(rows: list[dict]) -> str:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def run_train(presets=("tiny", "cpu", "gpu"), steps: int = 5, device: str | None = None) -> list[dict]:
+    """Training throughput per preset (forward, backward and optimiser step on random images
+    of the preset's size, after 2 warm-up steps), with and without the BMC loss, and the BMC
+    loss's share of the step time."""
+    from types import SimpleNamespace
+
+    from .data.loader import Batch
+    from .limits import BMCLimits
+    from .model import HandPoseNet
+    from .train import _bmc_loss, compute_losses, preset
+
+    dev = torch.device(device or "cpu")
+    rows = []
+    for name in presets:
+        cfg = preset(name)
+        model = HandPoseNet(cfg.model).to(dev)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        B, S = cfg.batch_size, cfg.image_size
+        g = torch.Generator().manual_seed(0)
+        K = torch.tensor([[S * 4.0, 0, S / 2], [0, S * 4.0, S / 2], [0, 0, 1]]).expand(B, 3, 3)
+        joints = random_poses(B) + torch.tensor([0.0, 0.0, 0.6])
+        from .camera import project
+
+        batch = Batch(torch.rand(B, 3, S, S, generator=g), project(joints, K), joints, K,
+                      torch.ones(B, dtype=torch.bool), (joints[:, 10] - joints[:, 9]).norm(dim=-1)).to(dev)
+        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+        result = {}
+        for use_bmc in (False, True):
+            bmc = _bmc_loss(cfg, BMCLimits.default()).to(dev) if use_bmc else None
+
+            def step():
+                with amp:
+                    out = model(batch.images, batch.K)
+                loss = compute_losses(out, batch, cfg, bmc)["total"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            secs = time_it(step, dev, min_time=0.0, repeats=steps, warmup=2)
+            result[use_bmc] = statistics.median(secs)
+        rows.append({"preset": name, "device": str(dev), "backbone": f"{cfg.model.backbone} x{cfg.model.width}",
+                     "image": S, "batch": B, "images_per_s": B / result[True],
+                     "bmc_share": max(0.0, 1 - result[False] / result[True])})
+    return rows
+
+
+def format_train_table(rows: list[dict]) -> str:
+    lines = ["| preset | device | backbone | image | batch | images/s (with BMC) | BMC share of step |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['preset']} | {r['device']} | {r['backbone']} | {r['image']} | {r['batch']} | "
+                     f"{r['images_per_s']:,.1f} | {100 * r['bmc_share']:.1f}% |")
+    return "\n".join(lines)

@@ -222,7 +222,9 @@ class HandPoseNet(nn.Module):
         K = K.float()
         z_closed = root_depth(uv, z_rel, K).clamp(1.0, 100.0).detach()  # stabiliser: no gradient; 1..100 bones away
         xy = _normalised_coords(uv, K)  # (B, 21, 2)
-        root = z_closed + self.refine(torch.cat([z_rel, xy.flatten(1), z_closed[:, None] / 20.0], 1).float())[:, 0]
+        # the MLP sees detached 2.5D: the root loss trains the residual, not the keypoints
+        feats_root = torch.cat([z_rel.detach(), xy.detach().flatten(1), z_closed[:, None] / 20.0], 1)
+        root = z_closed + self.refine(feats_root)[:, 0]
         joints_norm = from_2p5d(uv, z_rel, root, K)
         joints = joints_norm * scale.float()[:, None, None] if scale is not None else joints_norm
         return PoseOutput(uv, z_rel, root, z_closed, joints_norm, joints, prob)
