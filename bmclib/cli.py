@@ -7,6 +7,11 @@
     bmc train               train the 2.5D network (presets tiny / cpu / gpu; torchrun for DDP)
     bmc evaluate            evaluate a trained run on a 3D-labelled cache (writes metrics.json)
     bmc experiment          the synthetic benchmark: all runs x seeds, then the table and figure
+    bmc prepare-rhd         convert RHD into a prepared cache
+    bmc prepare-ho3d        convert HO-3D into a prepared cache
+    bmc eval-freihand       score FreiHAND-format predictions like the official benchmark
+    bmc fit-limits          fit BMC limits to 3D data (a prepared cache or a .npy), with a figure
+    bmc audit               plausibility audit of predictions against BMC limits
 """
 from __future__ import annotations
 
@@ -154,10 +159,139 @@ def _experiment(argv: list[str]) -> int:
     return 0
 
 
+def _prepare_rhd(argv: list[str]) -> int:
+    from .data.rhd import rhd_to_cache
+
+    p = argparse.ArgumentParser(prog="bmc prepare-rhd", description="RHD -> prepared cache (right-hand crops).")
+    p.add_argument("root", help="unpacked RHD folder (with training/ and evaluation/)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", default="training", choices=["training", "evaluation"])
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--labels", default="3d", choices=["3d", "2d"])
+    p.add_argument("--force", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        print(f"wrote {rhd_to_cache(a.root, a.out, a.split, a.size, a.labels, a.force)}")
+    except (OSError, ValueError) as e:
+        print(f"bmc prepare-rhd: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _prepare_ho3d(argv: list[str]) -> int:
+    from .data.ho3d import ho3d_to_cache
+
+    p = argparse.ArgumentParser(prog="bmc prepare-ho3d", description="HO-3D v2/v3 -> prepared cache.")
+    p.add_argument("root", help="HO-3D folder (with train.txt, evaluation.txt, train/, evaluation/)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", default="train", choices=["train", "evaluation"])
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--force", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        print(f"wrote {ho3d_to_cache(a.root, a.out, a.split, a.size, a.force)}")
+    except (OSError, ValueError) as e:
+        print(f"bmc prepare-ho3d: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _eval_freihand(argv: list[str]) -> int:
+    import numpy as np
+
+    from .data.freihand import read_split
+    from .evaluate import freihand_keypoint_scores, read_pred_json, write_freihand_report
+
+    p = argparse.ArgumentParser(prog="bmc eval-freihand", description="Score pred.json like the FreiHAND benchmark "
+                                "(keypoints; means in cm, AUC over 0-5 cm).")
+    p.add_argument("root", help="FreiHAND-layout folder with {split}_xyz.json")
+    p.add_argument("pred", help="pred.json ([xyz_list, verts_list]); 'zero' scores the zero predictor")
+    p.add_argument("--split", default="evaluation", choices=["training", "evaluation"])
+    p.add_argument("--out", default=".", help="folder for scores.txt and pck.png")
+    a = p.parse_args(argv)
+    try:
+        gt = read_split(a.root, a.split)["xyz"]
+        if gt is None:
+            raise ValueError(f"{a.root}: no {a.split}_xyz.json (FreiHAND's 2022 evaluation archive has it)")
+        pred = np.zeros_like(gt) if a.pred == "zero" else read_pred_json(a.pred)[0]
+        if pred.shape != gt.shape:
+            raise ValueError(f"{a.pred}: {len(pred)} predictions for {len(gt)} ground-truth samples")
+        scores = freihand_keypoint_scores(gt, pred, return_curves=True)
+        zero = freihand_keypoint_scores(gt, np.zeros_like(gt), return_curves=True)
+        path = write_freihand_report(scores, a.out, "prediction" if a.pred != "zero" else "zero", zero)
+    except (OSError, ValueError) as e:
+        print(f"bmc eval-freihand: {e}", file=sys.stderr)
+        return 2
+    for k in ("xyz_mean3d", "xyz_auc3d", "xyz_al_mean3d", "xyz_al_auc3d"):
+        print(f"{k}: {scores[k]:.4f}   (zero predictor: {zero[k]:.4f})")
+    print(f"wrote {path} and {Path(a.out) / 'pck.png'}")
+    return 0
+
+
+def _fit_limits(argv: list[str]) -> int:
+    import numpy as np
+
+    from .audit import plot_limits
+    from .limits import BMCLimits
+
+    p = argparse.ArgumentParser(prog="bmc fit-limits", description="Fit BMC limits to 3D poses.")
+    p.add_argument("data", help="a prepared cache folder (its 3D-labelled samples) or a .npy of (N, 21, 3) joints")
+    p.add_argument("--out", required=True, help="limits JSON to write")
+    p.add_argument("--coverage", type=float, default=0.999)
+    p.add_argument("--margin", type=float, default=0.0, help="dilate polygons by this many radians")
+    p.add_argument("--figure", help="hull figure path (default: next to --out, .png)")
+    a = p.parse_args(argv)
+    try:
+        path = Path(a.data)
+        if path.is_dir():
+            from .data.cache import PreparedCache
+
+            c = PreparedCache(path)
+            joints = c.annotations["xyz"][c.annotations["has_3d"]].astype(np.float64)
+            if len(joints) == 0:
+                raise ValueError(f"{path}: no 3D-labelled samples")
+        else:
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file or folder: {path}")
+            joints = np.load(path, allow_pickle=False)
+        limits = BMCLimits.fit(joints, coverage=a.coverage, margin=a.margin, source=str(path))
+        out = limits.save(a.out)
+        fig = plot_limits(limits, joints, a.figure or Path(a.out).with_suffix(".png"))
+    except (OSError, ValueError) as e:
+        print(f"bmc fit-limits: {a.data}: {e}", file=sys.stderr)
+        return 2
+    print(limits.summary())
+    print(f"wrote {out} and {fig}")
+    return 0
+
+
+def _audit(argv: list[str]) -> int:
+    from .audit import audit, load_predictions, write_audit
+    from .limits import BMCLimits
+
+    p = argparse.ArgumentParser(prog="bmc audit", description="How many predicted poses break the BMC limits?")
+    p.add_argument("pred", help="FreiHAND pred.json, predictions.npz or .npy of (N, 21, 3) joints (right hands)")
+    p.add_argument("--limits", help="limits JSON (default: literature limits)")
+    p.add_argument("--out", default="audit", help="folder for audit.md and audit.csv")
+    p.add_argument("--worst", type=int, default=10)
+    a = p.parse_args(argv)
+    try:
+        result = audit(load_predictions(a.pred), BMCLimits.load(a.limits) if a.limits else None)
+        path = write_audit(result, a.out, Path(a.pred).name, a.worst)
+    except (OSError, ValueError) as e:
+        print(f"bmc audit: {e}", file=sys.stderr)
+        return 2
+    print(f"{result['n']} poses: {100 * result['implausible_poses']:.1f}% implausible, "
+          f"{100 * result['implausible_joints']:.1f}% of joint-angle terms outside; wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {"bench": None, "limits": _limits, "synth": _synth, "prepare-freihand": _prepare_freihand,
-                "train": _train, "evaluate": _evaluate, "experiment": _experiment}
+                "train": _train, "evaluate": _evaluate, "experiment": _experiment, "prepare-rhd": _prepare_rhd,
+                "prepare-ho3d": _prepare_ho3d, "eval-freihand": _eval_freihand, "fit-limits": _fit_limits,
+                "audit": _audit}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         if argv and argv[0] not in ("-h", "--help"):

@@ -19,7 +19,9 @@ import torch
 
 from .limits import BMCLimits
 
-__all__ = ["procrustes_align", "pck_auc", "evaluate_arrays", "predict_cache", "evaluate_run", "write_metrics"]
+__all__ = ["procrustes_align", "pck_auc", "evaluate_arrays", "predict_cache", "evaluate_run", "write_metrics",
+           "freihand_keypoint_scores", "freihand_keypoint_scores_loop", "read_pred_json", "write_pred_json",
+           "write_freihand_report"]
 
 
 def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -120,3 +122,158 @@ def evaluate_run(run_dir: str | os.PathLike, cache_path: str | os.PathLike, resu
                                          "source": cfg.source, "weak": cfg.weak},
                   config_hash_short=config_hash(cfg.to_dict()))
     return metrics
+
+
+# ----------------------------------------------------------------------------- FreiHAND protocol
+FREIHAND_THRESHOLDS = np.linspace(0.0, 0.05, 100)  # metres
+
+
+def _align_w_scale(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Vectorised FreiHAND alignment of ``pred (N, J, 3)`` onto ``gt``: centre both, divide by the
+    Frobenius norm + 1e-8, orthogonal Procrustes (reflections allowed, as scipy's
+    ``orthogonal_procrustes``), scale by the singular values' sum, restore gt's norm and centre."""
+    t1, t2 = gt.mean(1, keepdims=True), pred.mean(1, keepdims=True)
+    a, b = gt - t1, pred - t2
+    s1 = np.linalg.norm(a, axis=(1, 2), keepdims=True) + 1e-8
+    s2 = np.linalg.norm(b, axis=(1, 2), keepdims=True) + 1e-8
+    a, b = a / s1, b / s2
+    u, w, vt = np.linalg.svd(np.einsum("nji,njk->nik", b, a))  # B^T A: R minimises |B R - A|
+    rot = u @ vt
+    return np.einsum("nji,nik->njk", b, rot) * w.sum(1)[:, None, None] * s1 + t1
+
+
+def _curve_scores(err: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Mean error and normalised AUC per keypoint then averaged; ``err (N, J)`` metres."""
+    srt = np.sort(err, axis=0)  # (N, J): PCK(t) = #(err <= t) / N, by binary search per keypoint
+    pck = np.stack([np.searchsorted(srt[:, j], FREIHAND_THRESHOLDS, side="right") for j in range(err.shape[1])], 1)
+    pck = pck / err.shape[0]  # (T, J)
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz
+    auc = trapezoid(pck, FREIHAND_THRESHOLDS, axis=0) / (FREIHAND_THRESHOLDS[-1] - FREIHAND_THRESHOLDS[0])  # (J,)
+    return float(err.mean(0).mean()), float(auc.mean()), pck.mean(1)
+
+
+def freihand_keypoint_scores(gt_xyz: np.ndarray, pred_xyz: np.ndarray, return_curves: bool = False) -> dict:
+    """The FreiHAND benchmark's keypoint scores, vectorised.
+
+    Args:
+        gt_xyz, pred_xyz: ``(N, 21, 3)`` metres (absolute camera coordinates).
+
+    Returns:
+        ``xyz_mean3d`` and ``xyz_al_mean3d`` in cm (unaligned / aligned mean keypoint error),
+        ``xyz_auc3d`` and ``xyz_al_auc3d`` (PCK over 0-5 cm at 100 thresholds, ``<=``,
+        trapezoid rule normalised, per keypoint then averaged). With ``return_curves``
+        also ``thresholds_cm``, ``pck`` and ``pck_aligned``.
+    """
+    gt = np.asarray(gt_xyz, dtype=np.float64)
+    pred = np.asarray(pred_xyz, dtype=np.float64)
+    if gt.shape != pred.shape or gt.ndim != 3 or gt.shape[-1] != 3:
+        raise ValueError(f"expected gt and pred of the same shape (N, J, 3), got {gt.shape} and {pred.shape}")
+    if not (np.isfinite(gt).all() and np.isfinite(pred).all()):
+        raise ValueError("gt or pred contains NaN or inf")
+    mean, auc, pck = _curve_scores(np.linalg.norm(gt - pred, axis=-1))
+    al_mean, al_auc, al_pck = _curve_scores(np.linalg.norm(gt - _align_w_scale(gt, pred), axis=-1))
+    out = {"xyz_mean3d": mean * 100, "xyz_auc3d": auc, "xyz_al_mean3d": al_mean * 100, "xyz_al_auc3d": al_auc}
+    if return_curves:
+        out.update(thresholds_cm=FREIHAND_THRESHOLDS * 100, pck=pck, pck_aligned=al_pck)
+    return out
+
+
+def freihand_keypoint_scores_loop(gt_xyz: np.ndarray, pred_xyz: np.ndarray) -> dict:
+    """The same scores computed sample by sample, the way the official evaluation script
+    does (per-sample alignment with scipy's ``orthogonal_procrustes``, per-keypoint lists).
+    Kept as the reference the vectorised version is tested and benchmarked against."""
+    from scipy.linalg import orthogonal_procrustes
+
+    per_kp, per_kp_al = [[] for _ in range(gt_xyz.shape[1])], [[] for _ in range(gt_xyz.shape[1])]
+    for gt, pred in zip(np.asarray(gt_xyz, dtype=np.float64), np.asarray(pred_xyz, dtype=np.float64)):
+        t1, t2 = gt.mean(0), pred.mean(0)
+        a, b = gt - t1, pred - t2
+        s1, s2 = np.linalg.norm(a) + 1e-8, np.linalg.norm(b) + 1e-8
+        R, s = orthogonal_procrustes(a / s1, b / s2)
+        aligned = np.dot(b / s2, R.T) * s * s1 + t1
+        for j in range(gt.shape[0]):
+            per_kp[j].append(np.linalg.norm(gt[j] - pred[j]))
+            per_kp_al[j].append(np.linalg.norm(gt[j] - aligned[j]))
+    out = {}
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz
+    for prefix, lists in (("xyz", per_kp), ("xyz_al", per_kp_al)):
+        means, aucs = [], []
+        for errs in lists:
+            errs = np.array(errs)
+            means.append(errs.mean())
+            pck = [np.mean(errs <= t) for t in FREIHAND_THRESHOLDS]
+            aucs.append(trapezoid(pck, FREIHAND_THRESHOLDS) / (FREIHAND_THRESHOLDS[-1] - FREIHAND_THRESHOLDS[0]))
+        out[f"{prefix}_mean3d"] = float(np.mean(means)) * 100
+        out[f"{prefix}_auc3d"] = float(np.mean(aucs))
+    return out
+
+
+def read_pred_json(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """FreiHAND's ``pred.json``: ``[xyz_list, verts_list]`` -> ``(xyz (N, 21, 3), verts (N, 778, 3) or None)``."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, list) or len(data) != 2:
+        raise ValueError(f"{path}: expected [xyz_list, verts_list], got a {type(data).__name__} of length "
+                         f"{len(data) if isinstance(data, list) else '?'}")
+    xyz = np.asarray(data[0], dtype=np.float64)
+    if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
+        raise ValueError(f"{path}: xyz_list has shape {xyz.shape}, expected (N, 21, 3)")
+    verts = np.asarray(data[1], dtype=np.float64) if data[1] else None
+    if verts is not None and (verts.shape != (len(xyz), 778, 3)):
+        raise ValueError(f"{path}: verts_list has shape {verts.shape}, expected ({len(xyz)}, 778, 3)")
+    return xyz, verts
+
+
+def write_pred_json(path: str | os.PathLike, xyz: np.ndarray, verts: np.ndarray | None = None) -> Path:
+    """Write FreiHAND's submission format. Without vertices (this project predicts joints only)
+    every sample gets 778 zero vertices, so the file is accepted; its mesh scores are meaningless."""
+    import json
+
+    from .results import write_text_atomic
+
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
+        raise ValueError(f"xyz: expected (N, 21, 3), got {xyz.shape}")
+    if verts is None:
+        verts = np.zeros((len(xyz), 778, 3))
+    return write_text_atomic(path, json.dumps([xyz.tolist(), np.asarray(verts).tolist()]))
+
+
+def write_freihand_report(scores: dict, out_dir: str | os.PathLike, label: str = "prediction",
+                          zero_scores: dict | None = None) -> Path:
+    """``scores.txt`` in the official layout (``key: value`` lines) and ``pck.png`` with the
+    unaligned and aligned PCK curves (and the zero predictor's, when given)."""
+    from .results import write_text_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = ("xyz_mean3d", "xyz_auc3d", "xyz_al_mean3d", "xyz_al_auc3d")
+    write_text_atomic(out / "scores.txt", "".join(f"{k}: {scores[k]:f}\n" for k in keys))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for sc, name, style in ((scores, label, "-"), (zero_scores, "zero predictor", ":")):
+        if sc is None or "pck" not in sc:
+            continue
+        ax.plot(sc["thresholds_cm"], sc["pck"], style, color="#3182bd", label=f"{name} (AUC {sc['xyz_auc3d']:.3f})")
+        ax.plot(sc["thresholds_cm"], sc["pck_aligned"], style, color="#e6550d",
+                label=f"{name}, aligned (AUC {sc['xyz_al_auc3d']:.3f})")
+    ax.set_xlabel("threshold (cm)")
+    ax.set_ylabel("PCK")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title("FreiHAND keypoint PCK", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "pck.png", dpi=120)
+    plt.close(fig)
+    return out / "scores.txt"

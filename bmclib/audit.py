@@ -1,0 +1,133 @@
+"""Plausibility audit of 3D hand predictions, and figures of fitted limits.
+
+``bmc audit pred.json [--limits L]`` reads FreiHAND-format predictions (``[xyz, verts]``)
+or this project's ``predictions.npz`` and reports, against BMC limits, the share of
+poses and of each joint / term outside them and the worst samples: a Markdown report
+and a CSV of per-sample violations. No benchmark measures this today.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import skeleton as sk
+from .limits import BMCLimits
+
+__all__ = ["load_predictions", "audit", "write_audit", "plot_limits"]
+
+TERM_NAMES = ([f"length {sk.JOINT_NAMES[p]}->{sk.JOINT_NAMES[c]}" for p, c in sk.BONES]
+              + [f"curvature {sk.FINGER_NAMES[f]}-{sk.FINGER_NAMES[f + 1]}" for f in range(4)]
+              + [f"root angle {sk.FINGER_NAMES[f]}-{sk.FINGER_NAMES[f + 1]}" for f in range(4)]
+              + [f"angles {n}" for n in sk.ANGLE_JOINT_NAMES])
+
+
+def load_predictions(path: str | os.PathLike) -> np.ndarray:
+    """``(N, 21, 3)`` joints from a FreiHAND ``pred.json``, a ``predictions.npz`` (key ``xyz``)
+    or a ``.npy`` array."""
+    from .evaluate import read_pred_json
+
+    path = Path(path)
+    if path.suffix == ".json":
+        return read_pred_json(path)[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions not found: {path}")
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            if "xyz" not in z.files:
+                raise ValueError(f"{path}: no 'xyz' array (has {z.files})")
+            xyz = z["xyz"]
+    elif path.suffix == ".npy":
+        xyz = np.load(path, allow_pickle=False)
+    else:
+        raise ValueError(f"{path}: expected .json (FreiHAND pred.json), .npz or .npy")
+    if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
+        raise ValueError(f"{path}: joints have shape {xyz.shape}, expected (N, 21, 3)")
+    return xyz.astype(np.float64)
+
+
+def audit(xyz: np.ndarray, limits: BMCLimits | None = None) -> dict:
+    """Violations of ``xyz (N, 21, 3)`` against ``limits`` (default: literature limits).
+
+    Returns per-term violation rates (43 terms), the share of implausible poses and joints,
+    and per-sample distances (the exact BMC terms) for ranking the worst samples."""
+    from .losses import BMCLoss
+
+    limits = limits or BMCLimits.default()
+    j = torch.from_numpy(np.asarray(xyz, dtype=np.float64))
+    finite = torch.isfinite(j).all(-1).all(-1)
+    out = BMCLoss(limits, reduction="none", angle_distance="exact", check=False)(torch.where(
+        finite[:, None, None], j, torch.zeros_like(j)))
+    per = torch.cat([out.per_bone, out.per_root, out.per_angle], -1).numpy()  # (N, 43)
+    bad = per > 1e-9
+    return {"n": int(len(j)), "non_finite": int((~finite).sum()), "term_rate": bad.mean(0),
+            "implausible_poses": float(bad.any(1).mean()), "implausible_joints": float(bad[:, 28:].mean()),
+            "per_sample": per, "total": out.total.numpy(), "limits": limits.meta.get("source", "?")}
+
+
+def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictions", worst: int = 10) -> Path:
+    """``audit.md`` (summary, per-term rates, worst samples) and ``audit.csv`` (per sample)."""
+    import csv
+
+    from .results import write_text_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    order = np.argsort(-result["total"])[:worst]
+    lines = [f"# Plausibility audit: {name}", "",
+             f"{result['n']} poses against limits: {result['limits']}.", "",
+             f"- implausible poses (any term outside): **{100 * result['implausible_poses']:.1f}%**",
+             f"- joint-angle terms outside their polygons: **{100 * result['implausible_joints']:.1f}%**",
+             f"- non-finite poses (skipped as zeros): {result['non_finite']}", "",
+             "| term | outside |", "|---|---:|"]
+    lines += [f"| {t} | {100 * r:.1f}% |" for t, r in zip(TERM_NAMES, result["term_rate"])]
+    lines += ["", f"Worst {len(order)} samples (weighted BMC total):", "", "| sample | BMC total | worst term |",
+              "|---:|---:|---|"]
+    for i in order:
+        k = int(np.argmax(result["per_sample"][i]))
+        lines.append(f"| {i} | {result['total'][i]:.4f} | {TERM_NAMES[k]} ({result['per_sample'][i, k]:.3f}) |")
+    write_text_atomic(out / "audit.md", "\n".join(lines) + "\n")
+    tmp = out / "audit.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sample", "bmc_total"] + TERM_NAMES)
+        for i, row in enumerate(result["per_sample"]):
+            w.writerow([i, f"{result['total'][i]:.6g}"] + [f"{v:.6g}" for v in row])
+    os.replace(tmp, out / "audit.csv")
+    return out / "audit.md"
+
+
+def plot_limits(limits: BMCLimits, joints: np.ndarray | None, path: str | os.PathLike) -> Path:
+    """One panel per joint: the (flexion, abduction) points of ``joints (N, 21, 3)`` (if given)
+    and the limit polygon, in degrees."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .biomech import decompose, normalize_scale
+
+    pts = None
+    if joints is not None:
+        norm, _ = normalize_scale(torch.from_numpy(np.asarray(joints, dtype=np.float64)))
+        pts = np.degrees(decompose(norm).angles.reshape(-1, 15, 2).numpy())
+    fig, axes = plt.subplots(5, 3, figsize=(8, 12))
+    for j, (ax, poly, name) in enumerate(zip(axes.flatten(), limits.angle_polygons, sk.ANGLE_JOINT_NAMES)):
+        if pts is not None:
+            ax.scatter(pts[:, j, 0], pts[:, j, 1], s=1, alpha=0.3, color="#3182bd", rasterized=True)
+        p = np.degrees(np.vstack([poly, poly[:1]]))
+        ax.plot(p[:, 0], p[:, 1], color="#e6550d", lw=1.2)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("flexion (deg)", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("abduction (deg)", fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
