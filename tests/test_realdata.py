@@ -1,0 +1,331 @@
+"""Converters of the real data sets on format-exact fixtures, FreiHAND scoring, audit, fit-limits."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bmclib import skeleton as sk
+from bmclib.audit import TERM_NAMES, audit, load_predictions, write_audit
+from bmclib.biomech import decompose
+from bmclib.camera import project
+from bmclib.cli import main
+from bmclib.data.cache import PreparedCache
+from bmclib.data.freihand import freihand_to_cache
+from bmclib.data.ho3d import OPENGL_TO_CAMERA, ho3d_to_cache
+from bmclib.data.rhd import rhd_to_cache
+from bmclib.data.synth import generate_batch
+from bmclib.evaluate import (freihand_keypoint_scores, freihand_keypoint_scores_loop, read_pred_json,
+                             write_pred_json)
+
+
+def _project(xyz, K):
+    return project(torch.from_numpy(np.asarray(xyz, dtype=np.float64)), torch.from_numpy(np.asarray(K, np.float64))).numpy()
+
+
+# ---------------------------------------------------------------- FreiHAND
+@pytest.fixture(scope="module")
+def freihand(tmp_path_factory):
+    """FreiHAND v2 as shipped: 3 annotations x 4 image versions, masks for the first 3 only,
+    mano / verts files, an evaluation split with K and scale only."""
+    root = tmp_path_factory.mktemp("FreiHAND_pub_v2")
+    b = generate_batch("target", 5, 224, torch.Generator().manual_seed(0))
+    n = 3
+    (root / "training" / "rgb").mkdir(parents=True)
+    (root / "training" / "mask").mkdir(parents=True)
+    (root / "evaluation" / "rgb").mkdir(parents=True)
+    for v in range(4):
+        for i in range(n):
+            img = np.clip(b.images[i].numpy().astype(int) + 20 * v, 0, 255).astype(np.uint8)  # 4 "versions"
+            Image.fromarray(img).save(root / "training" / "rgb" / f"{i + n * v:08d}.jpg", quality=95)
+    for i in range(n):
+        Image.fromarray(b.masks[i].numpy()).save(root / "training" / "mask" / f"{i:08d}.jpg")
+    dump = lambda name, x: (root / name).write_text(json.dumps(np.asarray(x).tolist()))  # noqa: E731
+    dump("training_xyz.json", b.xyz[:n].numpy())
+    dump("training_K.json", b.K[:n].numpy())
+    dump("training_scale.json", b.scale[:n].numpy())
+    dump("training_mano.json", np.zeros((n, 1, 61)))
+    dump("training_verts.json", np.zeros((n, 778, 3)))
+    dump("evaluation_K.json", b.K[n:].numpy())
+    dump("evaluation_scale.json", b.scale[n:].numpy())
+    for i in range(2):
+        Image.fromarray(b.images[n + i].numpy()).save(root / "evaluation" / "rgb" / f"{i:08d}.jpg")
+    return root, b
+
+
+def test_freihand_versions_share_annotations(freihand, tmp_path):
+    root, b = freihand
+    cache = PreparedCache(freihand_to_cache(root, tmp_path / "c", progress=False))
+    assert len(cache) == 12 and cache.size == 224
+    ann = cache.annotations
+    assert ann["source_index"].tolist() == list(range(12))
+    for v in range(4):
+        assert np.allclose(ann["xyz"][3 * v:3 * v + 3], b.xyz[:3].numpy(), atol=1e-7)
+    assert np.abs(ann["uv"] - _project(ann["xyz"], ann["K"])).max() < 1e-3
+    with Image.open(root / "training" / "rgb" / "00000007.jpg") as im:
+        assert np.array_equal(np.asarray(im), cache[7]["image"])
+    only_v2 = PreparedCache(freihand_to_cache(root, tmp_path / "v2", versions=[2], progress=False))
+    assert only_v2.annotations["source_index"].tolist() == [6, 7, 8]
+    with pytest.raises(ValueError, match="versions"):
+        freihand_to_cache(root, tmp_path / "v9", versions=[9], progress=False)
+
+
+def test_freihand_evaluation_without_xyz(freihand, tmp_path):
+    root, _ = freihand
+    with pytest.raises(ValueError, match="no evaluation_xyz.json"):
+        freihand_to_cache(root, tmp_path / "e", "evaluation", progress=False)
+
+
+def test_freihand_missing_folder_names_the_path(tmp_path):
+    (tmp_path / "fh").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"expected .*fh/training_K.json"):
+        freihand_to_cache(tmp_path / "fh", tmp_path / "c", progress=False)
+
+
+# ---------------------------------------------------------------- RHD
+@pytest.fixture(scope="module")
+def rhd(tmp_path_factory):
+    """RHD layout: sample 0 a right hand, sample 1 a left hand (a mirrored right hand),
+    sample 2 both hands with the left one larger in the mask."""
+    root = tmp_path_factory.mktemp("RHD_published_v2")
+    b = generate_batch("source", 3, 320, torch.Generator().manual_seed(4))
+    split = root / "training"
+    for sub in ("color", "mask", "depth"):
+        (split / sub).mkdir(parents=True)
+    anno = {}
+    W = 320
+    for i in range(3):
+        xyz, uv, K = b.xyz[i].numpy(), b.uv[i].numpy(), b.K[i].numpy()
+        vis = b.visible[i].numpy().astype(float)
+        img, msk = b.images[i].numpy(), b.masks[i].numpy() > 0
+        left = i >= 1
+        if left:  # make it a left hand: mirror everything
+            xyz, uv = sk.mirror_joints(xyz), sk.mirror_uv(uv, W)
+            K = K.copy()
+            K[0, 2] = W - 1 - K[0, 2]
+            img, msk = img[:, ::-1].copy(), msk[:, ::-1].copy()
+        hand = np.concatenate([sk.to_rhd(xyz), ], 0)
+        uv_vis = np.concatenate([sk.to_rhd(uv), sk.to_rhd(vis[:, None])], 1)
+        other_xyz = np.zeros((21, 3))
+        other_uv = np.concatenate([np.full((21, 2), 10.0), np.zeros((21, 1))], 1)
+        mask = np.where(msk, 5 if left else 20, 0).astype(np.uint8)  # 2-17 left, 18-33 right
+        if i == 2:
+            mask[:4, :4] = 25  # a few pixels of a right hand too
+            other_uv[:, 2] = 1
+        xyz42 = np.concatenate([hand, other_xyz] if left else [other_xyz, hand])
+        uv42 = np.concatenate([uv_vis, other_uv] if left else [other_uv, uv_vis])
+        anno[i] = {"xyz": xyz42.astype(np.float32), "uv_vis": uv42.astype(np.float32), "K": K.astype(np.float32)}
+        Image.fromarray(img).save(split / "color" / f"{i:05d}.png")
+        Image.fromarray(mask).save(split / "mask" / f"{i:05d}.png")
+        Image.fromarray(np.zeros((W, W, 3), np.uint8)).save(split / "depth" / f"{i:05d}.png")
+    with open(split / "anno_training.pickle", "wb") as f:
+        pickle.dump(anno, f)
+    return root, b
+
+
+def test_rhd_conversion_reorders_mirrors_and_crops(rhd, tmp_path):
+    root, b = rhd
+    cache = PreparedCache(rhd_to_cache(root, tmp_path / "rhd", size=128, progress=False))
+    ann = cache.annotations
+    assert ann["side"].tolist() == [0, 1, 1]
+    # left hands came back as the right hands they were mirrored from: same 3D, same angles
+    assert np.allclose(ann["xyz"], b.xyz.numpy(), atol=1e-6)
+    d_conv = decompose(torch.from_numpy(ann["xyz"].astype(np.float64)))
+    assert torch.allclose(d_conv.angles, decompose(b.xyz).angles, atol=1e-4)
+    assert np.array_equal(ann["visible"], b.visible.numpy())
+    assert np.abs(ann["uv"] - _project(ann["xyz"], ann["K"])).max() < 1e-2  # float32 annotations
+    # the crop frames the hand: visible keypoints inside the 128 px image
+    uv_vis = ann["uv"][ann["visible"]]
+    assert (uv_vis > -0.5).all() and (uv_vis < 127.5).all()
+    # and its pixels: the keypoints land on the hand, not on the background
+    img = cache[1]["image"].astype(float)
+    px = np.clip(ann["uv"][1].round().astype(int), 0, 127)
+    bg = np.asarray(Image.open(root / "training" / "color" / "00001.png"))[0, 0].astype(float)
+    on_hand = [np.abs(img[y, x] - bg).sum() > 30 for (x, y), v in zip(px, ann["visible"][1]) if v]
+    assert np.mean(on_hand) > 0.8
+
+
+def test_rhd_bad_input(rhd, tmp_path):
+    root, _ = rhd
+    with pytest.raises(FileNotFoundError, match="anno_evaluation.pickle"):
+        rhd_to_cache(root, tmp_path / "x", "evaluation", progress=False)
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad)
+    raw = (bad / "training" / "anno_training.pickle").read_bytes()
+    (bad / "training" / "anno_training.pickle").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="cannot be read"):
+        rhd_to_cache(bad, tmp_path / "y", progress=False)
+    with open(root / "training" / "anno_training.pickle", "rb") as f:
+        anno = pickle.load(f)
+    anno[1]["xyz"] = anno[1]["xyz"][:21]
+    with open(bad / "training" / "anno_training.pickle", "wb") as f:
+        pickle.dump(anno, f)
+    with pytest.raises(ValueError, match=r"sample 1 'xyz' has shape \(21, 3\), expected \(42, 3\)"):
+        rhd_to_cache(bad, tmp_path / "z", progress=False)
+    del anno[1]["xyz"]
+    with open(bad / "training" / "anno_training.pickle", "wb") as f:
+        pickle.dump(anno, f)
+    with pytest.raises(ValueError, match="lacks 'xyz'"):
+        rhd_to_cache(bad, tmp_path / "w", progress=False)
+
+
+# ---------------------------------------------------------------- HO-3D
+@pytest.fixture(scope="module")
+def ho3d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("HO3D_v3")
+    b = generate_batch("target", 3, 64, torch.Generator().manual_seed(9))
+    K = np.array([[614.0, 0, 320.0], [0, 614.0, 240.0], [0, 0, 1]])
+    xyz = b.xyz.numpy() * [1, 1, 1] + [0.0, 0.0, 0.1]
+    frames = {"train": ["ABF10/0000", "ABF10/0001"], "evaluation": ["SM1/0000"]}
+    for split, names in frames.items():
+        (root / f"{split}.txt").write_text("\n".join(names) + "\n")
+        for k, name in enumerate(names):
+            seq, fid = name.split("/")
+            for sub in ("rgb", "meta", "depth"):
+                (root / split / seq / sub).mkdir(parents=True, exist_ok=True)
+            noise = np.random.default_rng(k).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+            Image.fromarray(noise).save(root / split / seq / "rgb" / f"{fid}.jpg")
+            i = k if split == "train" else 2
+            opengl = sk.to_ho3d(xyz[i]) @ OPENGL_TO_CAMERA  # MANO order, OpenGL axes
+            meta = {"camMat": K, "handPose": np.zeros(48), "handBeta": np.zeros(10), "handTrans": np.zeros(3),
+                    "handJoints3D": opengl}
+            if split == "evaluation":
+                uv = _project(xyz[i], K)
+                meta["handJoints3D"] = opengl[0]  # root only
+                meta["handBoundingBox"] = [*uv.min(0), *uv.max(0)]
+            with open(root / split / seq / "meta" / f"{fid}.pkl", "wb") as f:
+                pickle.dump(meta, f, protocol=2)
+    return root, xyz, K
+
+
+def test_ho3d_train_and_root_only_evaluation(ho3d, tmp_path):
+    root, xyz, K = ho3d
+    train = PreparedCache(ho3d_to_cache(root, tmp_path / "tr", "train", size=96, progress=False))
+    ann = train.annotations
+    assert np.allclose(ann["xyz"], xyz[:2], atol=1e-6)  # OpenGL -> camera axes and MANO -> F order
+    assert np.abs(ann["uv"] - _project(ann["xyz"], ann["K"])).max() < 1e-2
+    assert ann["has_3d"].all() and ann["visible"].mean() > 0.9
+    ev = PreparedCache(ho3d_to_cache(root, tmp_path / "ev", "evaluation", size=96, progress=False))
+    a = ev.annotations
+    assert not a["has_3d"].any() and np.isnan(a["uv"]).all()
+    assert np.allclose(a["xyz"][0, 0], xyz[2, 0], atol=1e-6) and np.isnan(a["xyz"][0, 1:]).all()
+    assert ev.meta["source"]["labels"] == "root-only"
+
+
+def test_ho3d_bad_input(ho3d, tmp_path):
+    import shutil
+
+    root, _, _ = ho3d
+    bad = tmp_path / "bad"
+    shutil.copytree(root, bad)
+    meta_path = bad / "train" / "ABF10" / "meta" / "0001.pkl"
+    with open(meta_path, "rb") as f:
+        meta = pickle.load(f, encoding="latin1")
+    meta["handJoints3D"] = meta["handJoints3D"][:20]
+    with open(meta_path, "wb") as f:
+        pickle.dump(meta, f)
+    with pytest.raises(ValueError, match=r"0001.pkl: handJoints3D has shape \(20, 3\)"):
+        ho3d_to_cache(bad, tmp_path / "c1", "train", progress=False)
+    del meta["camMat"]
+    with open(meta_path, "wb") as f:
+        pickle.dump(meta, f)
+    with pytest.raises(ValueError, match="missing key 'camMat'"):
+        ho3d_to_cache(bad, tmp_path / "c2", "train", progress=False)
+    meta_path.write_bytes(b"\x80\x02}q")  # truncated pickle
+    with pytest.raises(ValueError, match="cannot be read"):
+        ho3d_to_cache(bad, tmp_path / "c3", "train", progress=False)
+    meta_path.unlink()
+    with pytest.raises(FileNotFoundError, match="0001.pkl"):
+        ho3d_to_cache(bad, tmp_path / "c4", "train", progress=False)
+    (bad / "train.txt").write_text("ABF10-0000\n")
+    with pytest.raises(ValueError, match="sequence"):
+        ho3d_to_cache(bad, tmp_path / "c5", "train", progress=False)
+
+
+# ---------------------------------------------------------------- FreiHAND scoring
+def test_vectorised_scores_equal_the_per_sample_loop():
+    rng = np.random.default_rng(0)
+    gt = rng.normal(size=(300, 21, 3)) * 0.05 + [0, 0, 0.6]
+    pred = gt + rng.normal(size=gt.shape) * 0.012
+    pred[7] = pred[7] * [-1, 1, 1]  # a mirrored prediction: the alignment may reflect
+    pred[8] = gt[8]  # a perfect one
+    fast, slow = freihand_keypoint_scores(gt, pred), freihand_keypoint_scores_loop(gt, pred)
+    for k in slow:
+        assert fast[k] == pytest.approx(slow[k], abs=1e-9), k
+    assert 0 < fast["xyz_al_mean3d"] < fast["xyz_mean3d"]
+    zero = freihand_keypoint_scores(gt, np.zeros_like(gt))
+    assert zero["xyz_auc3d"] == 0.0 and zero["xyz_mean3d"] > 50  # ~60 cm away
+    with pytest.raises(ValueError, match="same shape"):
+        freihand_keypoint_scores(gt, pred[:5])
+
+
+def test_pred_json_round_trip_and_errors(tmp_path):
+    xyz = np.random.default_rng(1).normal(size=(4, 21, 3))
+    path = write_pred_json(tmp_path / "pred.json", xyz)
+    back, verts = read_pred_json(path)
+    assert np.allclose(back, xyz) and verts.shape == (4, 778, 3)
+    (tmp_path / "bad.json").write_text(json.dumps([xyz[:, :20].tolist(), []]))
+    with pytest.raises(ValueError, match=r"xyz_list has shape \(4, 20, 3\)"):
+        read_pred_json(tmp_path / "bad.json")
+    (tmp_path / "one.json").write_text(json.dumps(xyz.tolist()))
+    with pytest.raises(ValueError, match="expected \\[xyz_list, verts_list\\]"):
+        read_pred_json(tmp_path / "one.json")
+
+
+def test_eval_freihand_cli(freihand, tmp_path, capsys):
+    root, b = freihand
+    gt = b.xyz[:3].numpy()
+    write_pred_json(tmp_path / "pred.json", gt + 0.005)
+    assert main(["eval-freihand", str(root), str(tmp_path / "pred.json"), "--split", "training",
+                 "--out", str(tmp_path / "rep")]) == 0
+    lines = (tmp_path / "rep" / "scores.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["xyz_mean3d", "xyz_auc3d", "xyz_al_mean3d", "xyz_al_auc3d"]
+    assert float(lines[0].split(":")[1]) == pytest.approx(0.5 * np.sqrt(3), rel=1e-6)  # 5 mm on each axis, in cm
+    assert (tmp_path / "rep" / "pck.png").stat().st_size > 1000
+    assert main(["eval-freihand", str(root), "zero", "--split", "training", "--out", str(tmp_path / "z")]) == 0
+    assert main(["eval-freihand", str(root), str(tmp_path / "pred.json"), "--out", str(tmp_path / "e")]) == 2
+    assert "evaluation_xyz.json" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- audit and fit-limits
+def test_audit_counts_implausible_poses(tmp_path):
+    b = generate_batch("target", 20, 64, torch.Generator().manual_seed(2))
+    good = b.xyz.numpy()
+    res = audit(good)
+    assert res["implausible_poses"] == 0.0 and res["n"] == 20
+    bad = good.copy()
+    bad[:5, 8] = bad[:5, 7] + 3 * (bad[:5, 7] - bad[:5, 6])  # index fingertips stretched
+    res_bad = audit(bad)
+    assert res_bad["implausible_poses"] == pytest.approx(0.25)
+    broken = {TERM_NAMES[i] for i, t in enumerate(res_bad["term_rate"]) if t > 0}
+    assert "length index_dip->index_tip" in broken
+    assert set(np.argsort(-res_bad["total"])[:5]) == {0, 1, 2, 3, 4}  # the stretched ones are the worst
+    md = write_audit(res_bad, tmp_path / "a", worst=5)
+    text = md.read_text()
+    assert "implausible poses (any term outside): **25.0%**" in text
+    assert all(f"| {i} |" in text for i in range(5))
+    assert (tmp_path / "a" / "audit.csv").read_text().count("\n") == 21
+    write_pred_json(tmp_path / "p.json", bad)
+    np.savez(tmp_path / "p.npz", xyz=bad)
+    for p in ("p.json", "p.npz"):
+        assert np.allclose(load_predictions(tmp_path / p), bad)
+    assert main(["audit", str(tmp_path / "p.json"), "--out", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "audit.md").is_file()
+    assert main(["audit", str(tmp_path / "missing.json")]) == 2
+
+
+def test_fit_limits_cli_from_npy_and_cache(tmp_path, capsys):
+    b = generate_batch("source", 40, 64, torch.Generator().manual_seed(3))
+    np.save(tmp_path / "j.npy", b.xyz.numpy())
+    assert main(["fit-limits", str(tmp_path / "j.npy"), "--out", str(tmp_path / "l.json")]) == 0
+    assert (tmp_path / "l.png").stat().st_size > 1000
+    from bmclib.limits import BMCLimits
+
+    lim = BMCLimits.load(tmp_path / "l.json")
+    assert lim.contains(b.xyz).float().mean() > 0.9
+    assert main(["fit-limits", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.json")]) == 2
+    assert "nothing" in capsys.readouterr().err
