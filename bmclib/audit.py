@@ -99,9 +99,10 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
     return out / "audit.md"
 
 
-def plot_limits(limits: BMCLimits, joints: np.ndarray | None, path: str | os.PathLike) -> Path:
-    """One panel per joint: the (flexion, abduction) points of ``joints (N, 21, 3)`` (if given)
-    and the limit polygon, in degrees."""
+def plot_limits(limits: BMCLimits, joints: np.ndarray | None, path: str | os.PathLike,
+                max_points: int = 4000) -> Path:
+    """One panel per joint: the (flexion, abduction) points of ``joints (N, 21, 3)`` (if given;
+    a seeded sample of ``max_points``) and the limit polygon, in degrees."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,7 +112,10 @@ def plot_limits(limits: BMCLimits, joints: np.ndarray | None, path: str | os.Pat
 
     pts = None
     if joints is not None:
-        norm, _ = normalize_scale(torch.from_numpy(np.asarray(joints, dtype=np.float64)))
+        joints = np.asarray(joints, dtype=np.float64)
+        if len(joints) > max_points:
+            joints = joints[np.random.default_rng(0).choice(len(joints), max_points, replace=False)]
+        norm, _ = normalize_scale(torch.from_numpy(joints))
         pts = np.degrees(decompose(norm).angles.reshape(-1, 15, 2).numpy())
     fig, axes = plt.subplots(5, 3, figsize=(8, 12))
     for j, (ax, poly, name) in enumerate(zip(axes.flatten(), limits.angle_polygons, sk.ANGLE_JOINT_NAMES)):

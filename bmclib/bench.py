@@ -107,9 +107,9 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bmc bench", description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="?", choices=["loss", "synth", "train"], default="loss",
+    p.add_argument("what", nargs="?", choices=["loss", "synth", "train", "freihand"], default="loss",
                    help="loss: BMC loss and decomposition (default); synth: synthetic data generation; "
-                        "train: training throughput per preset")
+                        "train: training throughput per preset; freihand: FreiHAND scoring speed")
     p.add_argument("--num", type=int, default=1024, help="synth: images per domain")
     p.add_argument("--size", type=int, default=128, help="synth: image side")
     p.add_argument("--batch", type=int, nargs="+", default=[32, 256, 4096])
@@ -123,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     devices = a.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    if a.what in ("synth", "train"):
-        if a.what == "synth":
+    if a.what in ("synth", "train", "freihand"):
+        if a.what == "freihand":
+            rows = run_freihand()
+            table = format_freihand_table(rows)
+        elif a.what == "synth":
             rows = [r for d in devices for r in run_synth(a.num, a.size, None if d == "cpu" else d)]
             table = format_synth_table(rows)
         else:
@@ -187,9 +190,6 @@ def format_synth_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 def run_train(presets=("tiny", "cpu", "gpu"), steps: int = 5, device: str | None = None) -> list[dict]:
     """Training throughput per preset (forward, backward and optimiser step on random images
@@ -244,3 +244,34 @@ def format_train_table(rows: list[dict]) -> str:
         lines.append(f"| {r['preset']} | {r['device']} | {r['backbone']} | {r['image']} | {r['batch']} | "
                      f"{r['images_per_s']:,.1f} | {100 * r['bmc_share']:.1f}% |")
     return "\n".join(lines)
+
+
+def run_freihand(n: int = 3960, repeats: int = 5) -> list[dict]:
+    """FreiHAND keypoint scoring on ``n`` samples: the vectorised scorer against the
+    per-sample loop of the official algorithm, side by side; also their largest difference."""
+    import numpy as np
+
+    from .evaluate import freihand_keypoint_scores, freihand_keypoint_scores_loop
+
+    rng = np.random.default_rng(0)
+    gt = rng.normal(size=(n, 21, 3)) * 0.05 + [0.0, 0.0, 0.6]
+    pred = gt + rng.normal(size=gt.shape) * 0.01
+    fast = time_it(lambda: freihand_keypoint_scores(gt, pred), torch.device("cpu"), 0.0, repeats, 1)
+    slow = time_it(lambda: freihand_keypoint_scores_loop(gt, pred), torch.device("cpu"), 0.0, max(3, repeats // 2), 0)
+    a, b = freihand_keypoint_scores(gt, pred), freihand_keypoint_scores_loop(gt, pred)
+    diff = max(abs(a[k] - b[k]) for k in b)
+    return [{"what": "per-sample loop (official algorithm)", "n": n, "median_s": statistics.median(slow)},
+            {"what": "vectorised (bmclib.evaluate)", "n": n, "median_s": statistics.median(fast),
+             "speedup": statistics.median(slow) / statistics.median(fast), "max_abs_diff": diff}]
+
+
+def format_freihand_table(rows: list[dict]) -> str:
+    lines = ["| scorer | samples | median s | speed-up | max abs difference |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['what']} | {r['n']} | {r['median_s']:.4f} | {r.get('speedup', 1.0):.1f}x | "
+                     f"{r.get('max_abs_diff', 0.0):.1e} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -134,12 +134,11 @@ def _align_w_scale(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
     ``orthogonal_procrustes``), scale by the singular values' sum, restore gt's norm and centre."""
     t1, t2 = gt.mean(1, keepdims=True), pred.mean(1, keepdims=True)
     a, b = gt - t1, pred - t2
-    s1 = np.linalg.norm(a, axis=(1, 2), keepdims=True) + 1e-8
-    s2 = np.linalg.norm(b, axis=(1, 2), keepdims=True) + 1e-8
+    s1 = np.sqrt((a * a).sum((1, 2), keepdims=True)) + 1e-8
+    s2 = np.sqrt((b * b).sum((1, 2), keepdims=True)) + 1e-8
     a, b = a / s1, b / s2
-    u, w, vt = np.linalg.svd(np.einsum("nji,njk->nik", b, a))  # B^T A: R minimises |B R - A|
-    rot = u @ vt
-    return np.einsum("nji,nik->njk", b, rot) * w.sum(1)[:, None, None] * s1 + t1
+    u, w, vt = np.linalg.svd(b.transpose(0, 2, 1) @ a)  # B^T A: R = U V^T minimises |B R - A|
+    return (b @ (u @ vt)) * w.sum(1)[:, None, None] * s1 + t1
 
 
 def _curve_scores(err: np.ndarray) -> tuple[float, float, np.ndarray]:
