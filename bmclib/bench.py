@@ -8,7 +8,6 @@ default settings (input validation on); "first call" includes any compilation.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -195,8 +194,6 @@ def run_train(presets=("tiny", "cpu", "gpu"), steps: int = 5, device: str | None
     """Training throughput per preset (forward, backward and optimiser step on random images
     of the preset's size, after 2 warm-up steps), with and without the BMC loss, and the BMC
     loss's share of the step time."""
-    from types import SimpleNamespace
-
     from .data.loader import Batch
     from .limits import BMCLimits
     from .model import HandPoseNet

@@ -209,15 +209,10 @@ def freihand_keypoint_scores_loop(gt_xyz: np.ndarray, pred_xyz: np.ndarray) -> d
 
 def read_pred_json(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     """FreiHAND's ``pred.json``: ``[xyz_list, verts_list]`` -> ``(xyz (N, 21, 3), verts (N, 778, 3) or None)``."""
-    import json
+    from .results import read_json
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path, f"predictions not found: {path}")
     if not isinstance(data, list) or len(data) != 2:
         raise ValueError(f"{path}: expected [xyz_list, verts_list], got a {type(data).__name__} of length "
                          f"{len(data) if isinstance(data, list) else '?'}")

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +31,7 @@ from torch import Tensor
 from . import anatomy
 from . import skeleton as sk
 from .biomech import decompose, normalize_scale, validate_joints
-from .results import write_json_atomic
+from .results import read_json, write_json_atomic
 
 __all__ = ["BMCLimits", "fit_polygon", "dilate_polygon", "LIMITS_FORMAT", "LIMITS_VERSION"]
 
@@ -312,13 +311,7 @@ class BMCLimits:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BMCLimits":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"limits file not found: {path}")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        data = read_json(path, f"limits file not found: {path}")
         return cls.from_dict(data, where=str(path))
 
     # ---------------------------------------------------------------- display

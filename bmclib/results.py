@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["git_commit", "provenance", "config_hash", "write_text_atomic", "write_json_atomic"]
+__all__ = ["git_commit", "provenance", "config_hash", "write_text_atomic", "write_json_atomic", "read_json"]
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
@@ -75,3 +75,15 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=1, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike, missing: str | None = None) -> Any:
+    """Parse a JSON file; a missing file raises ``FileNotFoundError`` (``missing`` or a message
+    with the path), a broken one ``ValueError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(missing or f"file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); the file may be truncated") from None

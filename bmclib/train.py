@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .data.cache import PreparedCache
-from .data.loader import AugmentConfig, MixedSampler, augment, load_batch
+from .data.loader import AugmentConfig, MixedSampler, augment
 from .limits import BMCLimits
 from .losses import BMCLoss
 from .model import HandPoseNet, ModelConfig

@@ -10,7 +10,6 @@ from bmclib.biomech import compose, decompose, normalize_scale
 from bmclib.handmodel import template_pose
 from bmclib.limits import BMCLimits, dilate_polygon, fit_polygon
 
-from conftest import anatomical_hands
 
 
 def _inside(poly, pts, tol=1e-12):

@@ -5,15 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from bmclib import skeleton as sk
 from bmclib.biomech import compose_parts, decompose
 from bmclib.camera import project
 from bmclib.data.cache import PreparedCache
 from bmclib.data.freihand import freihand_to_cache, read_split
 from bmclib.data.render import Scene, backgrounds, render
-from bmclib.data.synth import (DOMAINS, generate_batch, generate_dataset, render_hands, rom_bounds, sample_angles,
+from bmclib.data.synth import (generate_batch, generate_dataset, render_hands, rom_bounds, sample_angles,
                                sample_orientations)
-from bmclib.handmodel import sample_hand_shapes, template_pose
+from bmclib.handmodel import template_pose
 from bmclib.limits import BMCLimits
 
 

@@ -16,14 +16,13 @@ data cannot leak 3D labels into weakly supervised training.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..results import write_json_atomic
+from ..results import read_json, write_json_atomic
 
 __all__ = ["CACHE_FORMAT", "CACHE_VERSION", "CacheWriter", "PreparedCache", "ANNOTATION_FIELDS"]
 
@@ -124,10 +123,7 @@ class PreparedCache:
             raise FileNotFoundError(f"prepared cache not found: {self.path}")
         if not meta_path.is_file():
             raise ValueError(f"{self.path}: incomplete prepared cache (no meta.json; was its writing interrupted?)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{meta_path}: not valid JSON ({e})") from None
+        meta = read_json(meta_path)
         if meta.get("format") != CACHE_FORMAT:
             raise ValueError(f"{meta_path}: not a bmclib prepared cache (format {meta.get('format')!r})")
         if meta.get("version") != CACHE_VERSION:

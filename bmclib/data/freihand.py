@@ -54,12 +54,9 @@ def write_split(root: str | os.PathLike, split: str, xyz: np.ndarray, K: np.ndar
 
 
 def _load_json(path: Path, what: str):
-    if not path.is_file():
-        raise FileNotFoundError(f"FreiHAND layout: missing {what}: expected {path}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); the file may be truncated") from None
+    from ..results import read_json
+
+    return read_json(path, f"FreiHAND layout: missing {what}: expected {path}")
 
 
 def read_split(root: str | os.PathLike, split: str = "training") -> dict[str, Any]:

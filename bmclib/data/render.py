@@ -103,7 +103,6 @@ def render(scene: Scene, size: int, background: Tensor | None = None, tile: int 
         raise ValueError(f"size must be a multiple of the tile ({tile}), got {size}")
     B, P = scene.radius.shape
     device, dtype = scene.seg_a.device, scene.seg_a.dtype
-    n = size // tile
     tx0, tx1, ty0, ty1 = _tiles(scene, size, tile)
     w, h = (tx1 - tx0 + 1).clamp_min(0), (ty1 - ty0 + 1).clamp_min(0)
     counts = (w * h).flatten()  # (B*P,)

@@ -390,7 +390,6 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
 
 def contact_sheet(batch: SynthBatch, path: str, cols: int = 8, keypoints: bool = True) -> None:
     """Save a grid of a batch's images (with 2D keypoints: filled = visible, hollow = occluded)."""
-    import numpy as np
     from PIL import Image, ImageDraw
 
     imgs = batch.images.numpy()
