@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from . import skeleton as sk
 from .biomech import decompose
 from .handmodel import sample_hand_shapes
 from .losses import BMCLoss
@@ -212,7 +213,7 @@ def run_train(presets=("tiny", "cpu", "gpu"), steps: int = 5, device: str | None
         from .camera import project
 
         batch = Batch(torch.rand(B, 3, S, S, generator=g), project(joints, K), joints, K,
-                      torch.ones(B, dtype=torch.bool), (joints[:, 10] - joints[:, 9]).norm(dim=-1)).to(dev)
+                      torch.ones(B, dtype=torch.bool), sk.reference_length(joints)).to(dev)
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
         result = {}
         for use_bmc in (False, True):

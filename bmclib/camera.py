@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import skeleton as sk
+
 __all__ = ["project", "pixel_rays", "root_depth", "from_2p5d", "to_2p5d"]
 
 
@@ -46,7 +48,7 @@ def _normalised_coords(uv: Tensor, K: Tensor) -> Tensor:
     return h[..., :2] / h[..., 2:]
 
 
-def root_depth(uv: Tensor, z_rel: Tensor, K: Tensor, bone: tuple[int, int] = (9, 10), length: float = 1.0,
+def root_depth(uv: Tensor, z_rel: Tensor, K: Tensor, bone: tuple[int, int] = sk.REFERENCE_BONE, length: float = 1.0,
                min_a: float = 1e-8) -> Tensor:
     """Closed-form normalised root depth ``Z (...)`` from 2.5D (Iqbal et al. 2018).
 
@@ -79,7 +81,7 @@ def from_2p5d(uv: Tensor, z_rel: Tensor, root_z: Tensor, K: Tensor) -> Tensor:
     return torch.cat([xy * depth, depth], -1)
 
 
-def to_2p5d(xyz: Tensor, K: Tensor, bone: tuple[int, int] = (9, 10), root: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def to_2p5d(xyz: Tensor, K: Tensor, bone: tuple[int, int] = sk.REFERENCE_BONE, root: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """2.5D of joints ``(..., J, 3)``: ``(uv (..., J, 2), z_rel (..., J), Z (...), s (...))`` with
     depths normalised by the reference bone's length ``s``: ``z_rel = (z - z_root) / s``,
     ``Z = z_root / s``."""

@@ -26,7 +26,7 @@ __all__ = [
     "NUM_JOINTS", "NUM_BONES", "NUM_FINGERS", "FINGER_NAMES", "JOINT_NAMES",
     "PARENTS", "BONES", "FINGER_JOINTS", "FINGER_BONES", "ROOT_BONES",
     "ROOT_BONE_JOINTS", "FINGER_ANGLE_BONES", "ANGLE_JOINT_NAMES",
-    "REFERENCE_BONE", "bone_index",
+    "REFERENCE_BONE", "bone_index", "reference_length",
     "RHD_TO_F", "HO3D_TO_F", "MEDIAPIPE_TO_F", "F_TO_RHD", "F_TO_HO3D",
     "RHD_LEFT", "RHD_RIGHT",
     "reorder", "from_rhd", "to_rhd", "rhd_hand", "from_ho3d", "to_ho3d",
@@ -79,6 +79,14 @@ REFERENCE_BONE: tuple[int, int] = (9, 10)
 # Consistency of the tables above (cheap, runs once at import).
 assert [j for joints in FINGER_JOINTS for j in joints] == list(range(1, NUM_JOINTS))
 assert all(PARENTS[joints[0]] == 0 for joints in FINGER_JOINTS)
+
+
+def reference_length(joints: ArrayLike, bone: tuple[int, int] = REFERENCE_BONE) -> ArrayLike:
+    """Length ``(...)`` of the reference bone of joints ``(..., 21, 3)`` (FreiHAND's ``scale``)."""
+    d = joints[..., bone[1], :] - joints[..., bone[0], :]
+    if isinstance(d, torch.Tensor):
+        return d.norm(dim=-1)
+    return np.linalg.norm(d, axis=-1)
 
 
 def bone_index(parent: int, child: int) -> int:

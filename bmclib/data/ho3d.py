@@ -98,7 +98,7 @@ def ho3d_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: str = 
                 uv_full = (xyz @ K.T)[:, :2] / (xyz @ K.T)[:, 2:]
                 box = square_box(uv_full)
                 vis = np.ones(21, dtype=bool)
-                scale = float(np.linalg.norm(xyz[10] - xyz[9]))
+                scale = float(sk.reference_length(xyz))
             crop, A = crop_resize(np.ascontiguousarray(image), box, size)
             K2 = A @ K
             if not evaluation:

@@ -96,6 +96,6 @@ def rhd_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: str = "
             keep = labels == "3d"
             w.write(n, crop[None], uv=uv2[None], K=K2[None], xyz=(xyz if keep else np.full_like(xyz, np.nan))[None],
                     visible=vis[None], side=np.array([1 if left else 0], np.uint8), has_3d=np.array([keep]),
-                    scale=np.array([np.linalg.norm(xyz[10] - xyz[9]) if keep else np.nan]),
+                    scale=np.array([sk.reference_length(xyz) if keep else np.nan]),
                     source_index=np.array([i]))
     return Path(out)

@@ -169,8 +169,10 @@ def _capsules(joints: Tensor, hand_breadth: Tensor) -> tuple[Tensor, Tensor, Ten
     mcp = joints[:, roots[1:]]  # (B, 4, 3) index..little
     cross_a = torch.cat([wrist + t * (mcp[:, :-1] - wrist) for t in (1 / 3, 2 / 3)], 1)  # (B, 6, 3)
     cross_b = torch.cat([wrist + t * (mcp[:, 1:] - wrist) for t in (1 / 3, 2 / 3)], 1)
-    forearm = wrist + 0.5 * (wrist - joints[:, 9:10])  # half a palm length below the wrist
-    web_a, web_b = [5, 9, 13, 1], [9, 13, 17, 5]
+    middle_mcp = roots[2]
+    forearm = wrist + 0.5 * (wrist - joints[:, middle_mcp:middle_mcp + 1])  # half a palm length below the wrist
+    # webs: index-middle, middle-ring, ring-little MCPs, and thumb CMC - index MCP
+    web_a, web_b = roots[1:4] + roots[:1], roots[2:5] + roots[1:2]
     a = torch.cat([joints[:, parent.flatten()], wrist.expand(-1, 5, -1), joints[:, web_a], cross_a, wrist], 1)
     b = torch.cat([joints[:, child.flatten()], joints[:, roots], joints[:, web_b], cross_b, forearm], 1)
     r = torch.cat([finger_r.flatten().expand(len(joints), 15),
@@ -295,7 +297,7 @@ def generate_batch(domain: str | Domain, n: int, size: int = 128, generator: tor
     image = (out.image.cpu() + noise).clamp(0, 1)
     joint_r = _joint_radius(radius[:, :_NUM_HAND_CAPSULES])
     vis = visibility(xyz, uv, out.depth.cpu().to(f64), joint_r)
-    scale = (xyz[:, 10] - xyz[:, 9]).norm(dim=-1)
+    scale = sk.reference_length(xyz)
     return SynthBatch((image * 255).round().to(torch.uint8), out.mask.cpu().to(torch.uint8) * 255,
                       uv, xyz, K, vis, scale, angles)
 
