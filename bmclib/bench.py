@@ -123,35 +123,27 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     devices = a.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    if a.what in ("synth", "train", "freihand"):
-        if a.what == "freihand":
-            rows = run_freihand()
-            table = format_freihand_table(rows)
-        elif a.what == "synth":
-            rows = [r for d in devices for r in run_synth(a.num, a.size, None if d == "cpu" else d)]
-            table = format_synth_table(rows)
-        else:
-            rows = [r for d in devices for r in run_train(device=d)]
-            table = format_train_table(rows)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-        print(table)
-        if a.json:
-            prov = provenance(config={"num": a.num, "size": a.size, "devices": devices})
-            write_json_atomic(a.json, {"rows": rows, "provenance": prov})
-            write_text_atomic(a.json.with_suffix(".md"), f"{table}\n\nMade by `bmc bench {a.what}` on {prov['device']} "
-                              f"({prov['cpu_threads']} CPU threads), torch {prov['torch']}, "
-                              f"commit {prov['git_commit']}, {prov['time']}.\n")
-            print(f"wrote {a.json}")
-        return 0
-    rows = run(a.batch, devices, a.repeats, a.min_time, compile=not a.no_compile)
+    if a.what == "freihand":
+        rows = run_freihand()
+        table, config = format_freihand_table(rows), {"n": 3960}
+    elif a.what == "synth":
+        rows = [r for d in devices for r in run_synth(a.num, a.size, None if d == "cpu" else d)]
+        table, config = format_synth_table(rows), {"num": a.num, "size": a.size, "devices": devices}
+    elif a.what == "train":
+        rows = [r for d in devices for r in run_train(device=d)]
+        table, config = format_train_table(rows), {"devices": devices}
+    else:
+        rows = run(a.batch, devices, a.repeats, a.min_time, compile=not a.no_compile)
+        table = format_table(rows)
+        config = {"batches": a.batch, "devices": devices, "repeats": a.repeats, "min_time": a.min_time,
+                  "compile": not a.no_compile}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}")
-    print(format_table(rows))
+    print(table)
     if a.json:
-        prov = provenance(config={"batches": a.batch, "devices": devices, "repeats": a.repeats,
-                                  "min_time": a.min_time, "compile": not a.no_compile})
+        prov = provenance(config=config)
         write_json_atomic(a.json, {"rows": rows, "provenance": prov})
         md = a.json.with_suffix(".md")
-        write_text_atomic(md, f"{format_table(rows)}\n\nMade by `bmc bench` on {prov['device']} "
+        write_text_atomic(md, f"{table}\n\nMade by `bmc bench {a.what}` on {prov['device']} "
                               f"({prov['cpu_threads']} CPU threads), torch {prov['torch']}, "
                               f"commit {prov['git_commit']}, {prov['time']}.\n")
         print(f"wrote {a.json} and {md}")
