@@ -25,26 +25,18 @@ __all__ = ["procrustes_align", "pck_auc", "evaluate_arrays", "predict_cache", "e
 
 
 def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Similarity-align ``pred (N, J, 3)`` to ``gt`` (centre, scale by Frobenius norm, rotate, rescale)."""
-    p = pred - pred.mean(1, keepdims=True)
-    g = gt - gt.mean(1, keepdims=True)
-    sp = np.linalg.norm(p, axis=(1, 2), keepdims=True) + 1e-8
-    sg = np.linalg.norm(g, axis=(1, 2), keepdims=True) + 1e-8
-    p, g = p / sp, g / sg
-    u, s, vt = np.linalg.svd(np.einsum("nji,njk->nik", p, g))  # (N, 3, 3)
-    d = np.sign(np.linalg.det(np.einsum("nij,njk->nik", u, vt)))
-    u[:, :, -1] *= d[:, None]
-    s[:, -1] *= d
-    rot = np.einsum("nij,njk->nik", u, vt)
-    scale = s.sum(1)[:, None, None]
-    return (np.einsum("nji,nik->njk", p, rot) * scale) * sg + gt.mean(1, keepdims=True)
+    """Similarity-align ``pred (N, J, 3)`` to ``gt`` exactly as the FreiHAND protocol does
+    (see :func:`_align_w_scale`); used for PA-MPJPE."""
+    return _align_w_scale(np.asarray(gt, dtype=np.float64), np.asarray(pred, dtype=np.float64))
 
 
 def pck_auc(errors: np.ndarray, max_err: float, n: int = 100) -> tuple[np.ndarray, np.ndarray, float]:
-    """PCK curve over thresholds ``linspace(0, max_err, n)`` per keypoint then averaged, and its
-    normalised trapezoid AUC. ``errors (N, J)``."""
-    th = np.linspace(0, max_err, n)
-    pck = (errors[None] <= th[:, None, None]).mean(1).mean(1)  # (n,)
+    """PCK over thresholds ``linspace(0, max_err, n)`` (``<=``), per keypoint then averaged, and its
+    trapezoid AUC normalised by ``max_err``. ``errors (N, J)``; returns ``(thresholds, pck (n,), auc)``."""
+    th = np.linspace(0.0, max_err, n)
+    srt = np.sort(errors, axis=0)  # PCK(t) = #(err <= t) / N, by binary search per keypoint
+    pck = np.stack([np.searchsorted(srt[:, j], th, side="right") for j in range(errors.shape[1])], 1)
+    pck = (pck / errors.shape[0]).mean(1)  # (n,)
     trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 has only trapz
     return th, pck, float(trapezoid(pck, th) / max_err)
 
@@ -142,13 +134,10 @@ def _align_w_scale(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def _curve_scores(err: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Mean error and normalised AUC per keypoint then averaged; ``err (N, J)`` metres."""
-    srt = np.sort(err, axis=0)  # (N, J): PCK(t) = #(err <= t) / N, by binary search per keypoint
-    pck = np.stack([np.searchsorted(srt[:, j], FREIHAND_THRESHOLDS, side="right") for j in range(err.shape[1])], 1)
-    pck = pck / err.shape[0]  # (T, J)
-    trapezoid = getattr(np, "trapezoid", None) or np.trapz
-    auc = trapezoid(pck, FREIHAND_THRESHOLDS, axis=0) / (FREIHAND_THRESHOLDS[-1] - FREIHAND_THRESHOLDS[0])  # (J,)
-    return float(err.mean(0).mean()), float(auc.mean()), pck.mean(1)
+    """Mean error and normalised AUC (per keypoint, then averaged: the trapezoid rule is
+    linear, so averaging the curves first is the same); ``err (N, J)`` metres."""
+    _, pck, auc = pck_auc(err, float(FREIHAND_THRESHOLDS[-1]), len(FREIHAND_THRESHOLDS))
+    return float(err.mean(0).mean()), auc, pck
 
 
 def freihand_keypoint_scores(gt_xyz: np.ndarray, pred_xyz: np.ndarray, return_curves: bool = False) -> dict:
