@@ -1,6 +1,9 @@
 # bmc-hand: set-up and jobs. Everything runs in a virtual environment in the checkout.
-#   make test      create .venv if needed, install the project + test extras, run pytest
-#   make bench     print BMC loss / decomposition throughput
+#   make reproduce  create .venv if needed, install everything, make the synthetic data and run
+#                   every notebook through papermill (PRESET=cpu by default; PRESET=gpu on a GPU
+#                   machine; FORCE=1 redoes finished steps)
+#   make test       create .venv if needed, install the project + all extras, run pytest
+#   make bench      print BMC loss / decomposition throughput
 #
 # TORCH_SPEC pins the CPU build of PyTorch on machines without a GPU (a bare "torch"
 # from the registry pulls several GB of CUDA packages). On a GPU machine:
@@ -8,6 +11,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+PRESET ?= cpu
+FORCE ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -19,7 +24,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,notebooks,browser]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -28,10 +33,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bmclib.bench --json results/benchmarks/bmc_loss.json
 
-reproduce:
-	@echo "make reproduce (synthetic data + notebooks through papermill) is not built yet:"
-	@echo "it arrives with the notebooks issue. Today: 'make test' and 'make bench'."
-	@exit 2
+reproduce: $(STAMP)
+	$(PY) -m bmclib.cli reproduce --preset $(PRESET) $(if $(FORCE),--force,)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -103,35 +103,6 @@ def plot_limits(limits: BMCLimits, joints: np.ndarray | None, path: str | os.Pat
                 max_points: int = 4000) -> Path:
     """One panel per joint: the (flexion, abduction) points of ``joints (N, 21, 3)`` (if given;
     a seeded sample of ``max_points``) and the limit polygon, in degrees."""
-    import matplotlib
+    from .viz.static import envelope_figure, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .biomech import decompose, normalize_scale
-
-    pts = None
-    if joints is not None:
-        joints = np.asarray(joints, dtype=np.float64)
-        if len(joints) > max_points:
-            joints = joints[np.random.default_rng(0).choice(len(joints), max_points, replace=False)]
-        norm, _ = normalize_scale(torch.from_numpy(joints))
-        pts = np.degrees(decompose(norm).angles.reshape(-1, 15, 2).numpy())
-    fig, axes = plt.subplots(5, 3, figsize=(8, 12))
-    for j, (ax, poly, name) in enumerate(zip(axes.flatten(), limits.angle_polygons, sk.ANGLE_JOINT_NAMES)):
-        if pts is not None:
-            ax.scatter(pts[:, j, 0], pts[:, j, 1], s=1, alpha=0.3, color="#3182bd", rasterized=True)
-        p = np.degrees(np.vstack([poly, poly[:1]]))
-        ax.plot(p[:, 0], p[:, 1], color="#e6550d", lw=1.2)
-        ax.set_title(name, fontsize=8)
-        ax.tick_params(labelsize=6)
-    for ax in axes[-1]:
-        ax.set_xlabel("flexion (deg)", fontsize=7)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("abduction (deg)", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(envelope_figure(limits, joints, max_points), path)

@@ -7,6 +7,8 @@
     bmc train               train the 2.5D network (presets tiny / cpu / gpu; torchrun for DDP)
     bmc evaluate            evaluate a trained run on a 3D-labelled cache (writes metrics.json)
     bmc experiment          the synthetic benchmark: all runs x seeds, then the table and figure
+    bmc tables              rebuild every table and its figure from results/runs/*/metrics.json
+    bmc reproduce           synthetic data + every notebook through papermill (make reproduce)
     bmc prepare-rhd         convert RHD into a prepared cache
     bmc prepare-ho3d        convert HO-3D into a prepared cache
     bmc eval-freihand       score FreiHAND-format predictions like the official benchmark
@@ -286,12 +288,27 @@ def _audit(argv: list[str]) -> int:
     return 0
 
 
+def _tables(argv: list[str]) -> int:
+    from .tables import build_all
+
+    p = argparse.ArgumentParser(prog="bmc tables", description="Rebuild every table from results/runs/*/metrics.json.")
+    p.add_argument("--results", default="results")
+    a = p.parse_args(argv)
+    try:
+        for path in build_all(a.results):
+            print(f"wrote {path}")
+    except ValueError as e:
+        print(f"bmc tables: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {"bench": None, "limits": _limits, "synth": _synth, "prepare-freihand": _prepare_freihand,
                 "train": _train, "evaluate": _evaluate, "experiment": _experiment, "prepare-rhd": _prepare_rhd,
                 "prepare-ho3d": _prepare_ho3d, "eval-freihand": _eval_freihand, "fit-limits": _fit_limits,
-                "audit": _audit}
+                "audit": _audit, "reproduce": None, "tables": _tables}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         if argv and argv[0] not in ("-h", "--help"):
@@ -302,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[0] == "reproduce":
+        from .reproduce import main as reproduce_main
+
+        return reproduce_main(argv[1:])
     return commands[argv[0]](argv[1:])
 
 

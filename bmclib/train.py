@@ -204,11 +204,13 @@ def resolve_limits(cfg: TrainConfig, source: PreparedCache | None) -> BMCLimits:
     return BMCLimits.load(cfg.limits)
 
 
-def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, stop_after: int | None = None) -> Path:
+def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, stop_after: int | None = None,
+          on_log=None) -> Path:
     """Train (or resume) a run in ``cfg.out/cfg.name``; returns the run folder.
 
     ``stop_after`` ends the process's work after that many steps of this call (a
-    stand-in for a kill, used by the resume test)."""
+    stand-in for a kill, used by the resume test). ``on_log(row)`` is called with every logged
+    row (e.g. to draw live loss curves in a notebook)."""
     from tqdm.auto import tqdm
 
     rank, world = _distributed()
@@ -298,6 +300,8 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
                 for k, v in row.items():
                     writer.add_scalar(k, v, done)
             bar.set_postfix(loss=f"{row['total']:.4f}")
+            if on_log is not None:
+                on_log(row)
         if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                           "step": done, "config": cfg.to_dict()}, ckpt_path)

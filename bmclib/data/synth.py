@@ -30,7 +30,7 @@ from ..handmodel import sample_hand_shapes
 from .render import Rendered, Scene, backgrounds, render
 
 __all__ = ["Domain", "DOMAINS", "PRESETS", "rom_bounds", "sample_angles", "sample_orientations", "SynthBatch",
-           "generate_batch", "visibility", "generate_dataset", "contact_sheet", "render_hands"]
+           "Keypoints", "sample_keypoints", "generate_batch", "visibility", "generate_dataset", "contact_sheet", "render_hands"]
 
 _DEG = math.pi / 180
 
@@ -220,13 +220,25 @@ def _joint_radius(radius: Tensor) -> Tensor:
     return out
 
 
-def generate_batch(domain: str | Domain, n: int, size: int = 128, generator: torch.Generator | None = None,
-                   device: torch.device | str | None = None) -> SynthBatch:
-    """Sample, pose, place, crop and render ``n`` hands of one domain.
+@dataclass
+class Keypoints:
+    """Hands placed in front of a camera, without images: ``xyz (B, 21, 3)`` metres,
+    ``uv (B, 21, 2)`` pixels of a ``size`` crop with intrinsics ``K (B, 3, 3)``, ``scale (B,)``,
+    ``angles (B, 5, 3, 2)``, ``hand_breadth (B,)`` and the capsules (for rendering)."""
 
-    Deterministic for a seeded CPU ``generator`` (all random draws happen on the CPU).
-    ``device`` runs the renderer there (e.g. ``"cuda"``).
-    """
+    xyz: Tensor
+    uv: Tensor
+    K: Tensor
+    scale: Tensor
+    angles: Tensor
+    hand_breadth: Tensor
+    capsules: tuple[Tensor, Tensor, Tensor]
+
+
+def sample_keypoints(domain: str | Domain, n: int, size: int = 128, generator: torch.Generator | None = None) -> Keypoints:
+    """The geometric half of :func:`generate_batch` (shapes, poses, orientation, camera, crop):
+    fast, for experiments on keypoints alone (e.g. 2D-to-3D lifting). Same random draws, in
+    the same order, as the first half of ``generate_batch``."""
     dom = DOMAINS[domain] if isinstance(domain, str) else domain
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -259,6 +271,21 @@ def generate_batch(domain: str | Domain, n: int, size: int = 128, generator: tor
     K[:, 0, 2], K[:, 1, 2] = -x0[:, 0] * k - 0.5, -x0[:, 1] * k - 0.5  # pixel centres at integers
     K[:, 2, 2] = 1.0
     uv = project(xyz, K)
+    return Keypoints(xyz, uv, K, sk.reference_length(xyz), angles, shapes.hand_breadth, (seg_a, seg_b, radius))
+
+
+def generate_batch(domain: str | Domain, n: int, size: int = 128, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None) -> SynthBatch:
+    """Sample, pose, place, crop and render ``n`` hands of one domain.
+
+    Deterministic for a seeded CPU ``generator`` (all random draws happen on the CPU).
+    ``device`` runs the renderer there (e.g. ``"cuda"``).
+    """
+    dom = DOMAINS[domain] if isinstance(domain, str) else domain
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    kp = sample_keypoints(dom, n, size, g)
+    xyz, uv, K, angles, f64 = kp.xyz, kp.uv, kp.K, kp.angles, torch.float64
+    seg_a, seg_b, radius = kp.capsules
 
     # appearance
     tone = _uniform(n, *dom.skin, g) * (len(anatomy.SKIN_TONES) - 1)
@@ -297,7 +324,7 @@ def generate_batch(domain: str | Domain, n: int, size: int = 128, generator: tor
     image = (out.image.cpu() + noise).clamp(0, 1)
     joint_r = _joint_radius(radius[:, :_NUM_HAND_CAPSULES])
     vis = visibility(xyz, uv, out.depth.cpu().to(f64), joint_r)
-    scale = sk.reference_length(xyz)
+    scale = kp.scale
     return SynthBatch((image * 255).round().to(torch.uint8), out.mask.cpu().to(torch.uint8) * 255,
                       uv, xyz, K, vis, scale, angles)
 

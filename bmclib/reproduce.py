@@ -1,0 +1,138 @@
+"""The reproduction: synthetic data, then every notebook through papermill.
+
+``bmc reproduce --preset cpu`` (what ``make reproduce`` runs) executes the steps in order,
+each with a progress line and its time, and a total at the end:
+
+    data                  the synthetic benchmark's two domains for the preset
+    01 .. 06              ``notebooks/NN_*.ipynb`` with ``notebooks/params/<preset>/NN_*.yaml``;
+                          executed copies to ``results/notebooks/``
+
+A finished step leaves a stamp in ``data/reproduce/<preset>/`` (not under version control:
+a fresh machine redoes everything) holding a hash of the notebook and its parameters; a
+re-run skips stamped steps whose hash still matches, unless ``--force``. Executed notebooks
+are written to a ``.partial`` file and renamed when complete, so a failed step never
+replaces a good executed copy.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["NOTEBOOKS", "notebook_parameters", "run_notebook", "reproduce", "REPO"]
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ("01_skeleton_decomposition", "02_angle_envelopes", "03_bmc_as_a_prior", "04_train_weakly_supervised",
+             "05_results_tables", "06_pose_inspector")
+KERNEL = "python3"
+
+
+def notebook_parameters(name: str, preset: str, notebooks_dir: Path = REPO / "notebooks") -> dict[str, Any]:
+    """The parameters file of one notebook for one preset (a YAML mapping of literals)."""
+    path = notebooks_dir / "params" / preset / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no parameters for notebook {name!r} and preset {preset!r}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of parameter names to values, got {type(data).__name__}")
+    return data
+
+
+def run_notebook(name: str, parameters: dict[str, Any], out_dir: str | os.PathLike,
+                 notebooks_dir: Path = REPO / "notebooks", cwd: Path = REPO) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` with papermill (kernel named explicitly) into
+    ``out_dir/<name>.ipynb``, atomically. Raises ``RuntimeError`` naming the notebook and the
+    partial output on failure."""
+    import papermill as pm
+
+    src = notebooks_dir / f"{name}.ipynb"
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such notebook")
+    out = Path(out_dir) / f"{name}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.stem + ".partial.ipynb")
+    try:
+        pm.execute_notebook(str(src), str(partial), parameters=parameters, kernel_name=KERNEL, cwd=str(cwd),
+                            progress_bar=False)
+    except Exception as e:  # papermill's PapermillExecutionError carries the cell's traceback
+        raise RuntimeError(f"notebook {name} failed ({type(e).__name__}: {str(e).strip()[:2000]}); "
+                           f"partial output in {partial}") from e
+    os.replace(partial, out)
+    return out
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str = "data", force: bool = False,
+              only: list[str] | None = None, device: str | None = None) -> float:
+    """Run the reproduction; returns the total seconds. ``only`` restricts to some steps
+    (``data`` or notebook names / number prefixes)."""
+    from .experiment import prepare_data
+    from .train import preset as train_preset
+
+    roots = {"results_root": results_root, "data_root": f"{data_root}/synth", "runs_root": f"{data_root}/runs"}
+    stamps = Path(data_root) / "reproduce" / preset
+    steps = ["data", *NOTEBOOKS]
+    if only:
+        steps = [s for s in steps if any(s == o or s.startswith(o + "_") for o in only)]
+        if not steps:
+            raise ValueError(f"--only {only}: no such step; steps are data, {', '.join(NOTEBOOKS)}")
+    t_all = time.perf_counter()
+    for i, step in enumerate(steps, 1):
+        t0 = time.perf_counter()
+        head = f"[{i}/{len(steps)}] {step}"
+        if step == "data":
+            digest = _digest(preset)
+        else:
+            params = {**notebook_parameters(step, preset), **roots, "preset": preset}
+            if device:
+                params["device"] = device
+            digest = _digest((REPO / "notebooks" / f"{step}.ipynb").read_bytes(), params)
+        stamp = stamps / f"{step}.json"
+        if not force and stamp.is_file() and json.loads(stamp.read_text()).get("digest") == digest:
+            print(f"{head}: done before (stamp {stamp}); skipped", flush=True)
+            continue
+        print(f"{head} ...", flush=True)
+        if step == "data":
+            prepare_data(roots["data_root"], preset, train_preset(preset).image_size, progress=False)
+            what = roots["data_root"]
+        else:
+            what = run_notebook(step, params, Path(results_root) / "notebooks")
+        dt = time.perf_counter() - t0
+        from .results import write_json_atomic
+
+        write_json_atomic(stamp, {"digest": digest, "seconds": round(dt, 1), "output": str(what)})
+        print(f"{head}: done in {dt:.0f} s -> {what}", flush=True)
+    total = time.perf_counter() - t_all
+    print(f"reproduction ({preset}) finished in {total / 60:.1f} min", flush=True)
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="bmc reproduce", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"])
+    p.add_argument("--results", default="results", help="where tables, figures and executed notebooks go")
+    p.add_argument("--data", default="data", help="synthetic data, checkpoints and step stamps (not versioned)")
+    p.add_argument("--force", action="store_true", help="redo finished steps")
+    p.add_argument("--only", nargs="+", help="run only these steps (data, 01, 02_angle_envelopes, ...)")
+    p.add_argument("--device", help="cuda / cpu (default: the notebooks' parameter)")
+    a = p.parse_args(argv)
+    try:
+        reproduce(a.preset, a.results, a.data, a.force, a.only, a.device)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"bmc reproduce: {e}", file=sys.stderr)
+        return 1
+    return 0

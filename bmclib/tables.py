@@ -1,0 +1,165 @@
+"""Result tables, rebuilt from the metrics files alone (``results/runs/*/metrics.json``).
+
+Each table is a CSV (mean and std columns) and a Markdown file (``mean ± std`` cells) that
+names the files and commits its numbers came from. ``build_all`` regenerates every table
+and figure that a results folder can support (notebook 05, ``bmc tables``).
+
+Example:
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"run": ["a", "a", "b"], "seed": [0, 1, 0], "depth_mm": [10.0, 12.0, 8.0]})
+    >>> summarise(df, ["b", "a"], ["depth_mm"])[["run", "seeds", "depth_mm", "depth_mm_std"]].values.tolist()
+    [['b', 1, 8.0, 0.0], ['a', 2, 11.0, 1.4142135623730951]]
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .results import write_text_atomic
+
+__all__ = ["collect", "summarise", "write_table", "synthetic_benchmark_table", "lifting_table", "build_all",
+           "BENCHMARK_METRICS", "LIFTING_METRICS"]
+
+BENCHMARK_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("epe_2d_px", "2D EPE (px)"),
+                     ("pa_mpjpe_mm", "PA-MPJPE (mm)"), ("auc_3d", "AUC 0-50 mm"),
+                     ("implausible_poses", "implausible poses")]
+LIFTING_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"),
+                   ("auc_3d", "AUC 0-50 mm")]
+_NAME = re.compile(r"^(?P<prefix>lifting_)?(?P<preset>tiny|cpu|gpu)_(?P<run>.+)_seed(?P<seed>\d+)$")
+
+
+def collect(results_root: str | os.PathLike = "results") -> pd.DataFrame:
+    """One row per ``runs/<name>/metrics.json``: kind (``benchmark`` / ``lifting``), preset, run,
+    seed, commit, the metrics, and the file. Folders with other names are ignored."""
+    rows = []
+    for f in sorted(Path(results_root, "runs").glob("*/metrics.json")):
+        m = _NAME.match(f.parent.name)
+        if not m:
+            continue
+        try:
+            data = json.loads(f.read_text())
+            metrics, prov = data["metrics"], data.get("provenance", {})
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{f}: not a metrics file ({e})") from e
+        rows.append({"kind": "lifting" if m["prefix"] else "benchmark", "preset": m["preset"], "run": m["run"],
+                     "seed": int(m["seed"]), "commit": prov.get("git_commit", "?"), "file": str(f),
+                     **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
+    return pd.DataFrame(rows)
+
+
+def summarise(df: pd.DataFrame, order: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Mean and sample std (0 for one seed) of ``metrics`` per run, runs in ``order``."""
+    out = []
+    for run in order:
+        sub = df[df["run"] == run]
+        if sub.empty:
+            continue
+        row = {"run": run, "seeds": int(len(sub))}
+        for k in metrics:
+            vals = sub[k].astype(float) if k in sub else pd.Series([np.nan])
+            row[k] = float(vals.mean())
+            row[k + "_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _markdown(summary: pd.DataFrame, metrics: Sequence[tuple[str, str]], extra: Sequence[tuple[str, str]] = ()) -> str:
+    head = ["run", "seeds"] + [label for _, label in metrics] + [label for _, label in extra]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in summary.iterrows():
+        cells = []
+        for k, _ in metrics:
+            digits = 3 if abs(r[k]) < 1.5 else 2
+            cells.append(f"{r[k]:.{digits}f} ± {r[k + '_std']:.{digits}f}")
+        cells += [str(r[k]) for k, _ in extra]
+        lines.append(f"| {r['run']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_table(summary: pd.DataFrame, path_stem: str | os.PathLike, markdown: str) -> Path:
+    """``<stem>.csv`` and ``<stem>.md``, each written atomically."""
+    stem = Path(path_stem)
+    write_text_atomic(stem.with_suffix(".csv"), summary.to_csv(index=False, float_format="%.6g"))
+    return write_text_atomic(stem.with_suffix(".md"), markdown + "\n")
+
+
+def _source_note(df: pd.DataFrame, pattern: str, made_by: str) -> str:
+    commits = ", ".join(sorted(set(df["commit"])))
+    return f"Made by `{made_by}` from `{pattern}` (runs at commit(s) {commits})."
+
+
+def synthetic_benchmark_table(preset: str, results_root: str | os.PathLike = "results", df: pd.DataFrame | None = None,
+                              made_by: str = "bmc tables") -> Path:
+    """``tables/synthetic_benchmark[_<preset>].{csv,md}`` (no suffix for ``cpu``) and the figure
+    ``figures/synthetic_benchmark_depth[_<preset>].png``."""
+    from .experiment import RUNS
+
+    df = collect(results_root) if df is None else df
+    sub = df[(df["kind"] == "benchmark") & (df["preset"] == preset)] if len(df) else df
+    if sub.empty:
+        raise ValueError(f"no benchmark metrics for preset {preset!r} under {Path(results_root) / 'runs'}")
+    summary = summarise(sub, list(RUNS), [k for k, _ in BENCHMARK_METRICS])
+    base = summary.loc[summary["run"] == "1_source3d", "depth_mm"]
+    red = 100 * (1 - summary["depth_mm"] / float(base.iloc[0])) if len(base) else np.nan
+    summary["depth_reduction_vs_1_pct"] = red
+    summary["depth_reduction"] = [f"{x:.1f}%" if np.isfinite(x) else "n/a" for x in np.broadcast_to(red, len(summary))]
+    md = _markdown(summary, BENCHMARK_METRICS, [("depth_reduction", "depth reduction vs (1)")])
+    md += (f"\n\nPreset `{preset}`; mean ± std over seeds; evaluated on target-test (full 3D). "
+           + _source_note(sub, f"results/runs/{preset}_*/metrics.json", made_by))
+    suffix = "" if preset == "cpu" else f"_{preset}"
+    root = Path(results_root)
+    out = write_table(summary.drop(columns=["depth_reduction"]), root / "tables" / f"synthetic_benchmark{suffix}", md)
+    _depth_figure(sub, summary, preset, root / "figures" / f"synthetic_benchmark_depth{suffix}.png")
+    return out
+
+
+def _depth_figure(sub: pd.DataFrame, summary: pd.DataFrame, preset: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from .viz.static import save
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for i, run in enumerate(summary["run"]):
+        vals = sub.loc[sub["run"] == run, "depth_mm"].to_numpy(float)
+        ax.bar(i, vals.mean(), color="#9ecae1")
+        ax.scatter(np.full(len(vals), i), vals, color="#08519c", zorder=3, s=14)
+    ax.set_xticks(range(len(summary)), list(summary["run"]), rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("root-relative depth error (mm)")
+    ax.set_title(f"Synthetic benchmark, preset {preset}: depth error per run (dots: seeds)", fontsize=9)
+    fig.tight_layout()
+    save(fig, path, dpi=120)
+
+
+def lifting_table(preset: str, results_root: str | os.PathLike = "results", df: pd.DataFrame | None = None,
+                  made_by: str = "bmc tables") -> Path:
+    """``tables/lifting_prior[_<preset>].{csv,md}``: notebook 03's 2D-to-3D lifting runs."""
+    from .lifting import RUNS
+
+    df = collect(results_root) if df is None else df
+    sub = df[(df["kind"] == "lifting") & (df["preset"] == preset)] if len(df) else df
+    if sub.empty:
+        raise ValueError(f"no lifting metrics for preset {preset!r} under {Path(results_root) / 'runs'}")
+    summary = summarise(sub, list(RUNS), [k for k, _ in LIFTING_METRICS])
+    md = _markdown(summary, LIFTING_METRICS)
+    md += (f"\n\nPreset `{preset}`; 2D keypoints (with pixel noise) lifted to 3D by an MLP; evaluated on "
+           "target-test. " + _source_note(sub, f"results/runs/lifting_{preset}_*/metrics.json", made_by))
+    suffix = "" if preset == "cpu" else f"_{preset}"
+    return write_table(summary, Path(results_root) / "tables" / f"lifting_prior{suffix}", md)
+
+
+def build_all(results_root: str | os.PathLike = "results", made_by: str = "bmc tables") -> list[Path]:
+    """Every table (and its figure) the metrics under ``results_root/runs`` support."""
+    df = collect(results_root)
+    out = []
+    if df.empty:
+        return out
+    for (kind, preset), _ in df.groupby(["kind", "preset"]):
+        build = synthetic_benchmark_table if kind == "benchmark" else lifting_table
+        out.append(build(preset, results_root, df, made_by))
+    return out
