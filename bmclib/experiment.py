@@ -7,6 +7,9 @@ Runs (source = 3D labels, target = 2D labels; evaluated on target-test with full
     3b_bmc_bl_rb        + target 2D + BMC (bone lengths and root bones)
     3_bmc_all           + target 2D + BMC (all three terms)
     4_target3d_oracle   + target with its 3D labels (an upper bound)
+    5_bmc_literature    as 3_bmc_all, with the literature limits (BMCLimits.default()) instead of
+                        limits fitted on the source domain (28% of target poses fall outside the
+                        source-fitted limits, 0.005% outside the literature ones: notebook 02)
 
 ``bmc experiment --preset cpu --seeds 0 1 2`` makes the data if missing, trains and
 evaluates every run (skipping runs trained to the end in ``runs_root`` and evaluated since,
@@ -30,6 +33,7 @@ RUNS: dict[str, dict[str, Any]] = {
     "3b_bmc_bl_rb": dict(weak="2d", use_bmc=True, bmc_terms="bl+rb"),
     "3_bmc_all": dict(weak="2d", use_bmc=True, bmc_terms="all"),
     "4_target3d_oracle": dict(weak="3d", use_bmc=False),
+    "5_bmc_literature": dict(weak="2d", use_bmc=True, bmc_terms="all", limits="default"),
 }
 #: synthetic data per training preset: (training, evaluation) images per domain
 DATA_SIZES = {"tiny": (128, 32), "cpu": (12000, 1000), "gpu": (100000, 5000)}
@@ -89,8 +93,9 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
             spec = dict(RUNS[run])
             name = f"{preset}_{run}_seed{seed}"
             weak = {None: "", "2d": str(data["target_2d"]), "3d": str(data["target_3d"])}[spec.pop("weak")]
+            spec.setdefault("limits", str(limits_path))
             cfg = make_preset(preset, **{**(overrides or {}), **spec}, name=name, seed=seed, source=str(data["source"]),
-                              weak=weak, limits=str(limits_path), out=runs_root)
+                              weak=weak, out=runs_root)
             run_dir = Path(runs_root) / name
             metrics_file = Path(results_root) / "runs" / name / "metrics.json"
             # finished = trained here to the last step with this config, and evaluated since

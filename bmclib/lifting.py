@@ -13,6 +13,7 @@ Runs (all evaluated on target-test with full 3D, inputs with ``noise_px`` pixel 
     source3d_refine   source3d, then test-time refinement: each pose's depths moved into the
                       BMC limits while its 2D projection stays fixed (:func:`refine`)
     target2d_bmc      + target 2D-only samples, BMC on the lifted 3D of every sample
+    target2d_bmc_literature   the same with the literature limits (``BMCLimits.default()``)
     target3d_oracle   + target samples with their 3D labels (an upper bound)
 
 Example:
@@ -38,7 +39,7 @@ from .losses import BMCLoss
 __all__ = ["LiftingConfig", "Lifter", "KeypointSet", "make_sets", "train_lifter", "lift", "refine",
            "evaluate_lifter", "run_lifting", "RUNS"]
 
-RUNS = ("source3d", "source3d_refine", "target2d_bmc", "target3d_oracle")
+RUNS = ("source3d", "source3d_refine", "target2d_bmc", "target2d_bmc_literature", "target3d_oracle")
 
 
 @dataclass
@@ -143,9 +144,11 @@ def train_lifter(cfg: LiftingConfig, sets: dict[str, KeypointSet], run: str, lim
     model = Lifter(cfg.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
-    bmc = BMCLoss(limits, check=False) if run == "target2d_bmc" else None
-    if bmc is not None and limits is None:
+    if run == "target2d_bmc_literature":
+        limits = BMCLimits.default()
+    elif run == "target2d_bmc" and limits is None:
         raise ValueError("run 'target2d_bmc' needs limits (fit them on the source domain's 3D)")
+    bmc = BMCLoss(limits, check=False) if run.startswith("target2d_bmc") else None
     g = torch.Generator().manual_seed(cfg.seed + 17)
     src, tgt = sets["source"], sets["target"]
     log = []

@@ -10,8 +10,9 @@ each with a progress line and its time, and a total at the end:
 A finished step leaves a stamp in ``data/reproduce/<preset>/`` (not under version control:
 a fresh machine redoes everything) holding a hash of the notebook and its parameters; a
 re-run skips stamped steps whose hash still matches, unless ``--force``. Executed notebooks
-are written to a ``.partial`` file and renamed when complete, so a failed step never
-replaces a good executed copy.
+are written to a ``.partial`` file and replace the executed copy only when complete, so a
+failed step never replaces a good one; live widget state is dropped from executed copies
+(each widget has a static picture next to it).
 """
 from __future__ import annotations
 
@@ -63,7 +64,16 @@ def run_notebook(name: str, parameters: dict[str, Any], out_dir: str | os.PathLi
     except Exception as e:  # papermill's PapermillExecutionError carries the cell's traceback
         raise RuntimeError(f"notebook {name} failed ({type(e).__name__}: {str(e).strip()[:2000]}); "
                            f"partial output in {partial}") from e
-    os.replace(partial, out)
+    import nbformat
+
+    nb = nbformat.read(partial, as_version=4)
+    # live widget state (anywidget stores plotly.js itself, ~5 MB a figure) is useless without a
+    # kernel; the notebooks draw a static picture of every view instead
+    nb.metadata.pop("widgets", None)
+    tmp = out.with_name(out.stem + ".tmp.ipynb")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, out)
+    partial.unlink()
     return out
 
 

@@ -207,8 +207,8 @@ class PoseInspector:
 
         self.state = PoseState(joints, limits)
         self.fig = go.FigureWidget(hand_traces(self.state.joints, name="pose"))
-        self.fig.update_layout(height=420, margin=dict(l=0, r=0, t=0, b=0), scene=dict(aspectmode="data"),
-                               uirevision="keep")
+        self.fig.update_layout(height=420, margin=dict(l=0, r=0, t=0, b=0), uirevision="keep",
+                               scene=dict(aspectmode="data", xaxis_title="x", yaxis_title="depth", zaxis_title="up"))
         self.envelope = go.FigureWidget()
         self.envelope.add_scatter(x=[], y=[], mode="lines", name="envelope", line=dict(color="#e6550d"))
         self.envelope.add_scatter(x=[], y=[], mode="markers", name="joint", marker=dict(size=12, color="#3182bd"))

@@ -1,0 +1,140 @@
+"""The pose inspector as a person uses it: JupyterLab in headless Debian Chromium.
+
+Starts JupyterLab on localhost (temporary config, runtime and workspace folders, a random
+token), opens notebooks/06_pose_inspector.ipynb (a copy with the tiny preset's parameters
+injected by papermill, pointing at tiny runs this test trains), runs all cells from the
+menu, waits for the plotly figures and the widgets, drags the flexion slider, checks that
+the 3D figure and the BMC readout change, saves a screenshot to
+results/figures/inspector_jupyterlab.png and shuts the server down.
+
+Marked ``browser``; skipped where Chromium or Playwright is missing (``.ci/run`` installs
+Debian's chromium, so CI runs it).
+"""
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
+    import papermill as pm
+
+    from bmclib.experiment import run_experiment
+
+    tmp = tmp_path_factory.mktemp("lab")
+    roots = {"results_root": str(tmp / "results"), "data_root": str(tmp / "data" / "synth"),
+             "runs_root": str(tmp / "data" / "runs")}
+    run_experiment("tiny", [0], ["2_target2d", "3_bmc_all"], roots["data_root"], roots["runs_root"],
+                   roots["results_root"], progress=False)
+    nb_dir = tmp / "notebooks"
+    nb_dir.mkdir()
+    pm.execute_notebook(str(ROOT / "notebooks" / "06_pose_inspector.ipynb"), str(nb_dir / "06_pose_inspector.ipynb"),
+                        parameters={"preset": "tiny", "n_examples": 2, **roots}, prepare_only=True,
+                        kernel_name="python3")
+    token, port = secrets.token_hex(16), _free_port()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "cfg"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"), "PYTHONPATH": str(ROOT)}
+    log = open(tmp / "lab.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+                             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={nb_dir}",
+                             "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+                    json.load(r)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"jupyter lab exited: {(tmp / 'lab.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        else:
+            raise RuntimeError(f"jupyter lab did not answer on {base}: {(tmp / 'lab.log').read_text()[-2000:]}")
+        yield {"base": base, "token": token, "tmp": tmp}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_inspector_in_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+
+    shot = ROOT / "results" / "figures" / "inspector_jupyterlab.png"
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(lab["tmp"] / "profile"), executable_path=CHROMIUM,
+                                                   headless=True, args=FLAGS, viewport={"width": 1400, "height": 1000})
+        try:
+            page = ctx.new_page()
+            console = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text[:300]}") if m.type == "error" else None)
+            page.goto(f"{lab['base']}/lab/tree/06_pose_inspector.ipynb?token={lab['token']}")
+            page.wait_for_selector(".jp-Notebook", timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+            page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+            inspector = ".bmc-pose-inspector"
+            try:
+                page.wait_for_selector(f"{inspector} .js-plotly-plot .main-svg", timeout=180_000)
+                page.wait_for_selector(".bmc-prediction-browser .js-plotly-plot .main-svg", timeout=60_000)
+            except Exception as e:
+                page.screenshot(path=str(lab["tmp"] / "failure.png"), full_page=True)
+                outputs = "\n".join(t[:500] for t in page.locator(".jp-OutputArea-output").all_inner_texts())
+                raise AssertionError(f"widgets did not render ({type(e).__name__}); screenshot {lab['tmp'] / 'failure.png'}"
+                                     f"\ncell outputs:\n{outputs}\nconsole errors:\n" + "\n".join(console[-20:])) from None
+            readout = page.locator(f"{inspector} .bmc-a")
+            before_text = readout.inner_text()
+            read_x = f"() => JSON.stringify(document.querySelector('{inspector} .js-plotly-plot').data[1].x)"
+            before_x = page.evaluate(read_x)
+            page.locator(inspector).scroll_into_view_if_needed()
+            # the first slider is the flexion of the selected joint (index PIP); drag it to the end
+            slider = page.locator(f"{inspector} .widget-slider").first
+            handle = slider.locator(".noUi-handle")
+            track = slider.locator(".noUi-target").bounding_box()
+            box = handle.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(track["x"] + track["width"] - 2, box["y"] + box["height"] / 2, steps=8)
+            page.mouse.up()
+            deadline = time.time() + 30
+            while time.time() < deadline and (readout.inner_text() == before_text or page.evaluate(read_x) == before_x):
+                time.sleep(0.3)
+            after_text, after_x = readout.inner_text(), page.evaluate(read_x)
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.locator(inspector).screenshot(path=str(shot))
+        finally:
+            ctx.close()
+    assert after_x != before_x, "the 3D figure did not change when the flexion slider moved"
+    assert float(after_text) > float(before_text), f"BMC angle term {before_text} -> {after_text}"
+    assert shot.stat().st_size > 20_000
