@@ -101,7 +101,19 @@ def test_inspector_in_jupyterlab(lab):
             page.on("console", lambda m: console.append(f"{m.type}: {m.text[:300]}") if m.type == "error" else None)
             page.goto(f"{lab['base']}/lab/tree/06_pose_inspector.ipynb?token={lab['token']}")
             page.wait_for_selector(".jp-Notebook", timeout=60_000)
+            # JupyterLab sometimes asks which kernel to start (a race with loading the kernel specs)
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                dialog = page.locator(".jp-Dialog button:has-text('Select')")
+                if dialog.count():
+                    dialog.first.click()
+                elif page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count():
+                    break
+                time.sleep(0.5)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            time.sleep(1)
+            if page.locator(".jp-Dialog button:has-text('Select')").count():
+                page.locator(".jp-Dialog button:has-text('Select')").first.click()
             page.click(".lm-MenuBar-itemLabel:text-is('Run')")
             page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
             inspector = ".bmc-pose-inspector"
