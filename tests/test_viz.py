@@ -107,6 +107,7 @@ def test_widgets_follow_their_sliders(pose):
     br.slider.value = 0
     assert br.sample_index(0) == 2 and "sample 2" in br.info.value
     assert list(br.fig.data[15].x) != x_before
+    assert list(br.errors.data[1].y) == pytest.approx(d.errors("b")[2].tolist())
 
 
 def test_static_figures_write_files(tmp_path, pose):

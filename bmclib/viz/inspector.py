@@ -307,7 +307,7 @@ class PoseInspector:
 
 class PredictionBrowser:
     """Pick a sample (or the worst ones of a run): image with 2D overlay, predicted vs ground-truth
-    3D for two runs side by side, per-joint error, BMC violations."""
+    3D for two runs side by side, per-joint error bars of both runs, BMC violations."""
 
     def __init__(self, data: PredictionSet, run_a: str | None = None, run_b: str | None = None):
         import ipywidgets as W
@@ -335,11 +335,17 @@ class PredictionBrowser:
         fig.update_layout(height=400, margin=dict(l=0, r=0, t=30, b=0), uirevision="keep")
         fig.update_scenes(aspectmode="data")
         self.fig = go.FigureWidget(fig)
+        self.errors = go.FigureWidget()
+        for name, color in ((self.run_a, "#3182bd"), (self.run_b, "#e6550d")):
+            self.errors.add_bar(x=list(sk.JOINT_NAMES), y=[0.0] * 21, name=name, marker_color=color)
+        self.errors.update_layout(height=220, margin=dict(l=40, r=10, t=10, b=80), yaxis_title="3D error (mm)",
+                                  barmode="group", xaxis_tickangle=-60, xaxis_tickfont_size=8)
         self.image = W.Image(format="png", width=220)
         self.info = W.HTML()
         self.order.observe(lambda _: self.show(self.slider.value), "value")
         self.slider.observe(lambda ch: self.show(ch["new"]), "value")
-        self.widget = W.VBox([W.HBox([self.order, self.slider]), W.HBox([self.image, self.info]), self.fig])
+        self.widget = W.VBox([W.HBox([self.order, self.slider]), W.HBox([self.image, self.info]), self.fig,
+                              self.errors])
         self.widget.add_class("bmc-prediction-browser")
         self.show(0)
 
@@ -379,6 +385,7 @@ class PredictionBrowser:
                 _hand_update(self.fig, g, start=10 * k)
                 _hand_update(self.fig, p - p[:1], ["#de2d26" if b else "#444444" for b in bad], start=10 * k + 5)
                 e = d.errors(run)[i]
+                self.errors.data[k].y = e.tolist()
                 rows.append(f"<tr><td>{run}</td><td>{e[1:].mean():.1f}</td><td>{e.max():.1f} "
                             f"({sk.JOINT_NAMES[int(e.argmax())]})</td><td>{int(bad.sum())}</td></tr>")
         self.info.value = (f"<b>sample {i}</b><table><tr><th>run</th><th>mean 3D error (mm)</th>"
