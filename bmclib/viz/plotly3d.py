@@ -16,12 +16,9 @@ import torch
 
 from .. import skeleton as sk
 from . import FINGER_COLORS
+from .static import _np
 
 __all__ = ["hand_traces", "frame_traces", "hand_figure"]
-
-
-def _np(x) -> np.ndarray:
-    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
 
 
 def _view(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
