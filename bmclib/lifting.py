@@ -209,13 +209,14 @@ def evaluate_lifter(z_rel: Tensor, s: KeypointSet, limits: BMCLimits | None = No
 
 
 def run_lifting(cfg: LiftingConfig, runs: tuple[str, ...] = RUNS, results_root: str | Path = "results",
-                progress: bool = True) -> dict[str, dict[str, Any]]:
+                progress: bool = True, sets: dict[str, KeypointSet] | None = None) -> dict[str, dict[str, Any]]:
     """Every lifting run for one seed: writes ``results/runs/lifting_<preset>_<run>_seed<k>/metrics.json``
-    (and the training log next to it); returns ``{run: {"metrics": ..., "log": ...}}``."""
+    (and the training log next to it); returns ``{run: {"metrics": ..., "log": ..., "z": ...}}``.
+    ``sets`` (from :func:`make_sets` with the same config) saves generating them again."""
     from .evaluate import write_metrics
     from .results import write_json_atomic
 
-    sets = make_sets(cfg)
+    sets = make_sets(cfg) if sets is None else sets
     limits = BMCLimits.fit(sets["source"].xyz.double(), coverage=0.999, source="fit: lifting source domain 3D")
     out: dict[str, dict[str, Any]] = {}
     base_model = None

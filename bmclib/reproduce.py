@@ -89,6 +89,7 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
     """Run the reproduction; returns the total seconds. ``only`` restricts to some steps
     (``data`` or notebook names / number prefixes)."""
     from .experiment import prepare_data
+    from .results import write_json_atomic
     from .train import preset as train_preset
 
     roots = {"results_root": results_root, "data_root": f"{data_root}/synth", "runs_root": f"{data_root}/runs"}
@@ -120,8 +121,6 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
         else:
             what = run_notebook(step, params, Path(results_root) / "notebooks")
         dt = time.perf_counter() - t0
-        from .results import write_json_atomic
-
         write_json_atomic(stamp, {"digest": digest, "seconds": round(dt, 1), "output": str(what)})
         print(f"{head}: done in {dt:.0f} s -> {what}", flush=True)
     total = time.perf_counter() - t_all

@@ -26,11 +26,21 @@ from ..biomech import Decomposition, compose, decompose
 from ..limits import BMCLimits
 from ..losses import BMCLoss
 
-__all__ = ["PoseState", "PredictionSet", "PoseInspector", "PredictionBrowser", "ANGLE_JOINTS"]
+__all__ = ["PoseState", "PredictionSet", "PoseInspector", "PredictionBrowser", "ANGLE_JOINTS", "joint_violations"]
 
 #: the joint at which each of the 15 angles is measured (finger-major, proximal -> distal)
 ANGLE_JOINTS = tuple(sk.PARENTS[b + 1] for bones in sk.FINGER_ANGLE_BONES for b in bones)
 _TOL = 1e-6
+
+
+def joint_violations(limits: BMCLimits, joints) -> np.ndarray:
+    """``(..., 21)`` bool from :meth:`BMCLimits.violations` ``(..., 43)``: a joint is flagged when
+    the bone ending at it (20 terms) or its angle pair (last 15 terms) is out of limits."""
+    v = limits.violations(torch.as_tensor(np.asarray(joints, dtype=np.float64)), tol=_TOL).numpy()
+    bad = np.zeros(v.shape[:-1] + (21,), dtype=bool)
+    bad[..., 1:] |= v[..., :20]
+    bad[..., list(ANGLE_JOINTS)] |= v[..., 28:]
+    return bad
 
 
 class PoseState:
@@ -85,11 +95,7 @@ class PoseState:
 
     def violating_joints(self) -> np.ndarray:
         """``(21,)`` bool: a joint is flagged when its angle or the bone ending at it is out of limits."""
-        out = self._terms()
-        bad = np.zeros(21, dtype=bool)
-        bad[1:] |= out.per_bone.numpy() > _TOL
-        bad[list(ANGLE_JOINTS)] |= out.per_angle.numpy() > _TOL
-        return bad
+        return joint_violations(self.limits, self.joints)
 
 
 @dataclass
@@ -111,6 +117,7 @@ class PredictionSet:
             if p["xyz"].shape != (n, 21, 3):
                 raise ValueError(f"run {run!r}: xyz has shape {p['xyz'].shape}, expected ({n}, 21, 3) like the ground truth")
         self._err = {run: self._errors(p["xyz"]) for run, p in self.preds.items()}
+        self._bad: dict[str, np.ndarray] = {}  # per run, (N, 21), computed once in one batch
 
     @classmethod
     def from_files(cls, runs: dict[str, str | Path], cache: str | Path | None = None, gt_json: str | Path | None = None,
@@ -163,7 +170,9 @@ class PredictionSet:
 
     def violations(self, run: str, i: int) -> np.ndarray:
         """``(21,)`` bool: joints of sample ``i`` whose angle or incoming bone is out of limits."""
-        return PoseState(self.preds[run]["xyz"][i], self.limits).violating_joints()
+        if run not in self._bad:
+            self._bad[run] = joint_violations(self.limits, self.preds[run]["xyz"])
+        return self._bad[run][i]
 
     def static_figure(self, run: str, i: int):
         """The matplotlib view of one sample (image + 2D, 3D vs ground truth, per-joint error)."""
@@ -182,10 +191,10 @@ class PredictionSet:
 def _hand_update(fig, joints, colors=None, start: int = 0) -> None:
     """Move the 5 finger traces of ``fig`` starting at ``start`` to ``joints``."""
     from .plotly3d import _view
+    from .static import _chains
 
     j = np.asarray(joints, dtype=np.float64)
-    for f, joints_f in enumerate(sk.FINGER_JOINTS):
-        chain = [0, *joints_f]
+    for f, chain in enumerate(_chains()):
         x, y, z = _view(j[chain])
         tr = fig.data[start + f]
         tr.x, tr.y, tr.z = x, y, z

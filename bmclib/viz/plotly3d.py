@@ -16,7 +16,7 @@ import torch
 
 from .. import skeleton as sk
 from . import FINGER_COLORS
-from .static import _np
+from .static import _chains, _np
 
 __all__ = ["hand_traces", "frame_traces", "hand_figure"]
 
@@ -34,8 +34,7 @@ def hand_traces(joints, name: str = "hand", color: str | None = None, joint_colo
 
     j = _np(joints)
     out = []
-    for f, joints_f in enumerate(sk.FINGER_JOINTS):
-        chain = [0, *joints_f]
+    for f, chain in enumerate(_chains()):
         x, y, z = _view(j[chain])
         mc = [joint_colors[i] for i in chain] if joint_colors is not None else (color or FINGER_COLORS[f])
         out.append(go.Scatter3d(x=x, y=y, z=z, mode="lines+markers", name=f"{name}: {sk.FINGER_NAMES[f]}",
