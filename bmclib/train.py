@@ -27,13 +27,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .camera import from_2p5d
 from .data.cache import PreparedCache
 from .data.loader import AugmentConfig, MixedSampler, augment
 from .limits import BMCLimits
 from .losses import BMCLoss
 from .model import HandPoseNet, ModelConfig
 
-__all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "compute_losses"]
+__all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "compute_losses", "same_config",
+           "bmc_weight"]
 
 
 @dataclass
@@ -61,6 +63,9 @@ class TrainConfig:
     lambda_rb: float = 1.0
     lambda_a: float = 1.0
     bmc_terms: str = "all"  # "bl", "bl+rb" or "all" (ablations)
+    bmc_grad: str = "all"  # "all": BMC trains uv, z_rel and root (the paper); "depth": z_rel only
+    bmc_start: int = 0  # step at which BMC switches on (a warm-up for the keypoints) ...
+    bmc_ramp: int = 0  # ... then its weight rises linearly from 0 to 1 over this many steps
     limits: str = "source"  # "source" (fit on the 3D set), "default" (literature) or a JSON path
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
@@ -112,6 +117,16 @@ def _from_dict(cls, data: dict[str, Any], where: str):
     return cls(**kw)
 
 
+def same_config(saved: dict[str, Any], cfg: TrainConfig) -> bool:
+    """Whether a config saved with a checkpoint equals ``cfg``. Fields added to
+    :class:`TrainConfig` after the checkpoint was written take their defaults (which keep
+    the old behaviour), so older checkpoints still resume and still count as finished."""
+    try:
+        return _from_dict(TrainConfig, dict(saved), "checkpoint").to_dict() == cfg.to_dict()
+    except (TypeError, ValueError):
+        return False
+
+
 def load_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
     """A config from YAML or JSON: ``preset:`` picks the defaults, other keys override them."""
     path = Path(path)
@@ -136,12 +151,26 @@ def _bmc_loss(cfg: TrainConfig, limits: BMCLimits) -> BMCLoss:
     lam_a = cfg.lambda_a if cfg.bmc_terms == "all" else 0.0
     if cfg.bmc_terms not in ("bl", "bl+rb", "all"):
         raise ValueError(f"bmc_terms must be 'bl', 'bl+rb' or 'all', got {cfg.bmc_terms!r}")
+    if cfg.bmc_grad not in ("all", "depth"):
+        raise ValueError(f"bmc_grad must be 'all' or 'depth', got {cfg.bmc_grad!r}")
+    if cfg.bmc_start < 0 or cfg.bmc_ramp < 0:
+        raise ValueError(f"bmc_start and bmc_ramp must be >= 0, got {cfg.bmc_start} and {cfg.bmc_ramp}")
     return BMCLoss(limits, cfg.lambda_bl, lam_rb, lam_a, check=False)
 
 
-def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None) -> dict[str, Tensor]:
+def bmc_weight(cfg: TrainConfig, step: int) -> float:
+    """The BMC weight at ``step`` (0-based): 0 before ``bmc_start``, then a linear ramp to 1."""
+    if step < cfg.bmc_start:
+        return 0.0
+    if cfg.bmc_ramp <= 0:
+        return 1.0
+    return min(1.0, (step - cfg.bmc_start + 1) / cfg.bmc_ramp)
+
+
+def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale: float = 1.0) -> dict[str, Tensor]:
     """Loss terms of one batch; each is a sum over the samples it applies to divided by the
-    batch size, so that distributed ranks average to the single-process loss."""
+    batch size, so that distributed ranks average to the single-process loss. ``bmc_scale``
+    multiplies the BMC total (the warm-up, :func:`bmc_weight`); the logged terms are unscaled."""
     B, S = batch.uv.shape[0], batch.images.shape[-1]
     terms: dict[str, Tensor] = {}
     terms["2d"] = (out.uv - batch.uv).abs().mean((1, 2)).sum() / B / S  # in image widths
@@ -157,10 +186,17 @@ def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None) -> dict[st
         terms["z"], terms["root"] = zero, zero
     total = cfg.w_2d * terms["2d"] + cfg.w_z * terms["z"] + cfg.w_root * terms["root"]
     if bmc is not None:
-        r = bmc(out.joints_norm.float())
+        if cfg.bmc_grad == "depth":  # the pose the BMC sees moves only through z_rel
+            joints = from_2p5d(out.uv.detach().float(), out.z_rel.float(), out.root.detach().float(), batch.K)
+        elif cfg.bmc_grad == "all":
+            joints = out.joints_norm.float()
+        else:
+            raise ValueError(f"bmc_grad must be 'all' or 'depth', got {cfg.bmc_grad!r}")
+        r = bmc(joints)
         terms["bmc"] = r.total
         terms["bmc_bl"], terms["bmc_rb"], terms["bmc_a"] = r.bone_length, r.root_bone, r.angle
-        total = total + r.total
+        if bmc_scale > 0:
+            total = total + bmc_scale * r.total
     terms["total"] = total
     return terms
 
@@ -250,7 +286,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        if ck["config"] != cfg.to_dict():
+        if not same_config(ck["config"], cfg):
             raise ValueError(f"{ckpt_path}: saved with a different config; use another name or delete the folder")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -283,7 +319,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
             cfg.channels_last else batch.images
         with autocast:
             out = net(images, batch.K)
-        terms = compute_losses(out, batch, cfg, bmc)
+        terms = compute_losses(out, batch, cfg, bmc, bmc_weight(cfg, step) if bmc is not None else 0.0)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()

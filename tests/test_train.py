@@ -12,7 +12,9 @@ from bmclib.data.cache import PreparedCache
 from bmclib.data.loader import AugmentConfig, Batch, MixedSampler, augment, load_batch
 from bmclib.data.synth import generate_dataset
 from bmclib.evaluate import evaluate_arrays, evaluate_run, pck_auc, procrustes_align
-from bmclib.train import load_config, load_trained, preset, train
+from bmclib.limits import BMCLimits
+from bmclib.model import HandPoseNet
+from bmclib.train import _bmc_loss, bmc_weight, compute_losses, load_config, load_trained, preset, same_config, train
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,53 @@ def test_losses_switch(data, tmp_path):
     bl = train(_cfg(data, tmp_path, "bl", bmc_terms="bl"), progress=False)
     row = json.loads((bl / "train_log.jsonl").read_text().splitlines()[0])
     assert row["bmc"] == pytest.approx(row["bmc_bl"], rel=1e-6)  # only the bone-length term counts
+
+
+def test_bmc_depth_gradient_reaches_only_the_relative_depths(data, tmp_path):
+    cache = PreparedCache(data / "target" / "cache" / "training")
+    batch = load_batch(cache, np.arange(4))
+    torch.manual_seed(0)
+    cfg = _cfg(data, tmp_path)
+    net = HandPoseNet(cfg.model).eval()
+    grads = {}
+    for mode in ("all", "depth"):
+        cfg = _cfg(data, tmp_path, bmc_grad=mode, w_2d=0.0, w_z=0.0, w_root=0.0)
+        out = net(batch.images, batch.K)
+        for t in (out.uv, out.z_rel, out.root):
+            t.retain_grad()
+        terms = compute_losses(out, batch, cfg, _bmc_loss(cfg, BMCLimits.default()))
+        assert terms["bmc"] > 0  # an untrained net is implausible
+        terms["total"].backward()
+        grads[mode] = [None if t.grad is None else t.grad.abs().sum().item() for t in (out.uv, out.z_rel, out.root)]
+    assert all(g > 0 for g in grads["all"])
+    uv, z, root = grads["depth"]
+    assert (uv is None or uv == 0) and (root is None or root == 0) and z > 0
+    with pytest.raises(ValueError, match="bmc_grad"):
+        _bmc_loss(_cfg(data, tmp_path, bmc_grad="uv"), None)
+
+
+def test_bmc_warmup_schedule_and_log(data, tmp_path):
+    cfg = _cfg(data, tmp_path, "warm", bmc_start=3, bmc_ramp=2)
+    assert [bmc_weight(cfg, s) for s in range(6)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
+    assert bmc_weight(_cfg(data, tmp_path), 0) == 1.0
+    run = train(cfg, progress=False)
+    rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    # before the start the BMC is logged but not in the total
+    first = rows[0]
+    assert first["bmc"] > 0
+    assert first["total"] == pytest.approx(first["2d"] + first["z"] + 0.1 * first["root"], rel=1e-5)
+    last = rows[-1]
+    assert last["total"] == pytest.approx(last["2d"] + last["z"] + 0.1 * last["root"] + last["bmc"], rel=1e-5)
+
+
+def test_checkpoints_from_before_a_new_config_field_still_match(data, tmp_path):
+    cfg = _cfg(data, tmp_path)
+    old = cfg.to_dict()
+    for key in ("bmc_grad", "bmc_start", "bmc_ramp"):  # fields added after the first runs
+        del old[key]
+    assert same_config(old, cfg)
+    assert not same_config(old, _cfg(data, tmp_path, bmc_grad="depth"))
+    assert not same_config({**old, "no_such_field": 1}, cfg)
 
 
 def _free_port():
