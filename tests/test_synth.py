@@ -143,6 +143,29 @@ def test_render_a_sphere_exactly():
     assert out.prim[0, 0, 0] == -1 and out.prim[0, 31, 31] == 0
 
 
+def test_exact_depth_ties_go_to_the_higher_capsule():
+    # two capsules ending in the same sphere (as bones do at a joint) tie exactly on its cap;
+    # which one colours the pixel must not depend on thread scheduling
+    K = torch.tensor([[[200.0, 0, 31.5], [0, 200.0, 31.5], [0, 0, 1]]])
+    joint = torch.tensor([0.0, 0.0, 1.0])
+    a = torch.stack([joint + torch.tensor([0.0, 0.0, 0.2]), joint + torch.tensor([0.0, 0.0, 0.3])])[None]
+    b = joint.expand(1, 2, 3)
+    albedo = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    scene = Scene(K.repeat(1, 1, 1), a, b, torch.full((1, 2), 0.05), albedo, torch.ones(1, 2, dtype=torch.bool),
+                  torch.tensor([[0.0, 0.0, -1.0]]), torch.full((1,), 0.5))
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, threads, 1, threads):
+            torch.set_num_threads(n)
+            outs.append(render(scene, 64))
+    finally:
+        torch.set_num_threads(threads)
+    assert (outs[0].prim[0, 31, 31] == 1) and outs[0].image[0, 31, 31, 0] == 0  # the second capsule's green
+    for o in outs[1:]:
+        assert torch.equal(o.image, outs[0].image) and torch.equal(o.prim, outs[0].prim)
+
+
 def test_backgrounds_and_bad_kind():
     bg = backgrounds(["plain", "gradient", "texture", "clutter"], 32, torch.Generator().manual_seed(0))
     assert bg.shape == (4, 32, 32, 3) and (bg >= 0).all() and (bg <= 1).all()

@@ -3,7 +3,7 @@
 Every primitive is a capsule (a segment with a radius; a sphere when both ends
 coincide). Camera rays through pixel centres are intersected analytically with the
 capsules whose screen-space bounding box overlaps the ray's tile, so each ray
-only meets the few primitives near it (4x4 tiles measured fastest at 128 px). A z-buffer keeps the nearest hit; Lambert
+only meets the few primitives near it (4x4 tiles measured fastest at 128 px). A z-buffer keeps the nearest hit (exact ties: the higher capsule index); Lambert
 shading with an ambient term colours it over a background.
 
 Convention:
@@ -155,12 +155,17 @@ def render(scene: Scene, size: int, background: Tensor | None = None, tile: int 
     win = z_h == depth[pix_h]
     q_idx = hit.nonzero()[:, 0][win]  # pair of each winning hit
     pix_w = pix_h[win]
+    # exact ties (two capsules sharing a joint sphere, common) go to the higher capsule index,
+    # as a sequential write would leave them; writing the duplicates with index_put left the
+    # choice to thread scheduling in a few pixels
     prim_buf = torch.full((B * size * size,), -1, device=device, dtype=torch.long)
-    prim_buf[pix_w] = prim[q_idx]
+    prim_buf.scatter_reduce_(0, pix_w, prim[q_idx], reduce="amax")
+    first = prim[q_idx] == prim_buf[pix_w]
+    q_idx, pix_w = q_idx[first], pix_w[first]
 
     # shade the winners: normal = (hit - closest point on the axis) / radius
-    rd_w = rd[hit][win]  # (W, 3)
-    p_hit = t[hit][win][:, None] * rd_w
+    rd_w = rd[hit][win][first]  # (W, 3)
+    p_hit = t[hit][win][first][:, None] * rd_w
     a_w, ba_w, bb_w = pa[q_idx], ba[q_idx], baba[q_idx]
     s = (((p_hit - a_w) * ba_w).sum(-1, keepdim=True) / bb_w.clamp_min(1e-12)).clamp(0, 1)
     normal = p_hit - (a_w + s * ba_w)
