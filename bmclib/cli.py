@@ -155,8 +155,11 @@ def _experiment(argv: list[str]) -> int:
     p.add_argument("--results", default="results")
     p.add_argument("--device")
     p.add_argument("--force", action="store_true", help="redo finished runs")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train this many runs at once on the CPU, cores/jobs threads each (2 on 2 cores: 1.6x faster)")
     a = p.parse_args(argv)
-    table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device)
+    table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device,
+                           jobs=a.jobs)
     print(Path(table).read_text())
     return 0
 

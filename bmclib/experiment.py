@@ -81,26 +81,56 @@ def _trained_steps(run_dir: Path, cfg) -> int:
     return int(ck["step"]) if same_config(ck.get("config", {}), cfg) else 0
 
 
+def _run_one(cfg_dict: dict[str, Any], eval_cache: str, results_runs: str, limits_path: str, retrain: bool,
+             device: str | None, progress: bool, threads: int | None = None, on_log=None) -> dict[str, Any]:
+    """Train (unless done) and evaluate one run; a worker process's whole job under ``jobs > 1``."""
+    import torch
+
+    from .evaluate import evaluate_run
+    from .limits import BMCLimits
+    from .train import TrainConfig, _from_dict, train
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = _from_dict(TrainConfig, cfg_dict, cfg_dict["name"])
+    run_dir = Path(cfg.out) / cfg.name
+    if retrain:
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+        train(cfg, device=device, progress=progress, on_log=on_log)
+    return evaluate_run(run_dir, eval_cache, results_runs, BMCLimits.load(limits_path), device or "cpu")
+
+
 def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None = None, data_root: str = "data/synth",
                    runs_root: str = "data/runs", results_root: str = "results", force: bool = False,
                    progress: bool = True, device: str | None = None, overrides: dict[str, Any] | None = None,
-                   on_log=None) -> Path:
+                   on_log=None, jobs: int = 1) -> Path:
+    """Train and evaluate ``runs`` x ``seeds``; returns the table's path.
+
+    ``jobs > 1`` trains that many runs at once in worker processes with ``cores / jobs``
+    threads each (CPU only): small convolutions use two threads poorly, so on this 2-core
+    machine two one-thread runs together train 1.64x as many images per second as one
+    two-thread run (measured with the cpu preset). Results do depend slightly on the thread
+    count (float summation order), so a run is reproduced exactly only with the same ``jobs``."""
     from .data.cache import PreparedCache
-    from .evaluate import evaluate_run
     from .limits import BMCLimits
-    from .train import preset as make_preset, resolve_limits, train
+    from .train import preset as make_preset, resolve_limits
 
     runs = runs or list(RUNS)
     unknown = set(runs) - set(RUNS)
     if unknown:
         raise ValueError(f"unknown runs {sorted(unknown)}; choose from {list(RUNS)}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs > 1 and (device or "cpu") != "cpu":
+        raise ValueError("jobs > 1 runs several trainings on the CPU; use jobs=1 (or torchrun) on a GPU")
     base = make_preset(preset, **(overrides or {}))
     data = prepare_data(data_root, preset, base.image_size, progress=progress)
     # one set of limits for training (BMC runs) and for the plausibility metric of every run
     limits_path = data["root"] / "limits_source.json"
     if not limits_path.is_file():
         resolve_limits(base, PreparedCache(data["source"])).save(limits_path)
-    limits = BMCLimits.load(limits_path)
+    BMCLimits.load(limits_path)  # fail early on a broken file
+    todo = []
     for seed in seeds:
         for run in runs:
             spec = dict(RUNS[run])
@@ -122,10 +152,34 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
                 continue
             if force:
                 (run_dir / "checkpoint.pt").unlink(missing_ok=True)
-            if force or not trained:
-                train(cfg, device=device, progress=progress, on_log=on_log)
-            m = evaluate_run(run_dir, data["eval"], Path(results_root) / "runs", limits, device or "cpu")
-            print(f"[done] {name}: depth {m['depth_mm']:.2f} mm, 3D {m['epe_3d_mm']:.2f} mm, 2D {m['epe_2d_px']:.2f} px")
+            todo.append((name, (cfg.to_dict(), str(data["eval"]), str(Path(results_root) / "runs"), str(limits_path),
+                                force or not trained, device)))
+
+    def report(name: str, m: dict[str, Any]) -> None:
+        print(f"[done] {name}: depth {m['depth_mm']:.2f} mm, 3D {m['epe_3d_mm']:.2f} mm, 2D {m['epe_2d_px']:.2f} px",
+              flush=True)
+
+    if jobs == 1 or len(todo) <= 1:
+        for name, args in todo:
+            report(name, _run_one(*args, progress, on_log=on_log))
+    else:
+        import multiprocessing as mp
+        import os
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        print(f"{len(todo)} runs in {jobs} processes with {threads} thread(s) each", flush=True)
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_run_one, *args, False, threads): name for name, args in todo}
+            failed = []
+            for fut in as_completed(futures):  # a failed run does not stop the others
+                try:
+                    report(futures[fut], fut.result())
+                except Exception as e:  # noqa: BLE001 - reported with its run, raised below
+                    print(f"[failed] {futures[fut]}: {type(e).__name__}: {e}", flush=True)
+                    failed.append(futures[fut])
+        if failed:
+            raise RuntimeError(f"runs failed: {failed} (the others finished; re-run to retry these)")
     return build_table(preset, results_root)
 
 

@@ -1,0 +1,51 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from bmclib.experiment import RUNS, run_experiment
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    base = tmp_path_factory.mktemp("experiment")
+    return dict(data_root=str(base / "synth"), runs_root=str(base / "runs"), results_root=str(base / "results"))
+
+
+def _metrics(results_root, name):
+    return json.loads(Path(results_root, "runs", name, "metrics.json").read_text())
+
+
+def test_parallel_jobs_match_one_process_and_warmup_fractions(roots, tmp_path, capsys):
+    runs = ["2_target2d", "7_bmc_warmup"]
+    run_experiment("tiny", [0], runs, progress=False, jobs=2, **roots)
+    out = capsys.readouterr().out
+    assert "2 runs in 2 processes" in out and out.count("[done]") == 2
+    par = {r: _metrics(roots["results_root"], f"tiny_{r}_seed0") for r in runs}
+    # the same runs in this process, one thread each like the workers: the same numbers
+    seq = dict(roots, runs_root=str(tmp_path / "runs"), results_root=str(tmp_path / "results"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        run_experiment("tiny", [0], runs, progress=False, jobs=1, **seq)
+    finally:
+        torch.set_num_threads(threads)
+    for r in runs:
+        one = _metrics(seq["results_root"], f"tiny_{r}_seed0")
+        assert one["metrics"]["depth_mm"] == par[r]["metrics"]["depth_mm"], r
+        assert one["metrics"]["epe_2d_px"] == par[r]["metrics"]["epe_2d_px"], r
+    ck = torch.load(f"{roots['runs_root']}/tiny_7_bmc_warmup_seed0/checkpoint.pt", weights_only=False)
+    assert (ck["config"]["bmc_start"], ck["config"]["bmc_ramp"]) == (3, 1)  # 0.5 and 0.1 of 6 steps
+    # a second call finds both finished
+    run_experiment("tiny", [0], runs, progress=False, jobs=2, **roots)
+    assert capsys.readouterr().out.count("[skip]") == 2
+
+
+def test_bad_experiment_arguments(roots):
+    with pytest.raises(ValueError, match="no_such_run"):
+        run_experiment("tiny", [0], ["no_such_run"], progress=False, **roots)
+    with pytest.raises(ValueError, match="jobs"):
+        run_experiment("tiny", [0], ["1_source3d"], progress=False, jobs=0, **roots)
+    assert "6_bmc_depth_grad" in RUNS and RUNS["6_bmc_depth_grad"]["bmc_grad"] == "depth"
