@@ -157,9 +157,11 @@ def _experiment(argv: list[str]) -> int:
     p.add_argument("--force", action="store_true", help="redo finished runs")
     p.add_argument("--jobs", type=int, default=1,
                    help="train this many runs at once on the CPU, cores/jobs threads each (2 on 2 cores: 1.6x faster)")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="re-evaluate the runs trained to the end (e.g. after a metric was added); train nothing")
     a = p.parse_args(argv)
     table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device,
-                           jobs=a.jobs)
+                           jobs=a.jobs, evaluate_only=a.evaluate_only)
     print(Path(table).read_text())
     return 0
 

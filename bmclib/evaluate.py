@@ -6,7 +6,9 @@ Metrics (``evaluate_arrays``; all on root-relative poses unless said):
     ``pa_mpjpe_mm`` error after similarity Procrustes alignment; ``auc_3d``/``pck_3d``
     over 0-50 mm at 100 thresholds (per keypoint, then averaged; trapezoid rule);
     ``implausible_poses`` / ``implausible_joints``: share of poses with any BMC term outside
-    the limits, and share of joint-angle terms outside their polygons.
+    the limits, and share of joint-angle terms outside their polygons; ``bmc_pred`` the mean
+    BMC of the predictions; ``bmc_true_depth`` the mean BMC of the *true* depths on the
+    predicted 2D keypoints (what the BMC makes of the right depth given this 2D).
 """
 from __future__ import annotations
 
@@ -17,11 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .camera import from_2p5d
 from .limits import BMCLimits
+from .losses import BMCLoss
 
 __all__ = ["procrustes_align", "pck_auc", "evaluate_arrays", "predict_cache", "evaluate_run", "write_metrics",
            "freihand_keypoint_scores", "freihand_keypoint_scores_loop", "read_pred_json", "write_pred_json",
-           "write_freihand_report"]
+           "write_freihand_report", "true_depth_poses", "mean_bmc", "true_depth_bmc_curve"]
 
 
 def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -41,9 +45,43 @@ def pck_auc(errors: np.ndarray, max_err: float, n: int = 100) -> tuple[np.ndarra
     return th, pck, float(trapezoid(pck, th) / max_err)
 
 
+def true_depth_poses(uv: np.ndarray, gt_xyz: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Joints ``(N, 21, 3)`` on the camera rays through ``uv`` at their true depths ``gt_xyz[..., 2]``:
+    the pose a network would output with these 2D keypoints and perfect depth."""
+    xyz = from_2p5d(torch.as_tensor(uv, dtype=torch.float64), torch.as_tensor(gt_xyz[..., 2], dtype=torch.float64),
+                    torch.zeros(len(gt_xyz), dtype=torch.float64), torch.as_tensor(K, dtype=torch.float64))
+    return xyz.numpy()
+
+
+def mean_bmc(xyz: np.ndarray, limits: BMCLimits) -> dict[str, float]:
+    """Mean BMC terms (lambdas 1) of poses ``(N, 21, 3)`` (any scale: the loss normalises)."""
+    r = BMCLoss(limits, check=False)(torch.as_tensor(xyz, dtype=torch.float64))
+    return {"total": float(r.total), "bl": float(r.bone_length), "rb": float(r.root_bone), "a": float(r.angle)}
+
+
+def true_depth_bmc_curve(gt_uv: np.ndarray, gt_xyz: np.ndarray, K: np.ndarray, limits: BMCLimits,
+                         sigmas=(0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0), seed: int = 0) -> list[dict[str, float]]:
+    """BMC of the true depths seen through 2D keypoints with Gaussian pixel noise of each
+    ``sigma``: how implausible the *correct* answer looks to the BMC when the 2D is off. Where
+    this is far above what a trained network reaches, the BMC can only be met by moving
+    the depth (and the 2D) away from the truth."""
+    g = np.random.default_rng(seed)
+    rows = []
+    for sigma in sigmas:
+        uv = gt_uv + sigma * g.standard_normal(gt_uv.shape)
+        rows.append({"sigma_px": float(sigma), "epe_2d_px": float(np.linalg.norm(uv - gt_uv, axis=-1).mean()),
+                     **{f"bmc_{k}": v for k, v in mean_bmc(true_depth_poses(uv, gt_xyz, K), limits).items()}})
+    return rows
+
+
 def evaluate_arrays(pred_xyz: np.ndarray, gt_xyz: np.ndarray, pred_uv: np.ndarray | None = None,
-                    gt_uv: np.ndarray | None = None, limits: BMCLimits | None = None) -> dict[str, float]:
-    """Metrics of metric predictions ``(N, 21, 3)`` against ground truth (metres; mm out)."""
+                    gt_uv: np.ndarray | None = None, limits: BMCLimits | None = None,
+                    K: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics of metric predictions ``(N, 21, 3)`` against ground truth (metres; mm out).
+
+    With ``limits``: the share of implausible poses / joints and ``bmc_pred``, the mean BMC
+    of the predictions; with ``K`` and ``pred_uv`` too: ``bmc_true_depth``, the mean BMC of
+    the true depths on the predicted 2D (see :func:`true_depth_bmc_curve`)."""
     if pred_xyz.shape != gt_xyz.shape or pred_xyz.shape[1:] != (21, 3):
         raise ValueError(f"expected pred and gt of shape (N, 21, 3), got {pred_xyz.shape} and {gt_xyz.shape}")
     p = pred_xyz - pred_xyz[:, :1]
@@ -59,6 +97,9 @@ def evaluate_arrays(pred_xyz: np.ndarray, gt_xyz: np.ndarray, pred_uv: np.ndarra
         v = limits.violations(torch.from_numpy(pred_xyz.astype(np.float64))).numpy()  # (N, 43)
         out["implausible_poses"] = float(v.any(1).mean())
         out["implausible_joints"] = float(v[:, 28:].mean())
+        out["bmc_pred"] = mean_bmc(pred_xyz, limits)["total"]
+        if K is not None and pred_uv is not None:
+            out["bmc_true_depth"] = mean_bmc(true_depth_poses(pred_uv, gt_xyz, K), limits)["total"]
     return out
 
 
@@ -103,7 +144,8 @@ def evaluate_run(run_dir: str | os.PathLike, cache_path: str | os.PathLike, resu
     pred = predict_cache(model, cache, device=device)
     ann = cache.annotations
     limits = limits or BMCLimits.default()
-    metrics = evaluate_arrays(pred["xyz"].astype(np.float64), ann["xyz"].astype(np.float64), pred["uv"], ann["uv"], limits)
+    metrics = evaluate_arrays(pred["xyz"].astype(np.float64), ann["xyz"].astype(np.float64), pred["uv"], ann["uv"], limits,
+                              ann["K"])
     metrics["limits"] = limits.meta.get("source", "?")
     if save_predictions:
         out = Path(results_root) / cfg.name

@@ -103,14 +103,16 @@ def _run_one(cfg_dict: dict[str, Any], eval_cache: str, results_runs: str, limit
 def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None = None, data_root: str = "data/synth",
                    runs_root: str = "data/runs", results_root: str = "results", force: bool = False,
                    progress: bool = True, device: str | None = None, overrides: dict[str, Any] | None = None,
-                   on_log=None, jobs: int = 1) -> Path:
+                   on_log=None, jobs: int = 1, evaluate_only: bool = False) -> Path:
     """Train and evaluate ``runs`` x ``seeds``; returns the table's path.
 
     ``jobs > 1`` trains that many runs at once in worker processes with ``cores / jobs``
     threads each (CPU only): small convolutions use two threads poorly, so on this 2-core
     machine two one-thread runs together train 1.64x as many images per second as one
     two-thread run (measured with the cpu preset). Results do depend slightly on the thread
-    count (float summation order), so a run is reproduced exactly only with the same ``jobs``."""
+    count (float summation order), so a run is reproduced exactly only with the same ``jobs``.
+    ``evaluate_only`` re-evaluates the runs trained to the end (new metrics, other limits)
+    and trains nothing."""
     from .data.cache import PreparedCache
     from .limits import BMCLimits
     from .train import preset as make_preset, resolve_limits
@@ -146,6 +148,13 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
             metrics_file = Path(results_root) / "runs" / name / "metrics.json"
             # finished = trained here to the last step with this config, and evaluated since
             trained = _trained_steps(run_dir, cfg) == cfg.steps
+            if evaluate_only:
+                if trained:
+                    todo.append((name, (cfg.to_dict(), str(data["eval"]), str(Path(results_root) / "runs"),
+                                        str(limits_path), False, device)))
+                else:
+                    print(f"[not trained] {name}: no finished checkpoint in {run_dir} with this config")
+                continue
             if trained and metrics_file.is_file() and metrics_file.stat().st_mtime >= \
                     (run_dir / "checkpoint.pt").stat().st_mtime and not force:
                 print(f"[skip] {name}: trained in {run_dir} and evaluated in {metrics_file}")

@@ -28,7 +28,8 @@ __all__ = ["collect", "summarise", "write_table", "synthetic_benchmark_table", "
 
 BENCHMARK_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("epe_2d_px", "2D EPE (px)"),
                      ("pa_mpjpe_mm", "PA-MPJPE (mm)"), ("auc_3d", "AUC 0-50 mm"),
-                     ("implausible_poses", "implausible poses")]
+                     ("implausible_poses", "implausible poses"), ("implausible_joints", "implausible joints"),
+                     ("bmc_pred", "BMC of prediction"), ("bmc_true_depth", "BMC of true depth on predicted 2D")]
 LIFTING_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"),
                    ("auc_3d", "AUC 0-50 mm")]
 _NAME = re.compile(r"^(?P<prefix>lifting_)?(?P<preset>tiny|cpu|gpu)_(?P<run>.+)_seed(?P<seed>\d+)$")

@@ -41,6 +41,18 @@ def test_parallel_jobs_match_one_process_and_warmup_fractions(roots, tmp_path, c
     # a second call finds both finished
     run_experiment("tiny", [0], runs, progress=False, jobs=2, **roots)
     assert capsys.readouterr().out.count("[skip]") == 2
+    # evaluate_only: evaluates the trained runs again, trains nothing, names the untrained one
+    metrics = Path(roots["results_root"], "runs", "tiny_2_target2d_seed0", "metrics.json")
+    before = metrics.stat().st_mtime_ns
+    ck = Path(roots["runs_root"], "tiny_2_target2d_seed0", "checkpoint.pt").stat().st_mtime_ns
+    run_experiment("tiny", [0], runs + ["1_source3d"], progress=False, evaluate_only=True, **roots)
+    out = capsys.readouterr().out
+    assert out.count("[done]") == 2 and "[not trained] tiny_1_source3d_seed0" in out
+    assert metrics.stat().st_mtime_ns > before
+    assert Path(roots["runs_root"], "tiny_2_target2d_seed0", "checkpoint.pt").stat().st_mtime_ns == ck
+    assert not Path(roots["runs_root"], "tiny_1_source3d_seed0").exists()
+    m = _metrics(roots["results_root"], "tiny_2_target2d_seed0")["metrics"]
+    assert m["bmc_true_depth"] > 0 and m["bmc_pred"] > 0
 
 
 def test_bad_experiment_arguments(roots):

@@ -234,3 +234,16 @@ def test_evaluate_run_writes_metrics_with_provenance(data, tmp_path):
         evaluate_run(run, data / "target" / "cache" / "training", tmp_path / "results")
     model, cfg = load_trained(run)
     assert cfg.name == "ev" and not model.training
+
+
+def test_true_depth_poses_and_the_noise_curve(data):
+    from bmclib.evaluate import true_depth_bmc_curve, true_depth_poses
+
+    ann = PreparedCache(data / "source" / "cache" / "evaluation").annotations
+    xyz, uv, K = (ann[k].astype(np.float64) for k in ("xyz", "uv", "K"))
+    assert np.abs(true_depth_poses(uv, xyz, K) - xyz).max() < 1e-5  # exact 2D: the pose itself
+    moved = true_depth_poses(uv + 3.0, xyz, K)
+    assert np.allclose(moved[..., 2], xyz[..., 2]) and np.abs(moved - xyz).max() > 1e-3
+    rows = true_depth_bmc_curve(uv, xyz, K, BMCLimits.default(), sigmas=(0.0, 1.0, 4.0))
+    assert rows[0]["epe_2d_px"] == 0 and rows[0]["bmc_total"] < 1e-3
+    assert rows[0]["bmc_total"] < rows[1]["bmc_total"] < rows[2]["bmc_total"]  # noisier 2D, less plausible truth
