@@ -24,6 +24,7 @@ import pandas as pd
 from .results import write_text_atomic
 
 __all__ = ["collect", "summarise", "write_table", "synthetic_benchmark_table", "lifting_table", "build_all",
+           "true_depth_study",
            "BENCHMARK_METRICS", "LIFTING_METRICS"]
 
 BENCHMARK_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("epe_2d_px", "2D EPE (px)"),
@@ -152,6 +153,50 @@ def lifting_table(preset: str, results_root: str | os.PathLike = "results", df: 
            "target-test. " + _source_note(sub, f"results/runs/lifting_{preset}_*/metrics.json", made_by))
     suffix = "" if preset == "cpu" else f"_{preset}"
     return write_table(summary, Path(results_root) / "tables" / f"lifting_prior{suffix}", md)
+
+
+def true_depth_study(preset: str, results_root: str | os.PathLike = "results", df: pd.DataFrame | None = None,
+                     sigmas: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0),
+                     made_by: str = "bmc tables") -> Path:
+    """Why BMC can pull depth from the truth: ``tables/bmc_true_depth[_<preset>].{csv,md}`` (the
+    BMC of the true depths seen through 2D with Gaussian noise of each ``sigma``, on the
+    benchmark's evaluation set and limits) and ``figures/bmc_true_depth[_<preset>].png`` (that
+    curve, with each run's 2D error against the BMC of the true depth on its 2D and the BMC of
+    its own prediction). Needs the evaluation cache named in the runs' provenance."""
+    from .data.cache import PreparedCache
+    from .evaluate import true_depth_bmc_curve
+    from .limits import BMCLimits
+    from .viz.static import save, true_depth_figure
+
+    df = collect(results_root) if df is None else df
+    sub = df[(df["kind"] == "benchmark") & (df["preset"] == preset)] if len(df) else df
+    if sub.empty:
+        raise ValueError(f"no benchmark metrics for preset {preset!r} under {Path(results_root) / 'runs'}")
+    prov = json.loads(Path(sub["file"].iloc[0]).read_text())["provenance"]
+    cache_path, limits_path = prov["data"]["eval_cache"], prov["config"]["limits"]
+    for what, path in (("evaluation cache", Path(cache_path) / "meta.json"), ("limits", Path(limits_path))):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} ({what} named in {sub['file'].iloc[0]}) is missing: make the data first "
+                                    f"(bmc experiment --preset {preset}, or make reproduce)")
+    ann = PreparedCache(cache_path).annotations
+    limits = BMCLimits.load(limits_path)
+    curve = pd.DataFrame(true_depth_bmc_curve(ann["uv"].astype(np.float64), ann["xyz"].astype(np.float64),
+                                              ann["K"].astype(np.float64), limits, sigmas))
+    cols = [("sigma_px", "2D noise sigma (px)"), ("epe_2d_px", "2D error (px)"), ("bmc_total", "BMC"),
+            ("bmc_bl", "BL"), ("bmc_rb", "RB"), ("bmc_a", "angles")]
+    md = ["| " + " | ".join(label for _, label in cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(f"{r[k]:.4g}" for k, _ in cols) + " |" for _, r in curve.iterrows()]
+    md = "\n".join(md) + (f"\n\nPreset `{preset}`: the mean BMC (lambdas 1, limits `{limits_path}`) of the *true* "
+                          f"target-test poses placed on camera rays through 2D keypoints with Gaussian noise, "
+                          f"{len(ann['uv'])} poses of `{cache_path}`. " + _source_note(sub, f"results/runs/{preset}_*/"
+                                                                                     "metrics.json", made_by))
+    suffix = "" if preset == "cpu" else f"_{preset}"
+    root = Path(results_root)
+    out = write_table(curve, root / "tables" / f"bmc_true_depth{suffix}", md)
+    runs = summarise(sub, [r for r in dict.fromkeys(sub["run"])], ["epe_2d_px", "bmc_pred", "bmc_true_depth"])
+    save(true_depth_figure(curve, runs, title=f"preset {preset}: the BMC of the right answer, through imperfect 2D"),
+         root / "figures" / f"bmc_true_depth{suffix}.png", dpi=120)
+    return out
 
 
 def build_all(results_root: str | os.PathLike = "results", made_by: str = "bmc tables") -> list[Path]:

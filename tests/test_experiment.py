@@ -61,3 +61,24 @@ def test_bad_experiment_arguments(roots):
     with pytest.raises(ValueError, match="jobs"):
         run_experiment("tiny", [0], ["1_source3d"], progress=False, jobs=0, **roots)
     assert "6_bmc_depth_grad" in RUNS and RUNS["6_bmc_depth_grad"]["bmc_grad"] == "depth"
+
+
+def test_true_depth_study(roots, tmp_path):
+    from bmclib.tables import true_depth_study
+
+    if not Path(roots["results_root"], "runs", "tiny_2_target2d_seed0", "metrics.json").is_file():
+        run_experiment("tiny", [0], ["2_target2d"], progress=False, **roots)
+    out = true_depth_study("tiny", roots["results_root"], sigmas=(0.0, 1.0, 4.0))
+    csv = out.with_suffix(".csv").read_text().splitlines()
+    assert len(csv) == 4 and csv[0].startswith("sigma_px")
+    bmc = [float(line.split(",")[2]) for line in csv[1:]]
+    assert bmc[0] < bmc[1] < bmc[2]
+    assert Path(roots["results_root"], "figures", "bmc_true_depth_tiny.png").stat().st_size > 10_000
+    # a results folder whose evaluation data is gone: the error names the missing file
+    moved = tmp_path / "results" / "runs" / "tiny_2_target2d_seed0"
+    moved.mkdir(parents=True)
+    m = json.loads(Path(roots["results_root"], "runs", "tiny_2_target2d_seed0", "metrics.json").read_text())
+    m["provenance"]["data"]["eval_cache"] = str(tmp_path / "gone")
+    (moved / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(FileNotFoundError, match="gone"):
+        true_depth_study("tiny", tmp_path / "results")

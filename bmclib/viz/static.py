@@ -23,7 +23,7 @@ from .. import skeleton as sk
 from . import FINGER_COLORS
 
 __all__ = ["draw_hand_3d", "draw_hand_2d", "decomposition_figure", "envelope_figure", "loss_curves",
-           "pose_views", "prediction_figure", "compare_runs_figure", "save"]
+           "pose_views", "prediction_figure", "compare_runs_figure", "true_depth_figure", "save"]
 
 
 def _plt():
@@ -249,6 +249,33 @@ def compare_runs_figure(images, gt_xyz, preds: dict[str, Any], elev: float = 15.
             ax3.set_zticklabels([])
             err = np.linalg.norm(p - g, axis=-1)[1:].mean() * 1000
             ax3.set_title(f"{run}\n3D error {err:.0f} mm" if i == 0 else f"{err:.0f} mm", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def true_depth_figure(curve, runs, title: str = ""):
+    """BMC against 2D error: ``curve`` (rows with ``epe_2d_px``, ``bmc_total``: the true depths
+    through noisy 2D) as a line; ``runs`` (rows with ``run``, ``epe_2d_px``, ``bmc_true_depth``,
+    ``bmc_pred``) as pairs of markers — the true depths on the run's 2D (o) and the run's
+    own prediction (x), joined by a dotted line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    c = curve[curve["epe_2d_px"] > 0]
+    ax.plot(c["epe_2d_px"], c["bmc_total"], "-", color="0.3", lw=2, label="true depth, 2D + Gaussian noise")
+    colors = plt.get_cmap("tab10")
+    for i, (_, r) in enumerate(runs.iterrows()):
+        col = colors(i % 10)
+        ax.plot([r["epe_2d_px"]] * 2, [r["bmc_true_depth"], r["bmc_pred"]], ":", color=col, lw=1)
+        ax.plot(r["epe_2d_px"], r["bmc_true_depth"], "o", color=col, label=f"{r['run']}: true depth on its 2D (o), "
+                                                                               "its prediction (x)")
+        ax.plot(r["epe_2d_px"], r["bmc_pred"], "x", color=col, ms=8, mew=2)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("mean 2D error (px)")
+    ax.set_ylabel("mean BMC (all terms, lambdas 1)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, loc="lower right")
+    ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig
 
