@@ -107,14 +107,18 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bmc bench", description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="?", choices=["loss", "synth", "train", "freihand"], default="loss",
+    p.add_argument("what", nargs="?", choices=["loss", "synth", "train", "jobs", "freihand"], default="loss",
                    help="loss: BMC loss and decomposition (default); synth: synthetic data generation; "
-                        "train: training throughput per preset; freihand: FreiHAND scoring speed")
+                        "train: training throughput per preset; jobs: CPU throughput of concurrent training "
+                        "processes (bmc experiment --jobs); freihand: FreiHAND scoring speed")
+    p.add_argument("--preset", default="cpu", help="jobs: the training preset")
+    p.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="jobs: process counts to compare")
+    p.add_argument("--steps", type=int, default=60, help="jobs: timed steps per process and round")
     p.add_argument("--num", type=int, default=1024, help="synth: images per domain")
     p.add_argument("--size", type=int, default=128, help="synth: image side")
     p.add_argument("--batch", type=int, nargs="+", default=[32, 256, 4096])
     p.add_argument("--device", nargs="+", default=None, help="default: cpu, and cuda when available")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default: loss 7, jobs 3)")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per timed round")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (they compile ~1 min)")
@@ -129,13 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     elif a.what == "synth":
         rows = [r for d in devices for r in run_synth(a.num, a.size, None if d == "cpu" else d)]
         table, config = format_synth_table(rows), {"num": a.num, "size": a.size, "devices": devices}
+    elif a.what == "jobs":
+        rows = run_jobs(a.preset, a.jobs, a.steps, repeats=a.repeats or 3)
+        table, config = format_jobs_table(rows), {"preset": a.preset, "jobs": a.jobs, "steps": a.steps}
     elif a.what == "train":
         rows = [r for d in devices for r in run_train(device=d)]
         table, config = format_train_table(rows), {"devices": devices}
     else:
-        rows = run(a.batch, devices, a.repeats, a.min_time, compile=not a.no_compile)
+        rows = run(a.batch, devices, a.repeats or 7, a.min_time, compile=not a.no_compile)
         table = format_table(rows)
-        config = {"batches": a.batch, "devices": devices, "repeats": a.repeats, "min_time": a.min_time,
+        config = {"batches": a.batch, "devices": devices, "repeats": a.repeats or 7, "min_time": a.min_time,
                   "compile": not a.no_compile}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}")
     print(table)
@@ -183,48 +190,100 @@ def format_synth_table(rows: list[dict]) -> str:
 
 
 
-def run_train(presets=("tiny", "cpu", "gpu"), steps: int = 5, device: str | None = None) -> list[dict]:
-    """Training throughput per preset (forward, backward and optimiser step on random images
-    of the preset's size, after 2 warm-up steps), with and without the BMC loss, and the BMC
-    loss's share of the step time."""
+def _train_step(name: str, dev: torch.device):
+    """``step(use_bmc)``: one forward, backward and optimiser step of preset ``name`` on a fixed
+    batch of random images of the preset's size (and the batch size)."""
+    from .camera import project
     from .data.loader import Batch
     from .limits import BMCLimits
     from .model import HandPoseNet
     from .train import _bmc_loss, compute_losses, preset
 
+    cfg = preset(name)
+    model = HandPoseNet(cfg.model).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    B, S = cfg.batch_size, cfg.image_size
+    g = torch.Generator().manual_seed(0)
+    K = torch.tensor([[S * 4.0, 0, S / 2], [0, S * 4.0, S / 2], [0, 0, 1]]).expand(B, 3, 3)
+    joints = random_poses(B) + torch.tensor([0.0, 0.0, 0.6])
+    batch = Batch(torch.rand(B, 3, S, S, generator=g), project(joints, K), joints, K,
+                  torch.ones(B, dtype=torch.bool), sk.reference_length(joints)).to(dev)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    bmc = _bmc_loss(cfg, BMCLimits.default()).to(dev)
+
+    def step(use_bmc: bool = True):
+        with amp:
+            out = model(batch.images, batch.K)
+        loss = compute_losses(out, batch, cfg, bmc if use_bmc else None)["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step, cfg
+
+
+def run_train(presets=("tiny", "cpu", "gpu"), steps: int = 5, device: str | None = None) -> list[dict]:
+    """Training throughput per preset (forward, backward and optimiser step on random images
+    of the preset's size, after 2 warm-up steps), with and without the BMC loss, and the BMC
+    loss's share of the step time."""
     dev = torch.device(device or "cpu")
     rows = []
     for name in presets:
-        cfg = preset(name)
-        model = HandPoseNet(cfg.model).to(dev)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        B, S = cfg.batch_size, cfg.image_size
-        g = torch.Generator().manual_seed(0)
-        K = torch.tensor([[S * 4.0, 0, S / 2], [0, S * 4.0, S / 2], [0, 0, 1]]).expand(B, 3, 3)
-        joints = random_poses(B) + torch.tensor([0.0, 0.0, 0.6])
-        from .camera import project
-
-        batch = Batch(torch.rand(B, 3, S, S, generator=g), project(joints, K), joints, K,
-                      torch.ones(B, dtype=torch.bool), sk.reference_length(joints)).to(dev)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
-        result = {}
-        for use_bmc in (False, True):
-            bmc = _bmc_loss(cfg, BMCLimits.default()).to(dev) if use_bmc else None
-
-            def step():
-                with amp:
-                    out = model(batch.images, batch.K)
-                loss = compute_losses(out, batch, cfg, bmc)["total"]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-
-            secs = time_it(step, dev, min_time=0.0, repeats=steps, warmup=2)
-            result[use_bmc] = statistics.median(secs)
+        step, cfg = _train_step(name, dev)
+        result = {use_bmc: statistics.median(time_it(lambda: step(use_bmc), dev, min_time=0.0, repeats=steps,
+                                                     warmup=2)) for use_bmc in (False, True)}
         rows.append({"preset": name, "device": str(dev), "backbone": f"{cfg.model.backbone} x{cfg.model.width}",
-                     "image": S, "batch": B, "images_per_s": B / result[True],
+                     "image": cfg.image_size, "batch": cfg.batch_size, "images_per_s": cfg.batch_size / result[True],
                      "bmc_share": max(0.0, 1 - result[False] / result[True])})
     return rows
+
+
+def _jobs_worker(name: str, threads: int, steps: int, start, out) -> None:
+    torch.set_num_threads(threads)
+    step, cfg = _train_step(name, torch.device("cpu"))
+    for _ in range(3):  # warm-up
+        step()
+    start.wait()  # every worker times the same stretch of wall time
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    out.put((time.perf_counter() - t0, steps * cfg.batch_size))
+
+
+def run_jobs(name: str = "cpu", jobs=(1, 2), steps: int = 60, repeats: int = 3) -> list[dict]:
+    """Aggregate CPU training throughput of ``n`` concurrent processes with ``cores / n``
+    threads each (what ``bmc experiment --jobs n`` does), for each ``n`` in ``jobs``: images
+    of all processes over the slowest one's time; median of ``repeats`` rounds, the values of
+    ``n`` interleaved round by round so that a noisy stretch hits them alike."""
+    import multiprocessing as mp
+    import os
+
+    ctx = mp.get_context("spawn")
+    cores = os.cpu_count() or 1
+    times: dict[int, list[float]] = {n: [] for n in jobs}
+    for _ in range(repeats):
+        for n in jobs:
+            start, out = ctx.Barrier(n), ctx.Queue()
+            procs = [ctx.Process(target=_jobs_worker, args=(name, max(1, cores // n), steps, start, out))
+                     for _ in range(n)]
+            for pr in procs:
+                pr.start()
+            res = [out.get() for _ in procs]
+            for pr in procs:
+                pr.join()
+            times[n].append(sum(imgs for _, imgs in res) / max(t for t, _ in res))
+    base = statistics.median(times[jobs[0]])
+    return [{"preset": name, "jobs": n, "threads_each": max(1, cores // n), "images_per_s": statistics.median(times[n]),
+             "all_rounds": times[n], "vs_first": statistics.median(times[n]) / base} for n in jobs]
+
+
+def format_jobs_table(rows: list[dict]) -> str:
+    lines = ["| preset | processes | threads each | images/s (all processes, median) | rounds | vs first row |",
+             "|---|---:|---:|---:|---|---:|"]
+    for r in rows:
+        lines.append(f"| {r['preset']} | {r['jobs']} | {r['threads_each']} | {r['images_per_s']:,.1f} | "
+                     + ", ".join(f"{x:,.0f}" for x in r["all_rounds"]) + f" | {r['vs_first']:.2f}x |")
+    return "\n".join(lines)
 
 
 def format_train_table(rows: list[dict]) -> str:
