@@ -5,6 +5,11 @@ Metrics (``evaluate_arrays``; all on root-relative poses unless said):
     ``depth_mm`` root-relative depth error (the depth part of the 3D error);
     ``pa_mpjpe_mm`` error after similarity Procrustes alignment; ``auc_3d``/``pck_3d``
     over 0-50 mm at 100 thresholds (per keypoint, then averaged; trapezoid rule);
+    ``depth_corr`` the correlation of predicted and true root-relative depths (all non-root
+    joints) and ``depth_spread`` the mean per-pose spread (std over joints) of predicted depths
+    over that of the true ones: both near 0 when the depth has collapsed to a flat hand;
+    ``depth_flat_mm`` the depth error a flat hand (every joint at the root's depth) would get
+    on the same set — a trivial baseline that a network must beat to have learned depth;
     ``implausible_poses`` / ``implausible_joints``: share of poses with any BMC term outside
     the limits, and share of joint-angle terms outside their polygons; ``bmc_pred`` the mean
     BMC of the predictions; ``bmc_true_depth`` the mean BMC of the *true* depths on the
@@ -91,6 +96,11 @@ def evaluate_arrays(pred_xyz: np.ndarray, gt_xyz: np.ndarray, pred_uv: np.ndarra
     _, pck, auc = pck_auc(err, 50.0)
     out = {"n": int(len(p)), "epe_3d_mm": float(err[:, 1:].mean()), "depth_mm": float(np.abs(p[..., 2] - g[..., 2])[:, 1:].mean() * 1000),
            "pa_mpjpe_mm": float(al.mean()), "auc_3d": auc, "pck_3d_20mm": float(pck[np.searchsorted(np.linspace(0, 50, 100), 20.0)])}
+    # does the depth carry information, or did it collapse (a flat hand is always plausible)?
+    pz, gz = p[:, 1:, 2], g[:, 1:, 2]
+    out["depth_corr"] = float(np.corrcoef(pz.ravel(), gz.ravel())[0, 1]) if pz.std() > 0 and gz.std() > 0 else 0.0
+    out["depth_spread"] = float(pz.std(1).mean() / max(gz.std(1).mean(), 1e-12))
+    out["depth_flat_mm"] = float(np.abs(gz).mean() * 1000)  # the depth error of a flat hand: the baseline to beat
     if pred_uv is not None and gt_uv is not None:
         out["epe_2d_px"] = float(np.linalg.norm(pred_uv - gt_uv, axis=-1).mean())
     if limits is not None:

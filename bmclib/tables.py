@@ -29,7 +29,8 @@ __all__ = ["collect", "summarise", "write_table", "synthetic_benchmark_table", "
 
 BENCHMARK_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("epe_2d_px", "2D EPE (px)"),
                      ("pa_mpjpe_mm", "PA-MPJPE (mm)"), ("auc_3d", "AUC 0-50 mm"),
-                     ("implausible_poses", "implausible poses"), ("implausible_joints", "implausible joints"),
+                     ("depth_corr", "depth correlation"), ("depth_spread", "depth spread (pred / true)"),
+                     ("implausible_joints", "implausible joints"),
                      ("bmc_pred", "BMC of prediction"), ("bmc_true_depth", "BMC of true depth on predicted 2D")]
 LIFTING_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"),
                    ("auc_3d", "AUC 0-50 mm")]
@@ -112,7 +113,10 @@ def synthetic_benchmark_table(preset: str, results_root: str | os.PathLike = "re
     summary["depth_reduction_vs_1_pct"] = red
     summary["depth_reduction"] = [f"{x:.1f}%" if np.isfinite(x) else "n/a" for x in np.broadcast_to(red, len(summary))]
     md = _markdown(summary, BENCHMARK_METRICS, [("depth_reduction", "depth reduction vs (1)")])
-    md += (f"\n\nPreset `{preset}`; mean ± std over seeds; evaluated on target-test (full 3D). "
+    flat = sub["depth_flat_mm"].dropna() if "depth_flat_mm" in sub else pd.Series([], dtype=float)
+    flat_note = (f"A flat hand (every joint at the root's depth) would score a depth error of "
+                 f"**{flat.mean():.2f} mm** on this set. " if len(flat) else "")
+    md += (f"\n\nPreset `{preset}`; mean ± std over seeds; evaluated on target-test (full 3D). {flat_note}"
            + _source_note(sub, f"results/runs/{preset}_*/metrics.json", made_by))
     suffix = "" if preset == "cpu" else f"_{preset}"
     root = Path(results_root)
@@ -131,6 +135,10 @@ def _depth_figure(sub: pd.DataFrame, summary: pd.DataFrame, preset: str, path: P
         vals = sub.loc[sub["run"] == run, "depth_mm"].to_numpy(float)
         ax.bar(i, vals.mean(), color="#9ecae1")
         ax.scatter(np.full(len(vals), i), vals, color="#08519c", zorder=3, s=14)
+    if "depth_flat_mm" in sub and sub["depth_flat_mm"].notna().any():
+        ax.axhline(float(sub["depth_flat_mm"].mean()), color="#d62728", ls="--", lw=1,
+                   label="a flat hand (every joint at the root's depth)")
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_xticks(range(len(summary)), list(summary["run"]), rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("root-relative depth error (mm)")
     ax.set_title(f"Synthetic benchmark, preset {preset}: depth error per run (dots: seeds)", fontsize=9)

@@ -247,3 +247,18 @@ def test_true_depth_poses_and_the_noise_curve(data):
     rows = true_depth_bmc_curve(uv, xyz, K, BMCLimits.default(), sigmas=(0.0, 1.0, 4.0))
     assert rows[0]["epe_2d_px"] == 0 and rows[0]["bmc_total"] < 1e-3
     assert rows[0]["bmc_total"] < rows[1]["bmc_total"] < rows[2]["bmc_total"]  # noisier 2D, less plausible truth
+
+
+def test_depth_collapse_metrics():
+    g = np.random.default_rng(0)
+    gt = g.normal(size=(50, 21, 3)) * 0.03 + np.array([0, 0, 0.5])
+    exact = evaluate_arrays(gt, gt)
+    assert exact["depth_corr"] == pytest.approx(1.0) and exact["depth_spread"] == pytest.approx(1.0)
+    flat = gt.copy()
+    flat[..., 2] = gt[:, :1, 2]
+    m = evaluate_arrays(flat, gt)
+    assert m["depth_corr"] == 0.0 and m["depth_spread"] == 0.0
+    assert m["depth_mm"] == pytest.approx(m["depth_flat_mm"]) == pytest.approx(exact["depth_flat_mm"])
+    halved = gt.copy()
+    halved[..., 2] = gt[:, :1, 2] + 0.5 * (gt[..., 2] - gt[:, :1, 2])
+    assert evaluate_arrays(halved, gt)["depth_spread"] == pytest.approx(0.5)
