@@ -120,11 +120,25 @@ def _from_dict(cls, data: dict[str, Any], where: str):
 def same_config(saved: dict[str, Any], cfg: TrainConfig) -> bool:
     """Whether a config saved with a checkpoint equals ``cfg``. Fields added to
     :class:`TrainConfig` after the checkpoint was written take their defaults (which keep
-    the old behaviour), so older checkpoints still resume and still count as finished."""
+    the old behaviour), so older checkpoints still resume and still count as finished; paths
+    are compared after making them absolute (relative ones against the working directory)."""
     try:
-        return _from_dict(TrainConfig, dict(saved), "checkpoint").to_dict() == cfg.to_dict()
+        a = _from_dict(TrainConfig, dict(saved), "checkpoint").to_dict()
     except (TypeError, ValueError):
         return False
+    b = cfg.to_dict()
+    for key in _PATH_FIELDS:  # "data/x" from the repository root and "/abs/repo/data/x" are one file
+        a[key], b[key] = _norm_path(a[key]), _norm_path(b[key])
+    return a == b
+
+
+_PATH_FIELDS = ("source", "weak", "limits", "out")
+
+
+def _norm_path(value: str) -> str:
+    if not value or value in ("source", "default"):  # no file, or a keyword of ``limits``
+        return value
+    return os.path.normpath(os.path.abspath(value))
 
 
 def load_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:

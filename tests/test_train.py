@@ -155,6 +155,9 @@ def test_checkpoints_from_before_a_new_config_field_still_match(data, tmp_path):
     assert same_config(old, cfg)
     assert not same_config(old, _cfg(data, tmp_path, bmc_grad="depth"))
     assert not same_config({**old, "no_such_field": 1}, cfg)
+    # the same files spelled relative to the working directory or absolute
+    rel = _cfg(data, tmp_path, source=os.path.relpath(cfg.source), out=os.path.relpath(cfg.out))
+    assert same_config(old, rel) and not same_config(old, _cfg(data, tmp_path, source=cfg.weak))
 
 
 def _free_port():
