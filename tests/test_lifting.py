@@ -6,7 +6,7 @@ import torch
 
 from bmclib import skeleton as sk
 from bmclib.camera import project
-from bmclib.lifting import LiftingConfig, lift, make_sets, refine, run_lifting
+from bmclib.lifting import LiftingConfig, guarded_bmc, lift, make_sets, refine, root_extent, run_lifting
 from bmclib.limits import BMCLimits
 from bmclib.losses import BMCLoss
 
@@ -45,3 +45,17 @@ def test_run_lifting_writes_metrics_with_provenance(tmp_path):
         run_lifting(cfg, runs=("target2d",), results_root=tmp_path, progress=False)
     with pytest.raises(ValueError, match="preset must be"):
         LiftingConfig.from_preset("huge")
+
+
+def test_the_root_guard(clean_sets):
+    s = clean_sets["test"]
+    assert (root_extent(s.z_rel) <= 1.0 + 1e-4).all()  # true poses always have a closed-form root
+    z = s.z_rel[:4].clone().requires_grad_(True)
+    with torch.no_grad():
+        z[0, 10] = z[0, 9] + 1.5  # the reference bone deeper than it is long: no root
+    per_pose = torch.tensor([0.2, 0.4, 0.0, 0.1])
+    loss = guarded_bmc(per_pose, z, margin=0.05)
+    # poses 1-3 keep their BMC; pose 0 trades its BMC for the hinge (1.5 - 0.95)
+    assert loss.item() == pytest.approx((0.4 + 0.0 + 0.1 + 0.55) / 4, abs=1e-5)
+    loss.backward()
+    assert z.grad[0, 10] > 0 and z.grad[1].abs().sum() == 0  # the hinge pulls the bone back
