@@ -94,8 +94,7 @@ def _run_one(cfg_dict: dict[str, Any], eval_cache: str, results_runs: str, limit
         torch.set_num_threads(threads)
     cfg = _from_dict(TrainConfig, cfg_dict, cfg_dict["name"])
     run_dir = Path(cfg.out) / cfg.name
-    if retrain:
-        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    if retrain:  # resumes from a checkpoint of an interrupted run
         train(cfg, device=device, progress=progress, on_log=on_log)
     return evaluate_run(run_dir, eval_cache, results_runs, BMCLimits.load(limits_path), device or "cpu")
 
@@ -132,6 +131,7 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
     if not limits_path.is_file():
         resolve_limits(base, PreparedCache(data["source"])).save(limits_path)
     BMCLimits.load(limits_path)  # fail early on a broken file
+    where = (str(data["eval"]), str(Path(results_root) / "runs"), str(limits_path))
     todo = []
     for seed in seeds:
         for run in runs:
@@ -150,8 +150,7 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
             trained = _trained_steps(run_dir, cfg) == cfg.steps
             if evaluate_only:
                 if trained:
-                    todo.append((name, (cfg.to_dict(), str(data["eval"]), str(Path(results_root) / "runs"),
-                                        str(limits_path), False, device)))
+                    todo.append((name, (cfg.to_dict(), *where, False, device)))
                 else:
                     print(f"[not trained] {name}: no finished checkpoint in {run_dir} with this config")
                 continue
@@ -161,8 +160,7 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
                 continue
             if force:
                 (run_dir / "checkpoint.pt").unlink(missing_ok=True)
-            todo.append((name, (cfg.to_dict(), str(data["eval"]), str(Path(results_root) / "runs"), str(limits_path),
-                                force or not trained, device)))
+            todo.append((name, (cfg.to_dict(), *where, force or not trained, device)))
 
     def report(name: str, m: dict[str, Any]) -> None:
         print(f"[done] {name}: depth {m['depth_mm']:.2f} mm, 3D {m['epe_3d_mm']:.2f} mm, 2D {m['epe_2d_px']:.2f} px",

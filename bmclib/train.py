@@ -306,6 +306,8 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         start = ck["step"]
+        if rank == 0 and start < cfg.steps:
+            print(f"[resume] {cfg.name}: from step {start} of {cfg.steps} ({ckpt_path})", flush=True)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)

@@ -82,3 +82,23 @@ def test_true_depth_study(roots, tmp_path):
     (moved / "metrics.json").write_text(json.dumps(m))
     with pytest.raises(FileNotFoundError, match="gone"):
         true_depth_study("tiny", tmp_path / "results")
+
+
+def test_an_interrupted_run_resumes_inside_the_experiment(roots, capsys):
+    from bmclib.train import train
+
+    run_experiment("tiny", [1], ["1_source3d"], progress=False, **roots)  # makes the config and data
+    name = "tiny_1_source3d_seed1"
+    full = torch.load(Path(roots["runs_root"], name, "checkpoint.pt"), weights_only=False)
+    Path(roots["runs_root"], name, "checkpoint.pt").unlink()
+    from bmclib.train import TrainConfig, _from_dict
+
+    train(_from_dict(TrainConfig, full["config"], "test"), progress=False, stop_after=3)  # "killed" at step 3
+    capsys.readouterr()
+    run_experiment("tiny", [1], ["1_source3d"], progress=False, **roots)
+    out = capsys.readouterr().out
+    assert f"[resume] {name}: from step 3 of 6" in out and f"[done] {name}" in out
+    again = torch.load(Path(roots["runs_root"], name, "checkpoint.pt"), weights_only=False)
+    assert again["step"] == 6
+    for k, v in full["model"].items():
+        assert torch.equal(v, again["model"][k]), k  # exactly the uninterrupted run
