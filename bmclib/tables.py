@@ -131,10 +131,16 @@ def _depth_figure(sub: pd.DataFrame, summary: pd.DataFrame, preset: str, path: P
     from .viz.static import save
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
+    cap = 2.0 * float(np.nanmedian(summary["depth_mm"]))  # a diverged run must not flatten the others
     for i, run in enumerate(summary["run"]):
         vals = sub.loc[sub["run"] == run, "depth_mm"].to_numpy(float)
+        if vals.mean() > cap:
+            ax.bar(i, cap, color="#fcbba1", hatch="//")
+            ax.text(i, cap, f"{vals.mean():,.0f}", ha="center", va="bottom", fontsize=7, color="#a50f15")
+            continue
         ax.bar(i, vals.mean(), color="#9ecae1")
         ax.scatter(np.full(len(vals), i), vals, color="#08519c", zorder=3, s=14)
+    ax.set_ylim(0, cap * 1.08)
     if "depth_flat_mm" in sub and sub["depth_flat_mm"].notna().any():
         ax.axhline(float(sub["depth_flat_mm"].mean()), color="#d62728", ls="--", lw=1,
                    label="a flat hand (every joint at the root's depth)")

@@ -31,6 +31,22 @@ def test_build_all_means_stds_and_reduction(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_a_diverged_run_is_capped_in_the_figure_not_in_the_table(tmp_path):
+    import matplotlib.image
+
+    for seed in range(2):
+        _write(tmp_path, f"cpu_1_source3d_seed{seed}", 40.0 + seed)
+        _write(tmp_path, f"cpu_2_target2d_seed{seed}", 38.0 + seed)
+    _write(tmp_path, "cpu_6_bmc_depth_grad_seed0", 2419.6)
+    build_all(tmp_path)
+    assert "| 6_bmc_depth_grad | 1 | 2419.60 ± 0.00 |" in (tmp_path / "tables" / "synthetic_benchmark.md").read_text()
+    img = matplotlib.image.imread(tmp_path / "figures" / "synthetic_benchmark_depth.png")
+    # the capped bar is drawn in its own colour (light red), the others in light blue
+    red = ((abs(img[..., 0] - 0xfc / 255) < 0.02) & (abs(img[..., 1] - 0xbb / 255) < 0.02)).sum()
+    blue = ((abs(img[..., 0] - 0x9e / 255) < 0.02) & (abs(img[..., 2] - 0xe1 / 255) < 0.02)).sum()
+    assert red > 100 and blue > 100
+
+
 def test_a_broken_metrics_file_is_named(tmp_path):
     (tmp_path / "runs" / "cpu_2_target2d_seed0").mkdir(parents=True)
     (tmp_path / "runs" / "cpu_2_target2d_seed0" / "metrics.json").write_text("{not json")
