@@ -186,12 +186,20 @@ def true_depth_study(preset: str, results_root: str | os.PathLike = "results", d
     sub = df[(df["kind"] == "benchmark") & (df["preset"] == preset)] if len(df) else df
     if sub.empty:
         raise ValueError(f"no benchmark metrics for preset {preset!r} under {Path(results_root) / 'runs'}")
-    prov = json.loads(Path(sub["file"].iloc[0]).read_text())["provenance"]
-    cache_path, limits_path = prov["data"]["eval_cache"], prov["config"]["limits"]
-    for what, path in (("evaluation cache", Path(cache_path) / "meta.json"), ("limits", Path(limits_path))):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} ({what} named in {sub['file'].iloc[0]}) is missing: make the data first "
-                                    f"(bmc experiment --preset {preset}, or make reproduce)")
+    # the first run whose evaluation data and limits are here (runs made on other machines or
+    # checkouts name paths that need not exist on this one)
+    missing = []
+    for file in sub["file"]:
+        prov = json.loads(Path(file).read_text())["provenance"]
+        cache_path, limits_path = prov["data"]["eval_cache"], prov["config"]["limits"]
+        gone = [f"{path} ({what})" for what, path in (("evaluation cache", Path(cache_path) / "meta.json"),
+                                                       ("limits", Path(limits_path))) if not path.is_file()]
+        if not gone:
+            break
+        missing.append(f"{file}: " + ", ".join(gone))
+    else:
+        raise FileNotFoundError(f"no run's evaluation data is here; make the data first (bmc experiment --preset "
+                                f"{preset}, or make reproduce). Missing: " + "; ".join(missing[:3]))
     ann = PreparedCache(cache_path).annotations
     limits = BMCLimits.load(limits_path)
     curve = pd.DataFrame(true_depth_bmc_curve(ann["uv"].astype(np.float64), ann["xyz"].astype(np.float64),
