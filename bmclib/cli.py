@@ -156,7 +156,7 @@ def _experiment(argv: list[str]) -> int:
     p.add_argument("--device")
     p.add_argument("--force", action="store_true", help="redo finished runs")
     p.add_argument("--jobs", type=int, default=1,
-                   help="train this many runs at once on the CPU, cores/jobs threads each (2 on 2 cores: 1.6x faster)")
+                   help="train this many runs at once on the CPU, cores/jobs threads each (2 on 2 cores: 1.4x the images/s, bmc bench jobs)")
     p.add_argument("--evaluate-only", action="store_true",
                    help="re-evaluate the runs trained to the end (e.g. after a metric was added); train nothing")
     a = p.parse_args(argv)

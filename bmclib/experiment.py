@@ -107,8 +107,8 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
 
     ``jobs > 1`` trains that many runs at once in worker processes with ``cores / jobs``
     threads each (CPU only): small convolutions use two threads poorly, so on this 2-core
-    machine two one-thread runs together train 1.64x as many images per second as one
-    two-thread run (measured with the cpu preset). Results do depend slightly on the thread
+    machine two one-thread runs together train 1.38x as many images per second as one
+    two-thread run (``bmc bench jobs``, cpu preset). Results do depend slightly on the thread
     count (float summation order), so a run is reproduced exactly only with the same ``jobs``.
     ``evaluate_only`` re-evaluates the runs trained to the end (new metrics, other limits)
     and trains nothing."""

@@ -259,22 +259,23 @@ def true_depth_figure(curve, runs, title: str = ""):
     ``bmc_pred``) as pairs of markers — the true depths on the run's 2D (o) and the run's
     own prediction (x), joined by a dotted line."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     c = curve[curve["epe_2d_px"] > 0]
     ax.plot(c["epe_2d_px"], c["bmc_total"], "-", color="0.3", lw=2, label="true depth, 2D + Gaussian noise")
+    ax.plot([], [], "o", color="0.5", label="o: true depth on the run's 2D")
+    ax.plot([], [], "x", color="0.5", mew=2, label="x: the run's prediction")
     colors = plt.get_cmap("tab10")
     for i, (_, r) in enumerate(runs.iterrows()):
         col = colors(i % 10)
         ax.plot([r["epe_2d_px"]] * 2, [r["bmc_true_depth"], r["bmc_pred"]], ":", color=col, lw=1)
-        ax.plot(r["epe_2d_px"], r["bmc_true_depth"], "o", color=col, label=f"{r['run']}: true depth on its 2D (o), "
-                                                                               "its prediction (x)")
+        ax.plot(r["epe_2d_px"], r["bmc_true_depth"], "o", color=col, label=r["run"])
         ax.plot(r["epe_2d_px"], r["bmc_pred"], "x", color=col, ms=8, mew=2)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("mean 2D error (px)")
     ax.set_ylabel("mean BMC (all terms, lambdas 1)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig
