@@ -21,10 +21,10 @@ Runs (all evaluated on target-test with full 3D, inputs with ``noise_px`` pixel 
 The closed-form root depth exists only while the reference bone's relative depth
 ``|z_9 - z_10|`` stays below its length (1); beyond it the discriminant is clamped and the
 "pose" is no reconstruction at all (its reference bone is not of length 1). Unguarded, the
-BMC-trained lifter learned to go there for 16% of target-test poses (0.9% without BMC),
-which lowered the BMC's tail and doubled the depth error (notebook 03). The guard
-(``guard_root``): BMC only on poses with ``|z_9 - z_10| < 1 - root_margin``, plus a hinge
-pushing the others back, at the same weight.
+BMC-trained lifter learned to go there for 19% of target-test poses (0.9% without BMC) and
+nearly doubled the depth error (notebook 03, 1.5 px noise). The guard (:func:`guarded_bmc`):
+BMC only on poses with ``|z_9 - z_10| < 1 - root_margin``, plus a hinge pushing the others
+back, at the same weight; run ``target2d_bmc_unguarded`` keeps the old loss for comparison.
 
 Example:
     >>> cfg = LiftingConfig.from_preset("tiny")
