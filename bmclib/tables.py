@@ -215,7 +215,7 @@ def true_depth_study(preset: str, results_root: str | os.PathLike = "results", d
     suffix = "" if preset == "cpu" else f"_{preset}"
     root = Path(results_root)
     out = write_table(curve, root / "tables" / f"bmc_true_depth{suffix}", md)
-    runs = summarise(sub, [r for r in dict.fromkeys(sub["run"])], ["epe_2d_px", "bmc_pred", "bmc_true_depth"])
+    runs = summarise(sub, list(dict.fromkeys(sub["run"])), ["epe_2d_px", "bmc_pred", "bmc_true_depth"])
     save(true_depth_figure(curve, runs, title=f"preset {preset}: the BMC of the right answer, through imperfect 2D"),
          root / "figures" / f"bmc_true_depth{suffix}.png", dpi=120)
     return out
