@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "HandSize", "HAND_SIZE", "SEGMENT_RATIOS", "SEGMENT_NOISE_CV", "PALM_JOINTS",
-    "RING_LITTLE_ARCH", "RangeOfMotion", "RANGE_OF_MOTION", "PIP_DIP_COUPLING",
+    "RING_LITTLE_ARCH", "PALM_VOLAR_OFFSET", "MCP_ABDUCTION_FLEXION_COUPLING", "BROAD_DIP_PIP_BAND",
+    "THUMB_OPPOSITION_BAND", "RangeOfMotion", "RANGE_OF_MOTION", "PIP_DIP_COUPLING",
     "NEIGHBOUR_SPREAD_MAX", "FUNCTIONAL_MEAN_FLEXION", "FUNCTIONAL_RANGE_90",
     "CAMERAS", "HINGE_ABDUCTION_TOLERANCE",
 ]
@@ -79,6 +80,40 @@ PALM_JOINTS: dict[str, tuple[float, float]] = {
 #: Largest ring and little carpometacarpal flexion, which lets the palm arch, degrees:
 #: (low, high) of that maximum across people; a flat palm (0) is always possible.
 RING_LITTLE_ARCH: dict[str, tuple[float, float]] = {"ring": (10.0, 15.0), "little": (15.0, 30.0)}
+
+#: Out-of-plane palm geometry: how far each ray's root joint (thumb CMC, finger MCPs) lies
+#: palmar (volar) of the plane through the wrist and the middle MCP, as a fraction of HB;
+#: (low, high) across people, drawn uniformly per hand. Qualitative anatomy (Kapandji, *The
+#: Physiology of the Joints*, vol. 1, "the hand"): the trapezium, and with it the thumb's
+#: carpometacarpal joint, sits palmar of the plane of the other carpal bones (the thenar
+#: eminence), and the distal transverse (metacarpal) arch has the third metacarpal head as its
+#: keystone with the second a little palmar of it; the fourth and fifth rays' palmar descent
+#: comes from their carpometacarpal flexion (:data:`RING_LITTLE_ARCH`). The magnitudes are an
+#: assumption (no survey gives joint-centre offsets directly): thumb CMC 0.08-0.18 HB (about
+#: 7-16 mm for a mean male hand, within a palm 25-30 mm thick), index MCP 0-0.04 HB (0-3.5 mm).
+#: Before these, the thumb, index and middle root bones lay in one plane, so two of the four
+#: palm curvatures were the same constant for every hand (a zero-width fitted interval).
+PALM_VOLAR_OFFSET: dict[str, tuple[float, float]] = {
+    "thumb": (0.08, 0.18), "index": (0.0, 0.04), "middle": (0.0, 0.0), "ring": (0.0, 0.0), "little": (0.0, 0.0),
+}
+
+#: Finger MCP abduction narrows with flexion: the collateral ligaments are slack in extension
+#: and taut in flexion, so the fingers spread widely only when the MCP is extended (Kapandji,
+#: vol. 1; the reason a fist cannot spread its fingers). The broad sampler scales each MCP's
+#: abduction range by ``1 - k * clip(flexion / 90 deg, 0, 1)`` with this ``k`` (assumption: at
+#: 90 degrees a quarter of the range is left).
+MCP_ABDUCTION_FLEXION_COUPLING = 0.75
+
+#: The broad sampler's DIP-PIP coupling: DIP = ratio x PIP (:data:`PIP_DIP_COUPLING`) plus a
+#: uniform offset of +- this many degrees: wider than natural use, still coupled (assumption;
+#: an isolated DIP or PIP flexion against the other is possible but limited, Rijpkema & Girard 1991).
+BROAD_DIP_PIP_BAND = 30.0
+
+#: Thumb CMC opposition in the broad sampler: flexion and abduction move together along the
+#: opposition path (from extended / radially abducted to flexed / adducted towards the little
+#: finger, Kapandji's opposition cone seen in these two angles) plus a uniform offset of +- this
+#: share of each range (assumption).
+THUMB_OPPOSITION_BAND = 0.25
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@
     bmc eval-freihand       score FreiHAND-format predictions like the official benchmark
     bmc fit-limits          fit BMC limits to 3D data (a prepared cache or a .npy), with a figure
     bmc audit               plausibility audit of predictions against BMC limits
+    bmc regime              the regime map: where BMC can turn 2D into depth (keypoints, resumable)
+    bmc balance             the 2D-loss / BMC pull on the keypoints, measured on a source validation split
 """
 from __future__ import annotations
 
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"bench": None, "limits": _limits, "synth": _synth, "prepare-freihand": _prepare_freihand,
                 "train": _train, "evaluate": _evaluate, "experiment": _experiment, "prepare-rhd": _prepare_rhd,
                 "prepare-ho3d": _prepare_ho3d, "eval-freihand": _eval_freihand, "fit-limits": _fit_limits,
-                "audit": _audit, "reproduce": None, "tables": _tables}
+                "audit": _audit, "reproduce": None, "tables": _tables, "regime": None, "balance": None}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         if argv and argv[0] not in ("-h", "--help"):
@@ -324,6 +326,14 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[0] == "regime":
+        from .regime import main as regime_main
+
+        return regime_main(argv[1:])
+    if argv[0] == "balance":
+        from .balance import main as balance_main
+
+        return balance_main(argv[1:])
     if argv[0] == "reproduce":
         from .reproduce import main as reproduce_main
 

@@ -9,7 +9,11 @@ Metrics (``evaluate_arrays``; all on root-relative poses unless said):
     joints) and ``depth_spread`` the mean per-pose spread (std over joints) of predicted depths
     over that of the true ones: both near 0 when the depth has collapsed to a flat hand;
     ``depth_flat_mm`` the depth error a flat hand (every joint at the root's depth) would get
-    on the same set — a trivial baseline that a network must beat to have learned depth;
+    on the same set — a trivial baseline that a network must beat to have learned depth — and
+    ``depth_vs_flat_pct`` the run's depth error relative to it (negative: better than flat);
+    the pinhole split of the absolute 3D error (:func:`pinhole_split`): ``abs_3d_mm`` =
+    ``abs_3d_2d_part_mm`` (the ray) + ``abs_3d_depth_part_mm`` (the depth along it) per joint,
+    and ``depth_abs_mm``, the absolute depth error (root and scale included);
     ``implausible_poses`` / ``implausible_joints``: share of poses with any BMC term outside
     the limits, and share of joint-angle terms outside their polygons; ``bmc_pred`` the mean
     BMC of the predictions; ``bmc_true_depth`` the mean BMC of the *true* depths on the
@@ -29,7 +33,7 @@ from .limits import BMCLimits
 from .losses import BMCLoss
 
 __all__ = ["procrustes_align", "pck_auc", "evaluate_arrays", "predict_cache", "evaluate_run", "write_metrics",
-           "freihand_keypoint_scores", "freihand_keypoint_scores_loop", "read_pred_json", "write_pred_json",
+           "freihand_keypoint_scores", "freihand_keypoint_scores_loop", "pinhole_split", "read_pred_json", "write_pred_json",
            "write_freihand_report", "true_depth_poses", "mean_bmc", "true_depth_bmc_curve"]
 
 
@@ -79,6 +83,23 @@ def true_depth_bmc_curve(gt_uv: np.ndarray, gt_xyz: np.ndarray, K: np.ndarray, l
     return rows
 
 
+def pinhole_split(pred_xyz: np.ndarray, gt_xyz: np.ndarray) -> dict[str, float]:
+    """The absolute (camera-frame) 3D error and its split into a 2D part and a depth part.
+
+    Each predicted joint ``P`` lies on a camera ray; ``Q = P * z_gt / z_pred`` is the point of
+    that ray at the true depth. ``|Q - G|`` is the error the 2D (the ray) alone causes,
+    ``|P - Q|`` the error of the depth along the ray; they are the two legs of the pinhole
+    model's split of the 3D error (root and scale included, which the root-relative
+    ``depth_mm`` hides). All in mm, over all 21 joints: ``abs_3d_mm``, ``abs_3d_2d_part_mm``,
+    ``abs_3d_depth_part_mm``, and ``depth_abs_mm`` = mean ``|z_pred - z_gt|``."""
+    z_p = pred_xyz[..., 2:3]
+    q = pred_xyz * (gt_xyz[..., 2:3] / np.where(np.abs(z_p) > 1e-9, z_p, 1e-9))
+    return {"abs_3d_mm": float(np.linalg.norm(pred_xyz - gt_xyz, axis=-1).mean() * 1000),
+            "abs_3d_2d_part_mm": float(np.linalg.norm(q - gt_xyz, axis=-1).mean() * 1000),
+            "abs_3d_depth_part_mm": float(np.linalg.norm(pred_xyz - q, axis=-1).mean() * 1000),
+            "depth_abs_mm": float(np.abs(pred_xyz[..., 2] - gt_xyz[..., 2]).mean() * 1000)}
+
+
 def evaluate_arrays(pred_xyz: np.ndarray, gt_xyz: np.ndarray, pred_uv: np.ndarray | None = None,
                     gt_uv: np.ndarray | None = None, limits: BMCLimits | None = None,
                     K: np.ndarray | None = None) -> dict[str, float]:
@@ -101,6 +122,8 @@ def evaluate_arrays(pred_xyz: np.ndarray, gt_xyz: np.ndarray, pred_uv: np.ndarra
     out["depth_corr"] = float(np.corrcoef(pz.ravel(), gz.ravel())[0, 1]) if pz.std() > 0 and gz.std() > 0 else 0.0
     out["depth_spread"] = float(pz.std(1).mean() / max(gz.std(1).mean(), 1e-12))
     out["depth_flat_mm"] = float(np.abs(gz).mean() * 1000)  # the depth error of a flat hand: the baseline to beat
+    out["depth_vs_flat_pct"] = float(100 * (out["depth_mm"] / max(out["depth_flat_mm"], 1e-12) - 1))
+    out.update(pinhole_split(pred_xyz, gt_xyz))
     if pred_uv is not None and gt_uv is not None:
         out["epe_2d_px"] = float(np.linalg.norm(pred_uv - gt_uv, axis=-1).mean())
     if limits is not None:

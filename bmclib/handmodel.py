@@ -28,7 +28,7 @@ from . import anatomy
 from . import skeleton as sk
 from .biomech import compose_parts
 
-__all__ = ["HandShape", "root_bones_from_anatomy", "finger_lengths_from_anatomy", "template_pose",
+__all__ = ["HandShape", "root_bones_from_anatomy", "palm_volar_offset_mid", "finger_lengths_from_anatomy", "template_pose",
            "sample_hand_shapes"]
 
 _RADIAL = torch.tensor([1.0, 0.0, 0.0])
@@ -36,8 +36,13 @@ _AXIAL = torch.tensor([0.0, -1.0, 0.0])
 _VOLAR = torch.tensor([0.0, 0.0, -1.0])
 
 
+def palm_volar_offset_mid() -> Tensor:
+    """``(5,)`` the middle of each ray's palmar offset range (:data:`bmclib.anatomy.PALM_VOLAR_OFFSET`), x HB."""
+    return torch.tensor([sum(anatomy.PALM_VOLAR_OFFSET[f]) / 2 for f in sk.FINGER_NAMES])
+
+
 def root_bones_from_anatomy(hand_length: Tensor, hand_breadth: Tensor, ring_arch_deg: Tensor | float = 0.0,
-                            little_arch_deg: Tensor | float = 0.0) -> Tensor:
+                            little_arch_deg: Tensor | float = 0.0, volar_offset: Tensor | None = None) -> Tensor:
     """Wrist -> CMC/MCP vectors ``(..., 5, 3)`` from Buchholz's palm coordinates.
 
     Args:
@@ -45,6 +50,10 @@ def root_bones_from_anatomy(hand_length: Tensor, hand_breadth: Tensor, ring_arch
         ring_arch_deg, little_arch_deg: carpometacarpal flexion of the ring and little
             rays in degrees (palm arch; :data:`bmclib.anatomy.RING_LITTLE_ARCH`), which
             tilts their root bones towards the palm.
+        volar_offset: ``(..., 5)`` how far each root joint lies palmar of the palm plane, as a
+            fraction of HB (:data:`bmclib.anatomy.PALM_VOLAR_OFFSET`); default: the middle of
+            each range (the thumb CMC palmar, the index MCP slightly so). Pass zeros for the
+            old, planar thumb-index-middle palm.
     """
     hl = torch.as_tensor(hand_length, dtype=torch.get_default_dtype())
     hb = torch.as_tensor(hand_breadth, dtype=hl.dtype)
@@ -53,11 +62,12 @@ def root_bones_from_anatomy(hand_length: Tensor, hand_breadth: Tensor, ring_arch
     arch = torch.zeros(hl.shape + (5,), dtype=hl.dtype)
     arch[..., 3] = math.pi / 180 * torch.as_tensor(ring_arch_deg, dtype=hl.dtype)
     arch[..., 4] = math.pi / 180 * torch.as_tensor(little_arch_deg, dtype=hl.dtype)
+    off = palm_volar_offset_mid().to(hl.dtype) if volar_offset is None else torch.as_tensor(volar_offset, dtype=hl.dtype)
     a = axial * hl[..., None]  # (..., 5)
     r = radial * hb[..., None]  # (..., 5)
     ax, rad, vol = (v.to(hl.dtype) for v in (_AXIAL, _RADIAL, _VOLAR))
     return (r[..., None] * rad + (a * torch.cos(arch))[..., None] * ax
-            + (a * torch.sin(arch))[..., None] * vol)  # (..., 5, 3)
+            + (a * torch.sin(arch) + off * hb[..., None])[..., None] * vol)  # (..., 5, 3)
 
 
 def finger_lengths_from_anatomy(hand_length: Tensor) -> Tensor:
@@ -74,16 +84,19 @@ def finger_lengths_from_anatomy(hand_length: Tensor) -> Tensor:
 
 
 def template_pose(hand_length: float = 0.19, breadth_ratio: float | None = None, angles: Tensor | None = None,
-                  arch_deg: tuple[float, float] = (0.0, 0.0), dtype: torch.dtype = torch.float32) -> Tensor:
-    """One right hand ``(21, 3)`` in metres, wrist at the origin; flat (all angles 0) by default.
+                  arch_deg: tuple[float, float] = (0.0, 0.0), dtype: torch.dtype = torch.float32,
+                  volar_offset: Tensor | None = None) -> Tensor:
+    """One right hand ``(21, 3)`` in metres, wrist at the origin; all joint angles 0 by default.
 
-    ``breadth_ratio`` defaults to the male mean HB / HL of ANSUR II.
+    ``breadth_ratio`` defaults to the male mean HB / HL of ANSUR II; ``volar_offset`` to the
+    middle of :data:`bmclib.anatomy.PALM_VOLAR_OFFSET` (thumb CMC palmar of the palm plane);
+    ``volar_offset=torch.zeros(5)`` gives a planar palm (every root bone in one plane).
     """
     if breadth_ratio is None:
         male = anatomy.HAND_SIZE["male"]
         breadth_ratio = male.breadth_mean / male.length_mean
     hl = torch.tensor(hand_length, dtype=dtype)
-    roots = root_bones_from_anatomy(hl, hl * breadth_ratio, *arch_deg)
+    roots = root_bones_from_anatomy(hl, hl * breadth_ratio, *arch_deg, volar_offset=volar_offset)
     if angles is None:
         angles = torch.zeros(5, 3, 2, dtype=dtype)
     return compose_parts(roots, finger_lengths_from_anatomy(hl), angles.to(dtype))
@@ -102,13 +115,25 @@ class HandShape:
 
 
 def sample_hand_shapes(n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
-                       segment_cv: float = anatomy.SEGMENT_NOISE_CV) -> HandShape:
+                       segment_cv: float = anatomy.SEGMENT_NOISE_CV, n_distinct: int | None = None) -> HandShape:
     """Sample ``n`` adult hands: sex 50/50, (HL, HB) correlated normal from ANSUR II,
     segment lengths from Buchholz ratios with ``segment_cv`` noise, palm arch uniform in
-    :data:`bmclib.anatomy.RING_LITTLE_ARCH`. Deterministic for a seeded ``generator``.
+    :data:`bmclib.anatomy.RING_LITTLE_ARCH`, palmar offsets of the root joints uniform in
+    :data:`bmclib.anatomy.PALM_VOLAR_OFFSET`. Deterministic for a seeded ``generator``.
+
+    ``n_distinct``: draw only that many hands and give each of the ``n`` samples one of them
+    (uniformly at random) — a population of a few people, as RHD has 20 characters; ``None``
+    (default) gives every sample its own hand.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if n_distinct is not None:
+        if n_distinct < 1:
+            raise ValueError(f"n_distinct must be >= 1 or None, got {n_distinct}")
+        base = sample_hand_shapes(n_distinct, generator, dtype, segment_cv)
+        pick = torch.randint(0, n_distinct, (n,), generator=generator)
+        return HandShape(*(getattr(base, f)[pick] for f in ("root_bones", "finger_lengths", "hand_length",
+                                                             "hand_breadth", "female")))
     g = generator
     female = torch.rand(n, generator=g, dtype=dtype) < 0.5
     z = torch.randn(n, 2, generator=g, dtype=dtype)
@@ -122,7 +147,9 @@ def sample_hand_shapes(n: int, generator: torch.Generator | None = None, dtype: 
     u = torch.rand(n, 4, generator=g, dtype=dtype)
     ring_arch = u[:, 2] * (r_lo + (r_hi - r_lo) * u[:, 0])
     little_arch = u[:, 3] * (l_lo + (l_hi - l_lo) * u[:, 1])
-    roots = root_bones_from_anatomy(hl, hb, ring_arch, little_arch)
+    v_lo, v_hi = (torch.tensor([anatomy.PALM_VOLAR_OFFSET[f][k] for f in sk.FINGER_NAMES], dtype=dtype) for k in (0, 1))
+    volar = v_lo + (v_hi - v_lo) * torch.rand(n, 5, generator=g, dtype=dtype)
+    roots = root_bones_from_anatomy(hl, hb, ring_arch, little_arch, volar)
     roots = roots * (1 + segment_cv * torch.randn(n, 5, 1, generator=g, dtype=dtype))
     lengths = finger_lengths_from_anatomy(hl) * (1 + segment_cv * torch.randn(n, 5, 3, generator=g, dtype=dtype))
     return HandShape(roots, lengths, hl, hb, female)

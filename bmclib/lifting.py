@@ -46,7 +46,7 @@ from .camera import _normalised_coords, from_2p5d, root_depth, to_2p5d
 from .limits import BMCLimits
 from .losses import BMCLoss
 
-__all__ = ["LiftingConfig", "Lifter", "KeypointSet", "make_sets", "train_lifter", "lift", "refine",
+__all__ = ["LiftingConfig", "Lifter", "KeypointSet", "PoseBMC", "bone_ratios", "keypoint_set", "make_sets", "train_lifter", "lift", "refine",
            "evaluate_lifter", "run_lifting", "RUNS", "root_extent", "guarded_bmc"]
 
 RUNS = ("source3d", "source3d_refine", "target2d_bmc", "target2d_bmc_unguarded", "target2d_bmc_literature",
@@ -88,26 +88,71 @@ class LiftingConfig:
 
 @dataclass
 class KeypointSet:
-    """``uv`` (noisy input pixels), ``K``, ground truth ``xyz`` (metres) and ``z_rel`` (bone units)."""
+    """``uv`` (noisy input pixels), ``K``, ground truth ``xyz`` (metres), ``z_rel`` (bone units)
+    and ``bone_ratio (N, 20)``, each hand's true bone lengths over its reference bone (used
+    only by the exact-length upper bound, :class:`PoseBMC`)."""
 
     uv: Tensor
     K: Tensor
     xyz: Tensor
     z_rel: Tensor
+    bone_ratio: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.uv)
 
+    def with_noise(self, noise_px: float, generator: torch.Generator, clean_uv: Tensor | None = None) -> "KeypointSet":
+        """The same hands with ``noise_px`` Gaussian pixel noise on ``clean_uv`` (default: ``uv``)."""
+        base = self.uv if clean_uv is None else clean_uv
+        uv = base + noise_px * torch.randn(base.shape, generator=generator, dtype=base.dtype)
+        return KeypointSet(uv, self.K, self.xyz, self.z_rel, self.bone_ratio)
 
-def _keypoint_set(domain: str, n: int, cfg: LiftingConfig, seed: int) -> KeypointSet:
+
+def bone_ratios(joints: Tensor, bone: tuple[int, int] = sk.REFERENCE_BONE) -> Tensor:
+    """``(..., 20)`` bone lengths of joints ``(..., 21, 3)`` over the reference bone's."""
+    parents = [p for p, _ in sk.BONES]
+    children = [c for _, c in sk.BONES]
+    lengths = (joints[..., children, :] - joints[..., parents, :]).norm(dim=-1)
+    return lengths / lengths[..., sk.bone_index(*bone), None].clamp_min(1e-9)
+
+
+def keypoint_set(domain, n: int, image_size: int, noise_px: float, seed: int) -> KeypointSet:
+    """``n`` hands of a synthetic ``domain`` (a name or a :class:`~bmclib.data.synth.Domain`)
+    with ``noise_px`` pixel noise on their 2D keypoints."""
     from .data.synth import sample_keypoints
 
     g = torch.Generator().manual_seed(seed)
-    kp = sample_keypoints(domain, n, cfg.image_size, g)
-    uv = kp.uv + cfg.noise_px * torch.randn(kp.uv.shape, generator=g, dtype=kp.uv.dtype)
+    kp = sample_keypoints(domain, n, image_size, g)
+    uv = kp.uv + noise_px * torch.randn(kp.uv.shape, generator=g, dtype=kp.uv.dtype)
     _, z_rel, _, _ = to_2p5d(kp.xyz, kp.K)
     f32 = torch.float32
-    return KeypointSet(uv.to(f32), kp.K.to(f32), kp.xyz.to(f32), z_rel.to(f32))
+    return KeypointSet(uv.to(f32), kp.K.to(f32), kp.xyz.to(f32), z_rel.to(f32), bone_ratios(kp.xyz).to(f32))
+
+
+def _keypoint_set(domain: str, n: int, cfg: LiftingConfig, seed: int) -> KeypointSet:
+    return keypoint_set(domain, n, cfg.image_size, cfg.noise_px, seed)
+
+
+class PoseBMC:
+    """BMC per pose ``(B,)`` of lifted poses, for training and refinement.
+
+    ``exact_lengths=True`` is an upper bound that no real user has: the bone-length term
+    compares each hand with its *own* true bone-length ratios (``ratios (B, 20)``, mean
+    absolute difference) instead of the population's intervals; the palm and angle terms
+    keep ``limits``."""
+
+    def __init__(self, limits: BMCLimits, exact_lengths: bool = False, compile: bool = False):
+        self.exact_lengths = exact_lengths
+        self.loss = BMCLoss(limits, lambda_bl=0.0 if exact_lengths else 1.0, reduction="none", check=False,
+                            compile=compile)
+
+    def __call__(self, joints: Tensor, ratios: Tensor | None = None) -> Tensor:
+        total = self.loss(joints).total
+        if self.exact_lengths:
+            if ratios is None:
+                raise ValueError("exact_lengths needs each pose's true bone ratios")
+            total = total + (bone_ratios(joints) - ratios).abs().mean(-1)
+        return total
 
 
 def make_sets(cfg: LiftingConfig) -> dict[str, KeypointSet]:
@@ -160,21 +205,26 @@ def guarded_bmc(per_pose: Tensor, z_rel: Tensor, margin: float = 0.05) -> Tensor
 
 
 def train_lifter(cfg: LiftingConfig, sets: dict[str, KeypointSet], run: str, limits: BMCLimits | None = None,
-                 progress: bool = True) -> tuple[Lifter, list[dict[str, float]]]:
-    """Train one run's lifter; returns it and its log (one row per 50 steps)."""
+                 progress: bool = True, exact_lengths: bool = False,
+                 init: Lifter | None = None) -> tuple[Lifter, list[dict[str, float]]]:
+    """Train one run's lifter; returns it and its log (one row per 50 steps). ``exact_lengths``
+    (BMC runs): each hand's own bone ratios instead of the length intervals (:class:`PoseBMC`,
+    an upper bound). ``init``: start from this lifter's weights (a fine-tune)."""
     from tqdm.auto import tqdm
 
     if run not in RUNS:
         raise ValueError(f"run must be one of {RUNS}, got {run!r}")
     torch.manual_seed(cfg.seed)
     model = Lifter(cfg.hidden)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
     if run == "target2d_bmc_literature":
         limits = BMCLimits.default()
     elif run in ("target2d_bmc", "target2d_bmc_unguarded") and limits is None:
         raise ValueError(f"run {run!r} needs limits (fit them on the source domain's 3D)")
-    bmc = BMCLoss(limits, reduction="none", check=False) if run.startswith("target2d_bmc") else None
+    bmc = PoseBMC(limits, exact_lengths) if run.startswith("target2d_bmc") else None
     g = torch.Generator().manual_seed(cfg.seed + 17)
     src, tgt = sets["source"], sets["target"]
     log = []
@@ -187,7 +237,8 @@ def train_lifter(cfg: LiftingConfig, sets: dict[str, KeypointSet], run: str, lim
             terms["z_target"] = (model(tgt.uv[j], tgt.K[j]) - tgt.z_rel[j]).abs().mean()
         if bmc is not None:
             z = torch.cat([z_s, model(tgt.uv[j], tgt.K[j])])
-            per_pose = bmc(lift(z, torch.cat([src.uv[i], tgt.uv[j]]), torch.cat([src.K[i], tgt.K[j]]))).total
+            ratios = torch.cat([src.bone_ratio[i], tgt.bone_ratio[j]]) if exact_lengths else None
+            per_pose = bmc(lift(z, torch.cat([src.uv[i], tgt.uv[j]]), torch.cat([src.K[i], tgt.K[j]])), ratios)
             if run == "target2d_bmc_unguarded":
                 terms["bmc"] = cfg.lambda_bmc * per_pose.mean()
             else:
@@ -203,21 +254,36 @@ def train_lifter(cfg: LiftingConfig, sets: dict[str, KeypointSet], run: str, lim
 
 
 def refine(z_rel: Tensor, uv: Tensor, K: Tensor, limits: BMCLimits, steps: int = 200, lr: float = 0.02,
-           prior: float = 0.1) -> Tensor:
+           prior: float = 0.1, ratios: Tensor | None = None, batch_size: int = 4096,
+           root_margin: float = 0.05) -> Tensor:
     """Test-time refinement: move depths ``z_rel (B, 21)`` so the lifted poses satisfy the
     BMC limits, staying near the prediction (``prior * |z - z_rel|^2``); the 2D projection
-    is unchanged by construction (every joint stays on its camera ray)."""
-    bmc = BMCLoss(limits, reduction="none", check=False)
-    z0 = z_rel.detach()
-    z = z0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
-    for _ in range(steps):
-        zz = torch.cat([torch.zeros_like(z[:, :1]), z[:, 1:]], 1)
-        loss = bmc(lift(zz, uv, K)).total.sum() + prior * ((zz - z0) ** 2).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return torch.cat([torch.zeros_like(z[:, :1]), z[:, 1:]], 1).detach()
+    is unchanged by construction (every joint stays on its camera ray). The closed-form root
+    stays in the graph (the reference bone is held at length 1), with the guard of
+    :func:`guarded_bmc`, so depths cannot be inflated without bound. Poses are refined
+    independently, ``batch_size`` at a time. ``ratios (B, 20)``: each hand's true bone ratios
+    (the exact-length upper bound of :class:`PoseBMC`)."""
+    if not (z_rel.shape[:-1] == uv.shape[:-2] == K.shape[:-2]):
+        raise ValueError(f"refine: z_rel {tuple(z_rel.shape)}, uv {tuple(uv.shape)} and K {tuple(K.shape)} "
+                         "must have the same batch size")
+    bmc = PoseBMC(limits, exact_lengths=ratios is not None)
+    out = []
+    for start in range(0, len(z_rel), batch_size):
+        sl = slice(start, start + batch_size)
+        z0 = z_rel[sl].detach()
+        z = z0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        for _ in range(steps):
+            zz = torch.cat([torch.zeros_like(z[:, :1]), z[:, 1:]], 1)
+            per_pose = bmc(lift(zz, uv[sl], K[sl]), None if ratios is None else ratios[sl])
+            extent = root_extent(zz)
+            per_pose = torch.where(extent < 1.0 - root_margin, per_pose, torch.zeros_like(per_pose))
+            loss = (per_pose + torch.relu(extent - (1.0 - root_margin))).sum() + prior * ((zz - z0) ** 2).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        out.append(torch.cat([torch.zeros_like(z[:, :1]), z[:, 1:]], 1).detach())
+    return torch.cat(out)
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ import datetime as _dt
 import functools
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,21 @@ from . import skeleton as sk
 from .biomech import decompose, normalize_scale, validate_joints
 from .results import read_json, write_json_atomic
 
-__all__ = ["BMCLimits", "fit_polygon", "dilate_polygon", "LIMITS_FORMAT", "LIMITS_VERSION"]
+__all__ = ["BMCLimits", "fit_polygon", "dilate_polygon", "LIMITS_FORMAT", "LIMITS_VERSION", "MIN_WIDTH",
+           "DegenerateLimitsWarning"]
 
 LIMITS_FORMAT = "bmclib.limits"
 LIMITS_VERSION = 1
+
+#: The narrowest interval :meth:`BMCLimits.fit` accepts, per kind: bone lengths 2% of the
+#: interval's midpoint, root angular distances 1 degree, curvatures 0.05 / reference bone.
+#: Narrower fitted intervals are widened to these (and warned about): a term that is
+#: constant in the data would otherwise be an equality constraint.
+MIN_WIDTH = {"bone_length": 0.02, "root_angle": math.radians(1.0), "root_curvature": 0.05}
+
+
+class DegenerateLimitsWarning(UserWarning):
+    """A fitted interval was (nearly) zero-width and has been widened (:data:`MIN_WIDTH`)."""
 
 
 def _cross2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -218,13 +230,29 @@ class BMCLimits:
     @classmethod
     def fit(cls, joints: Tensor | np.ndarray, coverage: float = 0.999, *,
             reference_bone: tuple[int, int] = sk.REFERENCE_BONE, margin: float = 0.0,
-            max_vertices: int | None = None, source: str = "fit") -> "BMCLimits":
+            max_vertices: int | None = None, source: str = "fit", interval_coverage: float = 1.0,
+            shape: str = "hull", min_width: dict[str, float] | None = None) -> "BMCLimits":
         """Fit limits to 3D poses ``(N, 21, 3)`` (right hands, any units).
 
         Poses are made root-relative and scale-normalised by ``reference_bone``.
-        Intervals are the min / max over the data; each joint's polygon is the convex
-        hull of its (flexion, abduction) points, simplified while ``coverage`` of the
-        points stay inside (:func:`fit_polygon`), then dilated by ``margin`` radians.
+
+        Intervals (bone lengths, root angles, curvatures) span the central
+        ``interval_coverage`` of the data: the ``(1 - c) / 2`` and ``(1 + c) / 2`` quantiles,
+        so 0.99 gives the 0.5-99.5% range; 1.0 (the default) is min / max, which grows with
+        the sample size (over 10k samples about +-3.9 sigma) rather than with the anatomy.
+
+        Degenerate intervals: an interval narrower than ``min_width[kind]`` (kinds
+        ``bone_length`` as a share of its midpoint, ``root_angle`` in radians,
+        ``root_curvature``; defaults :data:`MIN_WIDTH`) is a quantity that is (nearly)
+        constant in the data — e.g. a planar palm — and would act as an equality constraint.
+        Such an interval is widened symmetrically about its midpoint to ``min_width`` and a
+        :class:`DegenerateLimitsWarning` names it; ``meta["widened"]`` lists them.
+
+        Angles: ``shape="hull"`` (default) fits each joint's convex polygon to its (flexion,
+        abduction) points, simplified while ``coverage`` of them stay inside
+        (:func:`fit_polygon`); ``shape="box"`` uses the axis-aligned box of each angle's
+        central ``coverage`` (independent intervals: the ablation of the paper's co-dependent
+        envelope). Both are dilated by ``margin`` radians.
         """
         t = torch.as_tensor(np.asarray(joints) if not isinstance(joints, Tensor) else joints)
         if t.dim() != 3:
@@ -232,16 +260,50 @@ class BMCLimits:
         validate_joints(t.to(torch.float64))
         if len(t) < 3:
             raise ValueError(f"joints: need at least 3 poses to fit limits, got {len(t)}")
+        if not (0.0 < interval_coverage <= 1.0):
+            raise ValueError(f"interval_coverage must be in (0, 1], got {interval_coverage}")
+        if shape not in ("hull", "box"):
+            raise ValueError(f"shape must be 'hull' or 'box', got {shape!r}")
+        widths = {**MIN_WIDTH, **(min_width or {})}
         norm, _ = normalize_scale(t.to(torch.float64), reference_bone)
         d = decompose(norm, check=False)
-        minmax = lambda x: torch.stack([x.amin(0), x.amax(0)], dim=-1).numpy()  # noqa: E731
+        widened: list[str] = []
+
+        def interval(x: Tensor, kind: str, names: list[str]) -> np.ndarray:
+            x = x.numpy()
+            q = (1.0 - interval_coverage) / 2
+            lohi = np.stack([x.min(0), x.max(0)] if q == 0 else [np.quantile(x, q, 0), np.quantile(x, 1 - q, 0)], -1)
+            mid = lohi.mean(1)
+            need = widths[kind] * (np.abs(mid) if kind == "bone_length" else np.ones_like(mid))
+            small = lohi[:, 1] - lohi[:, 0] < need
+            if kind == "bone_length":  # the reference bone is 1 by definition (the normalisation)
+                small[sk.bone_index(*reference_bone)] = False
+            for i in np.nonzero(small)[0]:
+                widened.append(f"{kind}[{names[i]}] [{lohi[i, 0]:.4g}, {lohi[i, 1]:.4g}]")
+            lohi[small] = np.stack([mid - need / 2, mid + need / 2], -1)[small]
+            return lohi
+
+        bones = [f"{sk.JOINT_NAMES[p]}->{sk.JOINT_NAMES[c]}" for p, c in sk.BONES]
+        pairs = [f"{sk.FINGER_NAMES[f]}-{sk.FINGER_NAMES[f + 1]}" for f in range(4)]
+        lengths = interval(d.bone_lengths, "bone_length", bones)
+        angles = interval(d.root_angles, "root_angle", pairs)
+        curv = interval(d.root_curvatures, "root_curvature", pairs)
         pts = d.angles.reshape(len(t), 15, 2).numpy()
-        polys = tuple(dilate_polygon(fit_polygon(pts[:, j], coverage, max_vertices=max_vertices), margin)
-                      for j in range(15))
-        meta = {"source": source, "n_poses": int(len(t)), "coverage": coverage, "margin": margin,
+        if shape == "hull":
+            polys = tuple(dilate_polygon(fit_polygon(pts[:, j], coverage, max_vertices=max_vertices), margin)
+                          for j in range(15))
+        else:
+            q = (1.0 - coverage) / 2
+            lo, hi = np.quantile(pts, q, 0), np.quantile(pts, 1 - q, 0)  # (15, 2)
+            hi = np.maximum(hi, lo + 1e-3)
+            polys = tuple(dilate_polygon(_box(lo[j], hi[j]), margin) for j in range(15))
+        if widened:
+            warnings.warn(f"BMCLimits.fit ({source}): {len(widened)} degenerate interval(s) widened to the minimum "
+                          f"width: {'; '.join(widened)}", DegenerateLimitsWarning, stacklevel=2)
+        meta = {"source": source, "n_poses": int(len(t)), "coverage": coverage, "interval_coverage": interval_coverage,
+                "shape": shape, "margin": margin, "min_width": widths, "widened": widened,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-        return cls(minmax(d.bone_lengths), minmax(d.root_angles), minmax(d.root_curvatures), polys,
-                   reference_bone, meta)
+        return cls(lengths, angles, curv, polys, reference_bone, meta)
 
     @classmethod
     def default(cls) -> "BMCLimits":

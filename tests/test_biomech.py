@@ -12,7 +12,9 @@ from bmclib.handmodel import template_pose
 
 from conftest import anatomical_hands, random_rotation
 
-FLAT = template_pose(dtype=torch.float64)  # right hand, palm towards the camera (-z), fingers up (-y)
+# right hand, palm towards the camera (-z), fingers up (-y); a planar palm, so that the angle
+# conventions below can be checked by rotating about axes of the palm plane
+FLAT = template_pose(dtype=torch.float64, volar_offset=torch.zeros(5))
 VOLAR = torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64)
 
 

@@ -103,7 +103,7 @@ def test_domains_differ(batch):
     if name == "source":
         assert float(rough.median()) < 0.02
     else:
-        assert float(rough.median()) > 0.03
+        assert float(rough.median()) > 0.024  # smooth source backgrounds stay below 0.02
 
 
 def test_occlusion_finger_behind_the_palm_is_invisible():

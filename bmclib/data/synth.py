@@ -52,6 +52,7 @@ class Domain:
     crop_jitter: float              # crop centre jitter, as a share of the crop side
     occluder_prob: float
     noise: float                    # pixel noise sd
+    n_hands: int | None = None      # distinct hands in the population (None: every sample its own)
 
 
 DOMAINS: dict[str, Domain] = {
@@ -77,7 +78,12 @@ def _uniform(n, lo, hi, g, dtype=torch.float64):
 def sample_angles(n: int, mode: str, generator: torch.Generator) -> Tensor:
     """Joint angles ``(n, 5, 3, 2)`` in radians, inside the ranges of motion.
 
-    ``broad``: uniform over each joint's range. ``natural``: a grasp type (open, power,
+    ``broad``: across each joint's whole range, with the couplings of
+    :mod:`bmclib.anatomy` (:func:`_broad_angles`): MCP abduction narrowing with MCP flexion,
+    DIP following PIP within a band, thumb CMC flexion and abduction moving together along the
+    opposition path; so every joint's (flexion, abduction) envelope is a real shape, not a box.
+    ``box``: uniform and independent over each joint's rectangle of ranges (the benchmark-v1
+    source sampler, kept for the box-vs-hull comparison). ``natural``: a grasp type (open, power,
     precision, point) sets a closing latent per finger (ulnar fingers close more, MCP and
     PIP flex together: Santello's first synergy), a spread latent opens the fingers when
     the hand is open (second synergy), DIP ~ 2/3 PIP with 10 degree noise (Rijpkema &
@@ -86,9 +92,11 @@ def sample_angles(n: int, mode: str, generator: torch.Generator) -> Tensor:
     g = generator
     lo, hi = rom_bounds()
     if mode == "broad":
+        return _broad_angles(n, lo, hi, g)
+    if mode == "box":
         return lo + (hi - lo) * torch.rand(n, 5, 3, 2, generator=g, dtype=torch.float64)
     if mode != "natural":
-        raise ValueError(f"pose mode must be 'broad' or 'natural', got {mode!r}")
+        raise ValueError(f"pose mode must be 'broad', 'box' or 'natural', got {mode!r}")
     grasp = torch.multinomial(torch.tensor([0.3, 0.3, 0.25, 0.15]), n, replacement=True, generator=g)
     close_lo = torch.tensor([0.0, 0.55, 0.2, 0.5], dtype=torch.float64)[grasp]
     close_hi = torch.tensor([0.3, 1.0, 0.7, 1.0], dtype=torch.float64)[grasp]
@@ -114,6 +122,31 @@ def sample_angles(n: int, mode: str, generator: torch.Generator) -> Tensor:
     a[:, 0, 2, 0] = (10 + 50 * s) * _DEG + 10 * _DEG * torch.randn(n, generator=g, dtype=torch.float64)
     a[:, 0, 1:, 1] = 3 * _DEG * torch.randn(n, 2, generator=g, dtype=torch.float64)
     return torch.maximum(torch.minimum(a, hi), lo)
+
+
+def _broad_angles(n: int, lo: Tensor, hi: Tensor, g: torch.Generator) -> Tensor:
+    """The ``broad`` pose sampler: uniform along each joint's range, with anatomical couplings."""
+    f64 = torch.float64
+    u = torch.rand(n, 5, 3, 2, generator=g, dtype=f64)
+    a = lo + (hi - lo) * u  # independent draws first; then the couplings replace some of them
+    # finger MCPs: the abduction range shrinks with flexion (collateral ligaments)
+    k = anatomy.MCP_ABDUCTION_FLEXION_COUPLING
+    flex = a[:, 1:, 0, 0]
+    shrink = 1 - k * (flex / (90 * _DEG)).clamp(0, 1)  # (n, 4)
+    a[:, 1:, 0, 1] = shrink * (lo[1:, 0, 1] + (hi[1:, 0, 1] - lo[1:, 0, 1]) * u[:, 1:, 0, 1])
+    # finger DIPs follow their PIPs within a band
+    band = anatomy.BROAD_DIP_PIP_BAND * _DEG
+    dip = anatomy.PIP_DIP_COUPLING["ratio"] * a[:, 1:, 1, 0] + band * (2 * u[:, 1:, 2, 0] - 1)
+    a[:, 1:, 2, 0] = torch.maximum(torch.minimum(dip, hi[1:, 2, 0]), lo[1:, 2, 0])
+    # thumb CMC: flexion up and abduction down together along the opposition path
+    o = torch.rand(n, generator=g, dtype=f64)
+    w = anatomy.THUMB_OPPOSITION_BAND
+    (f0, a0), (f1, a1) = lo[0, 0].tolist(), hi[0, 0].tolist()
+    cmc_f = f0 + (f1 - f0) * (o + w * (2 * u[:, 0, 0, 0] - 1))
+    cmc_a = a1 - (a1 - a0) * (o + w * (2 * u[:, 0, 0, 1] - 1))
+    a[:, 0, 0, 0] = cmc_f.clamp(f0, f1)
+    a[:, 0, 0, 1] = cmc_a.clamp(a0, a1)
+    return a
 
 
 def _rotation(axis: Tensor, angle: Tensor) -> Tensor:
@@ -246,7 +279,7 @@ def sample_keypoints(domain: str | Domain, n: int, size: int = 128, generator: t
         raise ValueError(f"size must be a multiple of 8 and >= 16, got {size}")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     f64 = torch.float64
-    shapes = sample_hand_shapes(n, g, dtype=f64)
+    shapes = sample_hand_shapes(n, g, dtype=f64, n_distinct=dom.n_hands)
     angles = sample_angles(n, dom.poses, g)
     local = compose_parts(shapes.root_bones, shapes.finger_lengths, angles)  # (n, 21, 3) template frame
     rot = sample_orientations(n, dom.orientation, g)
