@@ -151,7 +151,9 @@ def _experiment(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="bmc experiment", description="The synthetic benchmark (see bmclib.experiment).")
     p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--runs", nargs="+", choices=list(RUNS))
+    p.add_argument("--runs", nargs="+", help=f"runs to do (default: all of the benchmark's; v1: {', '.join(RUNS)})")
+    p.add_argument("--benchmark", help="a pre-registered benchmark file, e.g. results/benchmark_v2.yaml "
+                                       "(default: benchmark v1, the runs of bmclib.experiment)")
     p.add_argument("--data", default="data/synth")
     p.add_argument("--runs-dir", default="data/runs")
     p.add_argument("--results", default="results")
@@ -162,8 +164,12 @@ def _experiment(argv: list[str]) -> int:
     p.add_argument("--evaluate-only", action="store_true",
                    help="re-evaluate the runs trained to the end (e.g. after a metric was added); train nothing")
     a = p.parse_args(argv)
-    table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device,
-                           jobs=a.jobs, evaluate_only=a.evaluate_only)
+    try:
+        table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device,
+                               jobs=a.jobs, evaluate_only=a.evaluate_only, benchmark=a.benchmark)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"bmc experiment: {e}", file=sys.stderr)
+        return 2
     print(Path(table).read_text())
     return 0
 

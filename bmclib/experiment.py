@@ -50,17 +50,23 @@ RUNS: dict[str, dict[str, Any]] = {
 DATA_SIZES = {"tiny": (128, 32), "cpu": (12000, 1000), "gpu": (100000, 5000)}
 
 
-def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, progress: bool = True) -> dict[str, Path]:
-    """Both domains for a preset (made once), and the target's 3D cache for the oracle run."""
+def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, progress: bool = True,
+                 benchmark=None) -> dict[str, Path]:
+    """Both domains for a preset (made once), and the target's 3D cache for the oracle run.
+    With a :class:`~bmclib.benchmark.Benchmark`, its data settings (populations) and its own
+    folder ``<name>_<preset>_<size>px_seed<k>``."""
     from .data.freihand import freihand_to_cache
     from .data.synth import generate_dataset
 
-    root = Path(root) / f"{preset}_{image_size}px_seed{seed}"
+    prefix = f"{benchmark.name}_" if benchmark is not None else ""
+    root = Path(root) / f"{prefix}{preset}_{image_size}px_seed{seed}"
     n_train, n_eval = DATA_SIZES[preset]
+    data = benchmark.data if benchmark is not None else {}
     for i, domain in enumerate(("source", "target")):
         if not (root / domain / "cache" / "evaluation" / "meta.json").is_file():
             generate_dataset(str(root / domain), domain, n_train, n_eval, seed=seed * 10 + i, size=image_size,
-                             progress=progress, overwrite=True)
+                             progress=progress, overwrite=True, n_hands=data.get(f"n_hands_{domain}"),
+                             population_seed=int(data.get("population_seed", 0)) + i)
     oracle = root / "target" / "cache" / "training_3d"
     if not (oracle / "meta.json").is_file():
         freihand_to_cache(root / "target", oracle, "training", labels="3d", overwrite=True, progress=progress)
@@ -102,7 +108,7 @@ def _run_one(cfg_dict: dict[str, Any], eval_cache: str, results_runs: str, limit
 def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None = None, data_root: str = "data/synth",
                    runs_root: str = "data/runs", results_root: str = "results", force: bool = False,
                    progress: bool = True, device: str | None = None, overrides: dict[str, Any] | None = None,
-                   on_log=None, jobs: int = 1, evaluate_only: bool = False) -> Path:
+                   on_log=None, jobs: int = 1, evaluate_only: bool = False, benchmark: str | None = None) -> Path:
     """Train and evaluate ``runs`` x ``seeds``; returns the table's path.
 
     ``jobs > 1`` trains that many runs at once in worker processes with ``cores / jobs``
@@ -111,32 +117,47 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
     two-thread run (``bmc bench jobs``, cpu preset). Results do depend slightly on the thread
     count (float summation order), so a run is reproduced exactly only with the same ``jobs``.
     ``evaluate_only`` re-evaluates the runs trained to the end (new metrics, other limits)
-    and trains nothing."""
+    and trains nothing. ``benchmark``: a pre-registered benchmark file
+    (:mod:`bmclib.benchmark`, e.g. ``results/benchmark_v2.yaml``) whose runs, data, limits
+    rule, lambdas and loss balance replace benchmark v1's (:data:`RUNS`)."""
     from .data.cache import PreparedCache
     from .limits import BMCLimits
     from .train import preset as make_preset, resolve_limits
 
-    runs = runs or list(RUNS)
-    unknown = set(runs) - set(RUNS)
+    from .benchmark import load_benchmark
+
+    bench = load_benchmark(benchmark) if benchmark else None
+    registry = bench.runs if bench is not None else RUNS
+    runs = runs or list(registry)
+    unknown = set(runs) - set(registry)
     if unknown:
-        raise ValueError(f"unknown runs {sorted(unknown)}; choose from {list(RUNS)}")
+        raise ValueError(f"unknown runs {sorted(unknown)}; choose from {list(registry)}")
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     if jobs > 1 and (device or "cpu") != "cpu":
         raise ValueError("jobs > 1 runs several trainings on the CPU; use jobs=1 (or torchrun) on a GPU")
     base = make_preset(preset, **(overrides or {}))
-    data = prepare_data(data_root, preset, base.image_size, progress=progress)
+    if bench is not None:  # the benchmark's frozen settings, then the caller's overrides
+        overrides = {**bench.train_overrides(base.batch_size), **(overrides or {})}
+        base = make_preset(preset, **overrides)
+    data = prepare_data(data_root, preset, base.image_size, progress=progress, benchmark=bench)
     # one set of limits for training (BMC runs) and for the plausibility metric of every run
     limits_path = data["root"] / "limits_source.json"
     if not limits_path.is_file():
-        resolve_limits(base, PreparedCache(data["source"])).save(limits_path)
+        if bench is not None:
+            src = PreparedCache(data["source"])
+            xyz = src.annotations["xyz"][src.annotations["has_3d"]].astype("float64")
+            bench.fit_limits(xyz, source=f"fit ({bench.name}: {bench.limits['rule']}): {src.path}").save(limits_path)
+        else:
+            resolve_limits(base, PreparedCache(data["source"])).save(limits_path)
     BMCLimits.load(limits_path)  # fail early on a broken file
     where = (str(data["eval"]), str(Path(results_root) / "runs"), str(limits_path))
     todo = []
     for seed in seeds:
         for run in runs:
-            spec = dict(RUNS[run])
-            name = f"{preset}_{run}_seed{seed}"
+            spec = dict(registry[run])
+            spec.pop("description", None)
+            name = f"{preset}_{bench.name}_{run}_seed{seed}" if bench is not None else f"{preset}_{run}_seed{seed}"
             weak = {None: "", "2d": str(data["target_2d"]), "3d": str(data["target_3d"])}[spec.pop("weak")]
             spec.setdefault("limits", str(limits_path))
             for key in ("bmc_start", "bmc_ramp"):
@@ -187,11 +208,11 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
                     failed.append(futures[fut])
         if failed:
             raise RuntimeError(f"runs failed: {failed} (the others finished; re-run to retry these)")
-    return build_table(preset, results_root)
+    return build_table(preset, results_root, bench.name if bench is not None else None)
 
 
-def build_table(preset: str, results_root: str = "results") -> Path:
+def build_table(preset: str, results_root: str = "results", bench: str | None = None) -> Path:
     """The benchmark table and figure for one preset (see :mod:`bmclib.tables`)."""
     from .tables import synthetic_benchmark_table
 
-    return synthetic_benchmark_table(preset, results_root, made_by="bmc experiment")
+    return synthetic_benchmark_table(preset, results_root, made_by="bmc experiment", bench=bench)

@@ -115,25 +115,14 @@ class HandShape:
 
 
 def sample_hand_shapes(n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
-                       segment_cv: float = anatomy.SEGMENT_NOISE_CV, n_distinct: int | None = None) -> HandShape:
+                       segment_cv: float = anatomy.SEGMENT_NOISE_CV) -> HandShape:
     """Sample ``n`` adult hands: sex 50/50, (HL, HB) correlated normal from ANSUR II,
     segment lengths from Buchholz ratios with ``segment_cv`` noise, palm arch uniform in
     :data:`bmclib.anatomy.RING_LITTLE_ARCH`, palmar offsets of the root joints uniform in
     :data:`bmclib.anatomy.PALM_VOLAR_OFFSET`. Deterministic for a seeded ``generator``.
-
-    ``n_distinct``: draw only that many hands and give each of the ``n`` samples one of them
-    (uniformly at random) — a population of a few people, as RHD has 20 characters; ``None``
-    (default) gives every sample its own hand.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if n_distinct is not None:
-        if n_distinct < 1:
-            raise ValueError(f"n_distinct must be >= 1 or None, got {n_distinct}")
-        base = sample_hand_shapes(n_distinct, generator, dtype, segment_cv)
-        pick = torch.randint(0, n_distinct, (n,), generator=generator)
-        return HandShape(*(getattr(base, f)[pick] for f in ("root_bones", "finger_lengths", "hand_length",
-                                                             "hand_breadth", "female")))
     g = generator
     female = torch.rand(n, generator=g, dtype=dtype) < 0.5
     z = torch.randn(n, 2, generator=g, dtype=dtype)

@@ -64,11 +64,11 @@ class RegimeConfig:
     methods: tuple[str, ...] = METHODS
     seeds: tuple[int, ...] = (0, 1, 2)
     image_size: int = 128
-    n_train: int = 10000  # keypoint sets per domain
-    n_test: int = 1000
+    n_train: int = 5000  # keypoint sets per domain
+    n_test: int = 500
     hidden: int = 256
-    steps: int = 1500  # source-only lifter
-    finetune_steps: int = 500  # + target 2D + BMC (the lifter method)
+    steps: int = 1200  # source-only lifter
+    finetune_steps: int = 300  # + target 2D + BMC (the lifter method)
     batch_size: int = 256
     lr: float = 1e-3
     finetune_lr: float = 3e-4
@@ -133,9 +133,10 @@ def _sets(population: str, seed: int, cfg: RegimeConfig):
     from .lifting import keypoint_set
 
     n_hands = POPULATIONS[population]
-    src = dataclasses.replace(DOMAINS["source"], n_hands=n_hands)
-    tgt = dataclasses.replace(DOMAINS["target"], n_hands=n_hands)
     s = 7919 * (seed + 1) + (0 if n_hands is None else 104729)
+    # two different peoples: the source's and the target's (as RHD's characters and FreiHAND's subjects)
+    src = dataclasses.replace(DOMAINS["source"], n_hands=n_hands, population_seed=s + 11)
+    tgt = dataclasses.replace(DOMAINS["target"], n_hands=n_hands, population_seed=s + 12)
     # the target's train and test share the population's hands (one people, two splits)
     return {"source": keypoint_set(src, cfg.n_train, cfg.image_size, 0.0, s + 1),
             "target": keypoint_set(tgt, cfg.n_train + cfg.n_test, cfg.image_size, 0.0, s + 2)}

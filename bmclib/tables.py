@@ -34,7 +34,7 @@ BENCHMARK_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm
                      ("bmc_pred", "BMC of prediction"), ("bmc_true_depth", "BMC of true depth on predicted 2D")]
 LIFTING_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"),
                    ("auc_3d", "AUC 0-50 mm")]
-_NAME = re.compile(r"^(?P<prefix>lifting_)?(?P<preset>tiny|cpu|gpu)_(?P<run>.+)_seed(?P<seed>\d+)$")
+_NAME = re.compile(r"^(?P<prefix>lifting_)?(?P<preset>tiny|cpu|gpu)_(?:(?P<bench>v\d+)_)?(?P<run>.+)_seed(?P<seed>\d+)$")
 
 
 def collect(results_root: str | os.PathLike = "results") -> pd.DataFrame:
@@ -51,6 +51,7 @@ def collect(results_root: str | os.PathLike = "results") -> pd.DataFrame:
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(f"{f}: not a metrics file ({e})") from e
         rows.append({"kind": "lifting" if m["prefix"] else "benchmark", "preset": m["preset"], "run": m["run"],
+                     "bench": m["bench"] or "v1",
                      "seed": int(m["seed"]), "commit": prov.get("git_commit", "?"), "file": str(f),
                      **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
     return pd.DataFrame(rows)
@@ -98,13 +99,18 @@ def _source_note(df: pd.DataFrame, pattern: str, made_by: str) -> str:
 
 
 def synthetic_benchmark_table(preset: str, results_root: str | os.PathLike = "results", df: pd.DataFrame | None = None,
-                              made_by: str = "bmc tables") -> Path:
-    """``tables/synthetic_benchmark[_<preset>].{csv,md}`` (no suffix for ``cpu``) and the figure
-    ``figures/synthetic_benchmark_depth[_<preset>].png``."""
+                              made_by: str = "bmc tables", bench: str | None = None) -> Path:
+    """``tables/synthetic_benchmark[_<bench>][_<preset>].{csv,md}`` (no suffix for ``cpu`` and
+    benchmark v1) and the figure ``figures/synthetic_benchmark_depth[...].png``."""
     from .experiment import RUNS
 
     df = collect(results_root) if df is None else df
-    sub = df[(df["kind"] == "benchmark") & (df["preset"] == preset)] if len(df) else df
+    bench = bench or "v1"
+    sub = df[(df["kind"] == "benchmark") & (df["preset"] == preset) & (df["bench"] == bench)] if len(df) else df
+    if bench != "v1" and len(sub):
+        from .benchmark import DEFAULT_BENCHMARK, load_benchmark
+
+        RUNS = load_benchmark(DEFAULT_BENCHMARK).runs if DEFAULT_BENCHMARK.is_file() else {r: {} for r in sub["run"]}
     if sub.empty:
         raise ValueError(f"no benchmark metrics for preset {preset!r} under {Path(results_root) / 'runs'}")
     summary = summarise(sub, list(RUNS), [k for k, _ in BENCHMARK_METRICS])
@@ -118,7 +124,7 @@ def synthetic_benchmark_table(preset: str, results_root: str | os.PathLike = "re
                  f"**{flat.mean():.2f} mm** on this set. " if len(flat) else "")
     md += (f"\n\nPreset `{preset}`; mean ± std over seeds; evaluated on target-test (full 3D). {flat_note}"
            + _source_note(sub, f"results/runs/{preset}_*/metrics.json", made_by))
-    suffix = "" if preset == "cpu" else f"_{preset}"
+    suffix = ("" if bench == "v1" else f"_{bench}") + ("" if preset == "cpu" else f"_{preset}")
     root = Path(results_root)
     out = write_table(summary.drop(columns=["depth_reduction"]), root / "tables" / f"synthetic_benchmark{suffix}", md)
     _depth_figure(sub, summary, preset, root / "figures" / f"synthetic_benchmark_depth{suffix}.png")

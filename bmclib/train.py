@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .camera import from_2p5d
+from .camera import from_2p5d, root_depth
 from .data.cache import PreparedCache
 from .data.loader import AugmentConfig, MixedSampler, augment
 from .limits import BMCLimits
@@ -35,7 +35,7 @@ from .losses import BMCLoss
 from .model import HandPoseNet, ModelConfig
 
 __all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "compute_losses", "same_config",
-           "bmc_weight"]
+           "saved_config", "bmc_weight", "bmc_pose", "batch_layout", "validate_config", "LEGACY_DEFAULTS"]
 
 
 @dataclass
@@ -52,10 +52,14 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup: int = 50
     optimizer: str = "adamw"  # "adamw", "adam" or "sgd"
-    ratio_3d: float = 0.5  # share of each batch from the 3D-labelled set (1.0: 3D only)
+    ratio_3d: float = 0.5  # share of each batch from the 3D-labelled set (1.0: 3D only), when batch_weak is None
+    # None: batch_size samples split by ratio_3d; an int: batch_size 3D-labelled samples plus this
+    # many from the weak set (every run then sees the same 3D supervision as a 3D-only run)
+    batch_weak: int | None = None
     source: str = ""  # prepared cache with 3D labels
     weak: str = ""  # prepared cache used with 2D labels only ("" = none)
     w_2d: float = 1.0
+    loss_2d: str = "px"  # units of the 2D L1: "px" (pixels of the crop) or "image" (image widths, benchmark v1)
     w_z: float = 1.0
     w_root: float = 0.1
     use_bmc: bool = False
@@ -64,6 +68,11 @@ class TrainConfig:
     lambda_a: float = 1.0
     bmc_terms: str = "all"  # "bl", "bl+rb" or "all" (ablations)
     bmc_grad: str = "all"  # "all": BMC trains uv, z_rel and root (the paper); "depth": z_rel only
+    # the root of the pose BMC judges: "closed_form" (differentiable closed-form root from uv and
+    # z_rel, guarded: the reference bone is held at length 1) or "model" (the network's detached
+    # root + residual, benchmark v1: with bmc_grad "depth" it let the depths inflate without bound)
+    bmc_root: str = "closed_form"
+    root_margin: float = 0.05  # the guard: BMC only where |z_9 - z_10| < 1 - root_margin (else a hinge)
     bmc_start: int = 0  # step at which BMC switches on (a warm-up for the keypoints) ...
     bmc_ramp: int = 0  # ... then its weight rises linearly from 0 to 1 over this many steps
     limits: str = "source"  # "source" (fit on the 3D set), "default" (literature) or a JSON path
@@ -117,13 +126,23 @@ def _from_dict(cls, data: dict[str, Any], where: str):
     return cls(**kw)
 
 
+#: Fields whose default changed after checkpoints were first written: a saved config without
+#: them was trained with these values (benchmark v1), not with today's defaults.
+LEGACY_DEFAULTS: dict[str, Any] = {"loss_2d": "image", "bmc_root": "model"}
+
+
+def saved_config(saved: dict[str, Any], where: str) -> TrainConfig:
+    """The :class:`TrainConfig` of a config saved with a checkpoint or a metrics file."""
+    return _from_dict(TrainConfig, {**LEGACY_DEFAULTS, **dict(saved)}, where)
+
+
 def same_config(saved: dict[str, Any], cfg: TrainConfig) -> bool:
     """Whether a config saved with a checkpoint equals ``cfg``. Fields added to
     :class:`TrainConfig` after the checkpoint was written take their defaults (which keep
     the old behaviour), so older checkpoints still resume and still count as finished; paths
     are compared after making them absolute (relative ones against the working directory)."""
     try:
-        a = _from_dict(TrainConfig, dict(saved), "checkpoint").to_dict()
+        a = saved_config(saved, "checkpoint").to_dict()
     except (TypeError, ValueError):
         return False
     b = cfg.to_dict()
@@ -163,13 +182,36 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
 def _bmc_loss(cfg: TrainConfig, limits: BMCLimits) -> BMCLoss:
     lam_rb = cfg.lambda_rb if cfg.bmc_terms in ("bl+rb", "all") else 0.0
     lam_a = cfg.lambda_a if cfg.bmc_terms == "all" else 0.0
-    if cfg.bmc_terms not in ("bl", "bl+rb", "all"):
-        raise ValueError(f"bmc_terms must be 'bl', 'bl+rb' or 'all', got {cfg.bmc_terms!r}")
-    if cfg.bmc_grad not in ("all", "depth"):
-        raise ValueError(f"bmc_grad must be 'all' or 'depth', got {cfg.bmc_grad!r}")
+    validate_config(cfg)
+    return BMCLoss(limits, cfg.lambda_bl, lam_rb, lam_a, reduction="none", check=False)
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Raise ``ValueError`` naming the field for a config value the loop cannot use."""
+    choices = {"bmc_terms": ("bl", "bl+rb", "all"), "bmc_grad": ("all", "depth"), "loss_2d": ("px", "image"),
+               "bmc_root": ("closed_form", "model")}
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
     if cfg.bmc_start < 0 or cfg.bmc_ramp < 0:
         raise ValueError(f"bmc_start and bmc_ramp must be >= 0, got {cfg.bmc_start} and {cfg.bmc_ramp}")
-    return BMCLoss(limits, cfg.lambda_bl, lam_rb, lam_a, check=False)
+    if cfg.batch_weak is not None and (not isinstance(cfg.batch_weak, int) or cfg.batch_weak < 0):
+        raise ValueError(f"config.batch_weak must be None or an int >= 0, got {cfg.batch_weak!r}")
+    if not 0.0 <= cfg.root_margin < 1.0:
+        raise ValueError(f"config.root_margin must be in [0, 1), got {cfg.root_margin!r}")
+
+
+def batch_layout(cfg: TrainConfig, has_weak: bool) -> tuple[int, float]:
+    """``(samples per step, share from the 3D-labelled set)``. With ``batch_weak`` set, every
+    step holds ``batch_size`` 3D-labelled samples plus ``batch_weak`` weak ones, so a run with
+    weak data sees exactly the 3D supervision of the 3D-only run (benchmark v1 split one
+    batch, halving it)."""
+    if not has_weak:
+        return cfg.batch_size, 1.0
+    if cfg.batch_weak is None:
+        return cfg.batch_size, cfg.ratio_3d
+    batch = cfg.batch_size + cfg.batch_weak
+    return batch, cfg.batch_size / batch
 
 
 def bmc_weight(cfg: TrainConfig, step: int) -> float:
@@ -181,13 +223,40 @@ def bmc_weight(cfg: TrainConfig, step: int) -> float:
     return min(1.0, (step - cfg.bmc_start + 1) / cfg.bmc_ramp)
 
 
-def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale: float = 1.0) -> dict[str, Tensor]:
+def bmc_pose(out, K: Tensor, cfg: TrainConfig) -> Tensor:
+    """The normalised pose ``(B, 21, 3)`` the BMC judges. ``bmc_root="closed_form"``: the root
+    depth in closed form from the (possibly detached) uv and z_rel, *in* the graph, so the
+    reference bone has length 1 and BMC cannot scale the depths away; ``"model"``: the
+    network's own (detached closed form + residual) root."""
+    uv = out.uv.detach() if cfg.bmc_grad == "depth" else out.uv
+    uv, z = uv.float(), out.z_rel.float()
+    if cfg.bmc_root == "closed_form":
+        return from_2p5d(uv, z, root_depth(uv, z, K), K)
+    root = out.root.detach() if cfg.bmc_grad == "depth" else out.root
+    return from_2p5d(uv, z, root.float(), K) if cfg.bmc_grad == "depth" else out.joints_norm.float()
+
+
+def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale: float = 1.0,
+                   pulls: bool = False) -> dict[str, Tensor]:
     """Loss terms of one batch; each is a sum over the samples it applies to divided by the
     batch size, so that distributed ranks average to the single-process loss. ``bmc_scale``
-    multiplies the BMC total (the warm-up, :func:`bmc_weight`); the logged terms are unscaled."""
+    multiplies the BMC total (the warm-up, :func:`bmc_weight`); the logged terms are unscaled.
+
+    The 2D term is the mean absolute error per coordinate in pixels (``loss_2d="px"``) or in
+    image widths (``"image"``, benchmark v1, where BMC's pull on uv was ~100x the 2D loss's).
+    With ``bmc_root="closed_form"`` the BMC applies to poses whose closed-form root exists
+    (``|z_9 - z_10| < 1 - root_margin``), plus a hinge pushing the others back
+    (:func:`bmclib.lifting.guarded_bmc`).
+
+    ``pulls``: also return ``pull_2d`` / ``pull_bmc``, the mean absolute gradient of the
+    weighted 2D and BMC terms on the predicted uv, and ``bmc_pull_ratio`` (their ratio) and
+    ``bmc_pull_ratio_p90`` (the 90th percentile of the per-sample ratio), for the log."""
+    from .lifting import guarded_bmc
+
     B, S = batch.uv.shape[0], batch.images.shape[-1]
     terms: dict[str, Tensor] = {}
-    terms["2d"] = (out.uv - batch.uv).abs().mean((1, 2)).sum() / B / S  # in image widths
+    per_2d = (out.uv - batch.uv).abs().mean((1, 2))  # (B,) px
+    terms["2d"] = per_2d.sum() / B / (S if cfg.loss_2d == "image" else 1)
     has3d = batch.has_3d
     if has3d.any():
         xyz, s = batch.xyz[has3d], batch.scale[has3d]
@@ -199,18 +268,25 @@ def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale:
         zero = out.uv.sum() * 0
         terms["z"], terms["root"] = zero, zero
     total = cfg.w_2d * terms["2d"] + cfg.w_z * terms["z"] + cfg.w_root * terms["root"]
+    bmc_total = None
     if bmc is not None:
-        if cfg.bmc_grad == "depth":  # the pose the BMC sees moves only through z_rel
-            joints = from_2p5d(out.uv.detach().float(), out.z_rel.float(), out.root.detach().float(), batch.K)
-        elif cfg.bmc_grad == "all":
-            joints = out.joints_norm.float()
+        r = bmc(bmc_pose(out, batch.K, cfg))
+        if cfg.bmc_root == "closed_form":
+            bmc_total = guarded_bmc(r.total, out.z_rel.float(), cfg.root_margin)
         else:
-            raise ValueError(f"bmc_grad must be 'all' or 'depth', got {cfg.bmc_grad!r}")
-        r = bmc(joints)
-        terms["bmc"] = r.total
-        terms["bmc_bl"], terms["bmc_rb"], terms["bmc_a"] = r.bone_length, r.root_bone, r.angle
+            bmc_total = r.total.mean()
+        terms["bmc"] = bmc_total
+        terms["bmc_bl"], terms["bmc_rb"], terms["bmc_a"] = r.bone_length.mean(), r.root_bone.mean(), r.angle.mean()
         if bmc_scale > 0:
-            total = total + bmc_scale * r.total
+            total = total + bmc_scale * bmc_total
+    if pulls and bmc_total is not None and out.uv.requires_grad:
+        g2d, = torch.autograd.grad(cfg.w_2d * terms["2d"], out.uv, retain_graph=True)
+        gb, = torch.autograd.grad(max(bmc_scale, 1e-12) * bmc_total, out.uv, retain_graph=True, allow_unused=True)
+        gb = torch.zeros_like(g2d) if gb is None else gb
+        a2, ab = g2d.abs().mean((1, 2)), gb.abs().mean((1, 2))  # (B,)
+        terms["pull_2d"], terms["pull_bmc"] = a2.mean().detach(), ab.mean().detach()
+        terms["bmc_pull_ratio"] = (ab.mean() / a2.mean().clamp_min(1e-30)).detach()
+        terms["bmc_pull_ratio_p90"] = torch.quantile(ab / a2.clamp_min(1e-30), 0.9).detach()
     terms["total"] = total
     return terms
 
@@ -278,8 +354,9 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     for c in (source, weak):
         if c is not None and c.size != cfg.image_size:
             raise ValueError(f"{c.path}: images are {c.size} px, config.image_size is {cfg.image_size}")
-    ratio = 1.0 if weak is None else cfg.ratio_3d
-    sampler = MixedSampler((len(source), len(weak) if weak is not None else None), cfg.batch_size, ratio, cfg.seed,
+    validate_config(cfg)
+    per_step, ratio = batch_layout(cfg, weak is not None)
+    sampler = MixedSampler((len(source), len(weak) if weak is not None else None), per_step, ratio, cfg.seed,
                            rank, world)
     model = HandPoseNet(cfg.model).to(dev)
     if dev.type == "cuda" and cfg.channels_last:
@@ -335,7 +412,8 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
             cfg.channels_last else batch.images
         with autocast:
             out = net(images, batch.K)
-        terms = compute_losses(out, batch, cfg, bmc, bmc_weight(cfg, step) if bmc is not None else 0.0)
+        log_now = rank == 0 and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps)
+        terms = compute_losses(out, batch, cfg, bmc, bmc_weight(cfg, step) if bmc is not None else 0.0, pulls=log_now)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
@@ -344,7 +422,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
         if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
             now = time.perf_counter()
             row = {"step": done, "lr": sched.get_last_lr()[0], **{k: float(v.detach()) for k, v in terms.items()},
-                   "images_per_s": cfg.log_every * cfg.batch_size * world / max(now - t_last, 1e-9)}
+                   "images_per_s": cfg.log_every * per_step * world / max(now - t_last, 1e-9)}
             t_last = now
             with open(log_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -386,7 +464,7 @@ def _write_csv(jsonl: Path, out: Path) -> None:
 def load_trained(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[HandPoseNet, TrainConfig]:
     """The model and config of a finished (or checkpointed) run."""
     ck = torch.load(Path(run_dir) / "checkpoint.pt", map_location=device, weights_only=False)
-    cfg = _from_dict(TrainConfig, ck["config"], str(run_dir))
+    cfg = saved_config(ck["config"], str(run_dir))
     model = HandPoseNet(cfg.model)
     model.load_state_dict(ck["model"])
     return model.to(device).eval(), cfg

@@ -14,7 +14,8 @@ from bmclib.data.synth import generate_dataset
 from bmclib.evaluate import evaluate_arrays, evaluate_run, pck_auc, procrustes_align
 from bmclib.limits import BMCLimits
 from bmclib.model import HandPoseNet
-from bmclib.train import _bmc_loss, bmc_weight, compute_losses, load_config, load_trained, preset, same_config, train
+from bmclib.train import (_bmc_loss, batch_layout, bmc_pose, bmc_weight, compute_losses, load_config, load_trained,
+                          preset, same_config, train)
 
 
 @pytest.fixture(scope="module")
@@ -150,14 +151,20 @@ def test_bmc_warmup_schedule_and_log(data, tmp_path):
 def test_checkpoints_from_before_a_new_config_field_still_match(data, tmp_path):
     cfg = _cfg(data, tmp_path)
     old = cfg.to_dict()
-    for key in ("bmc_grad", "bmc_start", "bmc_ramp"):  # fields added after the first runs
+    for key in ("bmc_grad", "bmc_start", "bmc_ramp", "batch_weak", "root_margin"):  # fields added after the first runs
         del old[key]
     assert same_config(old, cfg)
-    assert not same_config(old, _cfg(data, tmp_path, bmc_grad="depth"))
+    # fields whose default changed: a config saved without them was trained the old way
+    del old["loss_2d"], old["bmc_root"]
+    assert not same_config(old, cfg)
+    assert same_config(old, _cfg(data, tmp_path, loss_2d="image", bmc_root="model"))
+    legacy = dict(loss_2d="image", bmc_root="model")
+    cfg = _cfg(data, tmp_path, **legacy)
+    assert not same_config(old, _cfg(data, tmp_path, bmc_grad="depth", **legacy))
     assert not same_config({**old, "no_such_field": 1}, cfg)
     # the same files spelled relative to the working directory or absolute
-    rel = _cfg(data, tmp_path, source=os.path.relpath(cfg.source), out=os.path.relpath(cfg.out))
-    assert same_config(old, rel) and not same_config(old, _cfg(data, tmp_path, source=cfg.weak))
+    rel = _cfg(data, tmp_path, source=os.path.relpath(cfg.source), out=os.path.relpath(cfg.out), **legacy)
+    assert same_config(old, rel) and not same_config(old, _cfg(data, tmp_path, source=cfg.weak, **legacy))
 
 
 def _free_port():
@@ -265,3 +272,83 @@ def test_depth_collapse_metrics():
     halved = gt.copy()
     halved[..., 2] = gt[:, :1, 2] + 0.5 * (gt[..., 2] - gt[:, :1, 2])
     assert evaluate_arrays(halved, gt)["depth_spread"] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- benchmark v2: balance, root, confound
+def test_2d_loss_units_and_the_logged_pull_ratio(data, tmp_path):
+    cache = PreparedCache(data / "target" / "cache" / "training")
+    batch = load_batch(cache, np.arange(6))
+    torch.manual_seed(0)
+    net = HandPoseNet(_cfg(data, tmp_path).model).eval()
+    terms = {}
+    for units in ("px", "image"):
+        cfg = _cfg(data, tmp_path, loss_2d=units)
+        out = net(batch.images, batch.K)
+        terms[units] = compute_losses(out, batch, cfg, _bmc_loss(cfg, BMCLimits.default()), pulls=True)
+    S = batch.images.shape[-1]
+    assert float(terms["px"]["2d"]) == pytest.approx(S * float(terms["image"]["2d"]), rel=1e-5)
+    # the same BMC pull against a 2D pull S times stronger in pixels
+    assert float(terms["image"]["bmc_pull_ratio"]) == pytest.approx(S * float(terms["px"]["bmc_pull_ratio"]), rel=1e-4)
+    assert float(terms["px"]["bmc_pull_ratio_p90"]) > 0
+    with pytest.raises(ValueError, match="loss_2d"):
+        _bmc_loss(_cfg(data, tmp_path, loss_2d="mm"), BMCLimits.default())
+
+
+def test_training_logs_the_pull_ratio(data, tmp_path):
+    run = train(_cfg(data, tmp_path, "pulls"), progress=False)
+    rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert all(r["bmc_pull_ratio"] > 0 and r["pull_2d"] > 0 for r in rows)
+
+
+def test_bmc_with_the_closed_form_root_cannot_inflate_the_depths(data, tmp_path):
+    """Benchmark v1's run 6 (BMC on depth only, root detached) reached 2.4 m: minimising BMC
+    over the depths alone inflated them. With the closed-form root in the graph the reference
+    bone stays at length 1 and the depths stay at hand scale."""
+    from types import SimpleNamespace
+
+    from bmclib.camera import to_2p5d
+    from bmclib.lifting import guarded_bmc
+
+    cache = PreparedCache(data / "source" / "cache" / "training")
+    b = load_batch(cache, np.arange(16))
+    uv, z0, root, _ = to_2p5d(b.xyz.double(), b.K.double())
+    g = torch.Generator().manual_seed(0)
+    uv = uv + 3.0 * torch.randn(uv.shape, generator=g, dtype=uv.dtype)  # a network's 2D error
+    limits = BMCLimits.default()
+    spread = {}
+    for mode in ("closed_form", "model"):
+        cfg = _cfg(data, tmp_path, bmc_grad="depth", bmc_root=mode)
+        loss = _bmc_loss(cfg, limits)
+        z = z0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=0.05)
+        for _ in range(300):
+            out = SimpleNamespace(uv=uv, z_rel=z, root=root, joints_norm=None)
+            per = loss(bmc_pose(out, b.K.double(), cfg)).total
+            total = guarded_bmc(per, z, cfg.root_margin) if mode == "closed_form" else per.mean()
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+        spread[mode] = float(z.detach().abs().max())
+        if mode == "closed_form":
+            pose = bmc_pose(SimpleNamespace(uv=uv, z_rel=z.detach(), root=root, joints_norm=None), b.K.double(), cfg)
+            ref = (pose[:, 10] - pose[:, 9]).norm(dim=-1)
+            valid = (z.detach()[:, 9] - z.detach()[:, 10]).abs() < 1 - cfg.root_margin
+            assert valid.float().mean() > 0.8
+            assert torch.allclose(ref[valid], torch.ones_like(ref[valid]), atol=1e-6)
+    assert spread["closed_form"] < 8.0  # a hand is about 8 reference bones long
+    assert spread["model"] > 2 * spread["closed_form"]  # the v1 pose let the depths run away
+
+
+def test_weak_runs_see_the_3d_of_a_3d_only_run(data, tmp_path):
+    only3d = _cfg(data, tmp_path, weak="")
+    assert batch_layout(only3d, False) == (8, 1.0)
+    v1 = _cfg(data, tmp_path)
+    assert batch_layout(v1, True) == (8, 0.5)  # benchmark v1: half of the 3D supervision
+    v2 = _cfg(data, tmp_path, batch_weak=8)
+    batch, ratio = batch_layout(v2, True)
+    which, _ = MixedSampler((48, 48), batch, ratio, 0).indices(0)
+    assert (which == 0).sum() == only3d.batch_size and (which == 1).sum() == 8
+    run = train(_cfg(data, tmp_path, "equal3d", batch_weak=8, steps=2), progress=False)
+    assert json.loads((run / "train_log.jsonl").read_text().splitlines()[-1])["images_per_s"] > 0
+    with pytest.raises(ValueError, match="batch_weak"):
+        train(_cfg(data, tmp_path, "bad", batch_weak=-1), progress=False)

@@ -52,7 +52,8 @@ class Domain:
     crop_jitter: float              # crop centre jitter, as a share of the crop side
     occluder_prob: float
     noise: float                    # pixel noise sd
-    n_hands: int | None = None      # distinct hands in the population (None: every sample its own)
+    n_hands: int | None = None      # distinct hands in the population (None: every sample its own) ...
+    population_seed: int = 0        # ... drawn once from this seed, the same for every batch
 
 
 DOMAINS: dict[str, Domain] = {
@@ -279,7 +280,13 @@ def sample_keypoints(domain: str | Domain, n: int, size: int = 128, generator: t
         raise ValueError(f"size must be a multiple of 8 and >= 16, got {size}")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     f64 = torch.float64
-    shapes = sample_hand_shapes(n, g, dtype=f64, n_distinct=dom.n_hands)
+    if dom.n_hands is None:
+        shapes = sample_hand_shapes(n, g, dtype=f64)
+    else:  # a fixed population: the same n_hands people in every batch, each sample one of them
+        people = sample_hand_shapes(dom.n_hands, torch.Generator().manual_seed(dom.population_seed), dtype=f64)
+        pick = torch.randint(0, dom.n_hands, (n,), generator=g)
+        shapes = type(people)(*(getattr(people, f)[pick] for f in ("root_bones", "finger_lengths", "hand_length",
+                                                                    "hand_breadth", "female")))
     angles = sample_angles(n, dom.poses, g)
     local = compose_parts(shapes.root_bones, shapes.finger_lengths, angles)  # (n, 21, 3) template frame
     rot = sample_orientations(n, dom.orientation, g)
@@ -375,14 +382,16 @@ def _chunk_generator(seed: int, split: str, chunk: int) -> torch.Generator:
 
 def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed: int = 0, size: int = 128,
                      device: str | None = None, make_cache: bool = True, progress: bool = True,
-                     overwrite: bool = False) -> dict:
+                     overwrite: bool = False, n_hands: int | None = None, population_seed: int = 0) -> dict:
     """Render one domain to ``out`` in the FreiHAND v2 layout, then convert it to prepared
     caches ``out/cache/training`` and ``out/cache/evaluation``.
 
     The target domain's training cache is 2D-only (its weakly supervised role); its
     evaluation cache and all of the source domain are 3D-labelled. Same seed, same bytes.
-    Returns a summary (counts, seconds, images/s).
+    ``n_hands``: a population of that many people (drawn from ``population_seed``) instead of
+    a new hand per sample. Returns a summary (counts, seconds, images/s).
     """
+    import dataclasses
     import time
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
@@ -402,7 +411,9 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
     if (root / "training_xyz.json").exists() and not overwrite:
         raise FileExistsError(f"{root} already holds a data set (pass overwrite=True / --force to replace it)")
     t0 = time.perf_counter()
-    summary: dict = {"domain": domain, "seed": seed, "size": size, "splits": {}}
+    summary: dict = {"domain": domain, "seed": seed, "size": size, "n_hands": n_hands,
+                     "population_seed": population_seed, "splits": {}}
+    dom = dataclasses.replace(DOMAINS[domain], n_hands=n_hands, population_seed=population_seed)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for split, num in (("training", num_train), ("evaluation", num_eval)):
             if num == 0:
@@ -414,7 +425,7 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
             bar = tqdm(total=num, desc=f"{domain} {split}", unit="img", disable=not progress)
             for chunk, start in enumerate(range(0, num, _CHUNK)):
                 b = min(_CHUNK, num - start)
-                batch = generate_batch(domain, b, size, _chunk_generator(seed, split, chunk), device)
+                batch = generate_batch(dom, b, size, _chunk_generator(seed, split, chunk), device)
                 imgs, masks = batch.images.numpy(), batch.masks.numpy()
                 for i in range(b):
                     idx = start + i
@@ -435,7 +446,7 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
             bar.close()
             write_split(root, split, np.concatenate(xyz), np.concatenate(K), np.concatenate(scale),
                         np.concatenate(vis), info={"generator": "bmclib.data.synth", "domain": domain,
-                                                   "seed": seed, "size": size})
+                                                   "seed": seed, "size": size, "n_hands": n_hands})
             summary["splits"][split] = num
     render_s = time.perf_counter() - t0
     if make_cache:
@@ -445,7 +456,8 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
     total_s = time.perf_counter() - t0
     n = sum(summary["splits"].values())
     summary.update({"render_and_write_s": render_s, "total_s": total_s, "images_per_s": n / total_s})
-    write_json_atomic(root / "provenance.json", provenance(config={k: summary[k] for k in ("domain", "seed", "size")},
+    write_json_atomic(root / "provenance.json", provenance(config={k: summary[k] for k in ("domain", "seed", "size",
+                                                                                       "n_hands", "population_seed")},
                                                            splits=summary["splits"], device=str(device or "cpu")))
     return summary
 

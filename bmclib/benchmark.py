@@ -1,0 +1,113 @@
+"""Pre-registered benchmark definitions: one committed YAML file the experiment reads.
+
+A benchmark file (``results/benchmark_v2.yaml``) freezes what an image experiment may not
+tune after seeing target-test: the synthetic data's settings, the limits rule, the lambdas
+and the 2D/BMC loss balance, the runs, and the stated test with its pass rule. It records
+the numbers it was chosen from (the regime map, the source-validation balance study) and is
+committed before any image run of that benchmark is evaluated on target-test.
+
+``bmc experiment --benchmark results/benchmark_v2.yaml`` trains and evaluates its runs with
+these settings (runs named ``<preset>_<name>_<run>_seed<k>``, data under
+``data/synth/<name>_<preset>_<size>px_seed0``).
+
+Example:
+    >>> b = load_benchmark(DEFAULT_BENCHMARK)
+    >>> b.name, b.limits["rule"]
+    ('v2', 'source_quantile')
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Benchmark", "load_benchmark", "DEFAULT_BENCHMARK", "BENCHMARK_FORMAT", "TRAIN_KEYS"]
+
+BENCHMARK_FORMAT = "bmclib.benchmark"
+DEFAULT_BENCHMARK = Path(__file__).resolve().parents[1] / "results" / "benchmark_v2.yaml"
+#: training fields a benchmark may set (everything else comes from the preset)
+TRAIN_KEYS = ("loss_2d", "w_2d", "w_z", "w_root", "lambda_bl", "lambda_rb", "lambda_a", "bmc_root", "bmc_grad",
+              "root_margin", "batch_weak")
+_LIMIT_RULES = ("source_minmax", "source_quantile", "source_box", "literature")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A parsed benchmark file (see the module docstring)."""
+
+    name: str
+    path: str
+    data: dict[str, Any]
+    limits: dict[str, Any]
+    training: dict[str, Any]
+    runs: dict[str, dict[str, Any]]
+    test: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def train_overrides(self, batch_size: int) -> dict[str, Any]:
+        """Config overrides for every run; ``batch_weak: equal`` becomes ``batch_size``."""
+        out = dict(self.training)
+        if out.get("batch_weak") == "equal":
+            out["batch_weak"] = batch_size
+        return out
+
+    def fit_limits(self, xyz, source: str):
+        """The benchmark's limits, fitted by its rule on 3D-labelled poses ``xyz (N, 21, 3)``."""
+        from .limits import BMCLimits
+
+        rule = self.limits["rule"]
+        if rule == "literature":
+            return BMCLimits.default()
+        if rule == "source_minmax":
+            return BMCLimits.fit(xyz, self.limits.get("hull_coverage", 0.999), source=source)
+        return BMCLimits.fit(xyz, self.limits["hull_coverage"], interval_coverage=self.limits["interval_coverage"],
+                             shape="box" if rule == "source_box" else "hull", source=source)
+
+
+def _need(d: Any, key: str, where: str, kind=dict):
+    if not isinstance(d, dict) or key not in d:
+        raise ValueError(f"{where}: missing field {key!r}")
+    if kind is not None and not isinstance(d[key], kind):
+        raise ValueError(f"{where}: field {key!r} must be a {kind.__name__}, got {type(d[key]).__name__}")
+    return d[key]
+
+
+def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
+    """Read and check a benchmark file; every error names the file and the field."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    where = str(path)
+    if not isinstance(raw, dict) or raw.get("format") != BENCHMARK_FORMAT:
+        raise ValueError(f"{where}: not a bmclib benchmark file (expected \"format: {BENCHMARK_FORMAT}\")")
+    name = _need(raw, "name", where, str)
+    data = _need(raw, "data", where)
+    limits = _need(raw, "limits", where)
+    training = _need(raw, "training", where)
+    runs = _need(raw, "runs", where)
+    test = _need(raw, "test", where)
+    if limits.get("rule") not in _LIMIT_RULES:
+        raise ValueError(f"{where}: limits.rule must be one of {_LIMIT_RULES}, got {limits.get('rule')!r}")
+    if limits["rule"] in ("source_quantile", "source_box"):
+        for k in ("interval_coverage", "hull_coverage"):
+            v = _need(limits, k, f"{where}: limits", None)
+            if not isinstance(v, (int, float)) or not 0 < v <= 1:
+                raise ValueError(f"{where}: limits.{k} must be in (0, 1], got {v!r}")
+    unknown = set(training) - set(TRAIN_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: training: unknown keys {sorted(unknown)} (allowed: {list(TRAIN_KEYS)})")
+    for run, spec in runs.items():
+        if not isinstance(spec, dict) or spec.get("weak", None) not in (None, "2d", "3d"):
+            raise ValueError(f"{where}: runs.{run}: expected a mapping with weak: null | 2d | 3d")
+    for k in ("n_hands_source", "n_hands_target"):
+        v = data.get(k)
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise ValueError(f"{where}: data.{k} must be null or an int >= 1, got {v!r}")
+    return Benchmark(name, where, data, limits, training, runs, test, raw)
