@@ -139,7 +139,11 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
     base = make_preset(preset, **(overrides or {}))
     if bench is not None:  # the benchmark's frozen settings, then the caller's overrides
         overrides = {**bench.train_overrides(base.batch_size), **(overrides or {})}
-        base = make_preset(preset, **overrides)
+    else:  # benchmark v1 as it was run: 2D loss in image widths, BMC on the network's own root
+        from .train import LEGACY_DEFAULTS
+
+        overrides = {**LEGACY_DEFAULTS, **(overrides or {})}
+    base = make_preset(preset, **overrides)
     data = prepare_data(data_root, preset, base.image_size, progress=progress, benchmark=bench)
     # one set of limits for training (BMC runs) and for the plausibility metric of every run
     limits_path = data["root"] / "limits_source.json"

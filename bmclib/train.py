@@ -407,7 +407,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     for step in range(start, end):
         batch = sampler.load(step, (source, weak))
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        batch = augment(batch, cfg.augment, g, rank * cfg.batch_size, world * cfg.batch_size).to(dev)
+        batch = augment(batch, cfg.augment, g, rank * per_step, world * per_step).to(dev)
         images = batch.images.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" and \
             cfg.channels_last else batch.images
         with autocast:

@@ -102,3 +102,23 @@ def test_an_interrupted_run_resumes_inside_the_experiment(roots, capsys):
     assert again["step"] == 6
     for k, v in full["model"].items():
         assert torch.equal(v, again["model"][k]), k  # exactly the uninterrupted run
+
+
+def test_benchmark_v2_file_drives_the_experiment(tmp_path):
+    from bmclib.benchmark import DEFAULT_BENCHMARK, load_benchmark
+
+    roots = dict(data_root=str(tmp_path / "synth"), runs_root=str(tmp_path / "runs"), results_root=str(tmp_path / "res"))
+    table = run_experiment("tiny", [0], ["1_source3d", "3_bmc_all"], progress=False, benchmark=str(DEFAULT_BENCHMARK),
+                           **roots)
+    assert Path(table).name == "synthetic_benchmark_v2_tiny.md" and "3_bmc_all" in Path(table).read_text()
+    bench = load_benchmark(DEFAULT_BENCHMARK)
+    cfg = _metrics(roots["results_root"], "tiny_v2_3_bmc_all_seed0")["provenance"]["config"]
+    for key, value in bench.training.items():
+        assert cfg[key] == (cfg["batch_size"] if value == "equal" else value), key
+    assert "v2_tiny_64px_seed0" in cfg["source"]  # its own data folder
+    limits = json.loads(Path(cfg["limits"]).read_text())
+    assert limits["meta"]["interval_coverage"] == bench.limits["interval_coverage"]
+    # benchmark v1 (no file) keeps the settings its results were made with
+    run_experiment("tiny", [0], ["2_target2d"], progress=False, **roots)
+    v1 = _metrics(roots["results_root"], "tiny_2_target2d_seed0")["provenance"]["config"]
+    assert (v1["loss_2d"], v1["bmc_root"], v1["batch_weak"]) == ("image", "model", None)
