@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RegimeConfig", "LIMIT_RULES", "POPULATIONS", "METHODS", "fit_rule", "run_cell", "run_regime_map",
-           "regime_table", "regime_figure"]
+__all__ = ["RegimeConfig", "LIMIT_RULES", "POPULATIONS", "METHODS", "fit_rule", "cell_sets", "run_cell",
+           "run_regime_map", "regime_summary", "regime_table", "regime_figure", "lambda_study"]
 
 LIMIT_RULES = ("literature", "source_minmax", "source_quantile", "source_box", "target_fit_ub", "exact_lengths_ub")
 POPULATIONS = {"continuous": None, "20_hands": 20}
@@ -142,22 +142,32 @@ def _sets(population: str, seed: int, cfg: RegimeConfig):
             "target": keypoint_set(tgt, cfg.n_train + cfg.n_test, cfg.image_size, 0.0, s + 2)}
 
 
+def cell_sets(population: str, noise_px: float, seed: int, cfg: RegimeConfig) -> dict[str, Any]:
+    """The keypoint sets of one cell: ``source`` (3D), ``target`` (2D only for every method but
+    the upper bounds) and ``test`` (target hands with 3D), with ``noise_px`` pixel noise."""
+    import torch
+
+    from .lifting import KeypointSet
+
+    clean = _sets(population, seed, cfg)
+    g = torch.Generator().manual_seed(int(1000 * noise_px) + 31 * seed + 5)
+    tgt_all, n = clean["target"], cfg.n_train
+    split = lambda s, sl: KeypointSet(s.uv[sl], s.K[sl], s.xyz[sl], s.z_rel[sl], s.bone_ratio[sl])  # noqa: E731
+    return {"source": clean["source"].with_noise(noise_px, g),
+            "target": split(tgt_all, slice(0, n)).with_noise(noise_px, g),
+            "test": split(tgt_all, slice(n, None)).with_noise(noise_px, g)}
+
+
 def run_cell(population: str, noise_px: float, seed: int, cfg: RegimeConfig) -> dict[str, Any]:
     """One (population, noise, seed): every limits rule with every method. Returns
     ``{"rows": [...], ...}``; one row per (method, limits) plus the source-only baseline."""
     import torch
 
-    from .lifting import KeypointSet, LiftingConfig, _predict, evaluate_lifter, refine, train_lifter
+    from .lifting import LiftingConfig, _predict, evaluate_lifter, refine, train_lifter
 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    clean = _sets(population, seed, cfg)
-    g = torch.Generator().manual_seed(int(1000 * noise_px) + 31 * seed + 5)
-    tgt_all = clean["target"]
-    n = cfg.n_train
-    split = lambda s, sl: KeypointSet(s.uv[sl], s.K[sl], s.xyz[sl], s.z_rel[sl], s.bone_ratio[sl])  # noqa: E731
-    sets = {"source": clean["source"].with_noise(noise_px, g), "target": split(tgt_all, slice(0, n)).with_noise(noise_px, g),
-            "test": split(tgt_all, slice(n, None)).with_noise(noise_px, g)}
+    sets = cell_sets(population, noise_px, seed, cfg)
     lcfg = LiftingConfig(preset=cfg.preset, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.image_size,
                          noise_px=noise_px, hidden=cfg.hidden, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                          lambda_bmc=cfg.lambda_bmc, seed=seed)
@@ -187,6 +197,67 @@ def run_cell(population: str, noise_px: float, seed: int, cfg: RegimeConfig) -> 
                                     init=base)
             rows.append(row("lifter", rule, _predict(model, test)))
     return {"rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def lambda_study(cfg: RegimeConfig, lambdas: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0), noise_px: float = 1.0,
+                 results_root: str | os.PathLike = "results", progress: bool = True) -> Path:
+    """Choose the BMC weight on the **source** domain alone: held-out source hands play the
+    weak set (their 3D hidden), the lifter is fine-tuned with BMC at each ``lambda`` on their
+    2D, and evaluated on other held-out source hands. The rule (fixed before running it): the
+    lambda with the lowest mean 3D error, among those whose root-relative depth error is no
+    more than 1% worse than without BMC. Writes ``runs/lambda_source_val_<preset>.json`` and
+    ``tables/lambda_source_val[_<preset>].md``; returns the table."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .data.synth import DOMAINS
+    from .lifting import LiftingConfig, _predict, evaluate_lifter, keypoint_set, train_lifter
+    from .results import provenance, write_json_atomic, write_text_atomic
+
+    rows = []
+    bar = tqdm(total=len(cfg.seeds) * (1 + len(lambdas)), desc="lambda on source validation", disable=not progress)
+    for seed in cfg.seeds:
+        s = 7919 * (seed + 1) + 555
+        g = torch.Generator().manual_seed(s)
+        dom = DOMAINS["source"]
+        sets = {"source": keypoint_set(dom, cfg.n_train, cfg.image_size, 0.0, s + 1).with_noise(noise_px, g),
+                "target": keypoint_set(dom, cfg.n_train, cfg.image_size, 0.0, s + 2).with_noise(noise_px, g),
+                "test": keypoint_set(dom, cfg.n_test, cfg.image_size, 0.0, s + 3).with_noise(noise_px, g)}
+        lcfg = LiftingConfig(preset=cfg.preset, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.image_size,
+                             noise_px=noise_px, hidden=cfg.hidden, steps=cfg.steps, batch_size=cfg.batch_size,
+                             lr=cfg.lr, seed=seed)
+        base, _ = train_lifter(lcfg, sets, "source3d", progress=False)
+        m0 = evaluate_lifter(_predict(base, sets["test"]), sets["test"])
+        rows.append({"seed": seed, "lambda": 0.0, **{k: m0[k] for k in ("depth_mm", "depth_abs_mm", "epe_3d_mm")}})
+        bar.update(1)
+        limits = fit_rule("source_quantile", sets["source"].xyz.double(), None, cfg)
+        for lam in lambdas:
+            ft = dataclasses.replace(lcfg, steps=cfg.finetune_steps, lr=cfg.finetune_lr, lambda_bmc=lam)
+            model, _ = train_lifter(ft, sets, "target2d_bmc", limits, progress=False, init=base)
+            m = evaluate_lifter(_predict(model, sets["test"]), sets["test"])
+            rows.append({"seed": seed, "lambda": lam, **{k: m[k] for k in ("depth_mm", "depth_abs_mm", "epe_3d_mm")}})
+            bar.update(1)
+    bar.close()
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    mean = df.groupby("lambda")[["depth_mm", "depth_abs_mm", "epe_3d_mm"]].mean()
+    ok = mean[mean["depth_mm"] <= 1.01 * mean.loc[0.0, "depth_mm"]].drop(index=0.0, errors="ignore")
+    chosen = float(ok["epe_3d_mm"].idxmin()) if len(ok) else float("nan")
+    suffix = "" if cfg.preset == "cpu" else f"_{cfg.preset}"
+    out = {"rows": rows, "chosen_lambda": chosen, "rule": "lowest mean epe_3d_mm among lambdas whose depth_mm is "
+           "at most 1% above lambda 0 (source validation)", "noise_px": noise_px,
+           "provenance": provenance(preset=cfg.preset, config={**cfg.cell_config(), "lambdas": list(lambdas),
+                                                               "seeds": list(cfg.seeds)})}
+    write_json_atomic(Path(results_root) / "runs" / f"lambda_source_val_{cfg.preset}.json", out)
+    lines = [f"# BMC weight chosen on source validation ({cfg.preset})", "",
+             f"Lifter fine-tuned with BMC (source-quantile limits) on held-out *source* hands' 2D ({noise_px:g} px noise), "
+             f"evaluated on other held-out source hands; mean over seeds {list(cfg.seeds)} (mm).", "",
+             "| lambda | depth (mm) | absolute depth (mm) | 3D EPE (mm) |", "|---|---|---|---|"]
+    lines += [f"| {lam:g} | {r.depth_mm:.2f} | {r.depth_abs_mm:.2f} | {r.epe_3d_mm:.2f} |" for lam, r in mean.iterrows()]
+    lines += ["", f"Rule: {out['rule']}. Chosen: **lambda = {chosen:g}**. Made by `bmc regime --lambda-study` "
+              f"(commit {out['provenance']['git_commit']})."]
+    return write_text_atomic(Path(results_root) / "tables" / f"lambda_source_val{suffix}.md", "\n".join(lines) + "\n")
 
 
 def _cell_name(population: str, noise_px: float, seed: int) -> str:
@@ -369,11 +440,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's, 0 1 2 for cpu)")
     p.add_argument("--force", action="store_true", help="redo finished cells")
     p.add_argument("--table-only", action="store_true", help="rebuild the table and figure from the part files")
+    p.add_argument("--lambda-study", action="store_true",
+                   help="instead of the map: choose the BMC weight on source validation (lambda_study)")
     a = p.parse_args(argv)
     try:
         over = {"seeds": tuple(a.seeds)} if a.seeds else {}
         cfg = RegimeConfig.from_preset(a.preset, **over)
-        if a.table_only:
+        if a.lambda_study:
+            out = lambda_study(cfg, results_root=a.results)
+        elif a.table_only:
             out = regime_table(cfg.preset, a.results)
             regime_figure(cfg.preset, a.results)
         else:

@@ -229,11 +229,19 @@ def true_depth_study(preset: str, results_root: str | os.PathLike = "results", d
 
 def build_all(results_root: str | os.PathLike = "results", made_by: str = "bmc tables") -> list[Path]:
     """Every table (and its figure) the metrics under ``results_root/runs`` support."""
+    from .regime import regime_figure, regime_table
+
     df = collect(results_root)
     out = []
-    if df.empty:
-        return out
-    for (kind, preset), _ in df.groupby(["kind", "preset"]):
-        build = synthetic_benchmark_table if kind == "benchmark" else lifting_table
-        out.append(build(preset, results_root, df, made_by))
+    if not df.empty:
+        for (kind, preset, bench), _ in df.groupby(["kind", "preset", "bench"]):
+            if kind == "benchmark":
+                out.append(synthetic_benchmark_table(preset, results_root, df, made_by, bench=bench))
+            else:
+                out.append(lifting_table(preset, results_root, df, made_by))
+    for folder in sorted(Path(results_root, "runs").glob("regime_*")):  # the regime maps (bmc regime)
+        preset = folder.name[len("regime_"):]
+        if any(folder.glob("*.json")):
+            out.append(regime_table(preset, results_root))
+            regime_figure(preset, results_root)
     return out

@@ -113,10 +113,11 @@ def decomposition_figure(joints, frames: bool = True, normals: bool = True):
     return fig
 
 
-def envelope_figure(limits, joints=None, max_points: int = 4000, highlight=None, joint_ids: Sequence[int] | None = None):
+def envelope_figure(limits, joints=None, max_points: int = 4000, highlight=None, joint_ids: Sequence[int] | None = None,
+                    other=None, labels: tuple[str, str] = ("hull", "box")):
     """One panel per angle joint: (flexion, abduction) points of ``joints (N, 21, 3)`` (a
-    seeded sample of ``max_points``), the limit polygon, and optionally one ``highlight`` pose
-    (red cross)."""
+    seeded sample of ``max_points``), the limit polygon, optionally a second set of limits
+    ``other`` (dashed; ``labels`` name the two in a legend) and one ``highlight`` pose (red cross)."""
     from ..biomech import decompose, normalize_scale
 
     plt = _plt()
@@ -142,7 +143,10 @@ def envelope_figure(limits, joints=None, max_points: int = 4000, highlight=None,
             ax.scatter(pts[:, j, 0], pts[:, j, 1], s=1, alpha=0.3, color="#3182bd", rasterized=True)
         poly = limits.angle_polygons[j]
         p = np.degrees(np.vstack([poly, poly[:1]]))
-        ax.plot(p[:, 0], p[:, 1], color="#e6550d", lw=1.2)
+        ax.plot(p[:, 0], p[:, 1], color="#e6550d", lw=1.2, label=labels[0])
+        if other is not None:
+            q = np.degrees(np.vstack([other.angle_polygons[j], other.angle_polygons[j][:1]]))
+            ax.plot(q[:, 0], q[:, 1], color="#31a354", lw=1.0, ls="--", label=labels[1])
         if hl is not None:
             ax.scatter(hl[:, j, 0], hl[:, j, 1], marker="x", color="red", s=40, zorder=4)
         ax.set_title(sk.ANGLE_JOINT_NAMES[j], fontsize=8)
@@ -153,6 +157,8 @@ def envelope_figure(limits, joints=None, max_points: int = 4000, highlight=None,
         ax.set_xlabel("flexion (deg)", fontsize=7)
     for ax in axes[:, 0]:
         ax.set_ylabel("abduction (deg)", fontsize=7)
+    if other is not None:
+        axes.flat[0].legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig
 
