@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Benchmark", "load_benchmark", "DEFAULT_BENCHMARK", "BENCHMARK_FORMAT", "TRAIN_KEYS"]
+__all__ = ["Benchmark", "load_benchmark", "verdict", "DEFAULT_BENCHMARK", "BENCHMARK_FORMAT", "TRAIN_KEYS"]
 
 BENCHMARK_FORMAT = "bmclib.benchmark"
 DEFAULT_BENCHMARK = Path(__file__).resolve().parents[1] / "results" / "benchmark_v2.yaml"
@@ -111,3 +111,37 @@ def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
         if v is not None and (not isinstance(v, int) or v < 1):
             raise ValueError(f"{where}: data.{k} must be null or an int >= 1, got {v!r}")
     return Benchmark(name, where, data, limits, training, runs, test, raw)
+
+
+def verdict(bench: Benchmark, sub) -> dict[str, Any]:
+    """The benchmark's stated test on its runs' metrics (``sub``: rows of
+    :func:`bmclib.tables.collect` for this benchmark and preset). Returns the numbers, whether
+    each condition holds, and a sentence; ``passed`` is None while a run or seed is missing."""
+    import numpy as np
+
+    t = bench.test
+    metric, flat = t["primary_metric"], t.get("flat_metric", "depth_flat_mm")
+    base, weak, bmc = t["base_run"], t["weak_run"], t["bmc_run"]
+    need = int(t.get("min_seeds", 3))
+    piv = sub.pivot_table(index="seed", columns="run", values=metric) if len(sub) else None
+    if piv is None or any(r not in piv for r in (base, weak, bmc)) or len(piv[[base, weak, bmc]].dropna()) < need:
+        return {"passed": None, "text": f"**Pre-registered test ({bench.name}):** not evaluated yet: it needs runs "
+                f"{base}, {weak} and {bmc} with at least {need} paired seeds of `{metric}`."}
+    p = piv[[base, weak, bmc]].dropna()
+    flat_v = sub.groupby("seed")[flat].mean().reindex(p.index)
+    r_weak = (1 - p[weak] / p[base]).mean()
+    r_bmc = (1 - p[bmc] / p[base]).mean()
+    f_weak = (1 - p[weak] / flat_v).mean()
+    f_bmc = (1 - p[bmc] / flat_v).mean()
+    every_seed = bool((p[bmc] < p[weak]).all())
+    cond = {"vs run 1: reduction with BMC >= 2x without, and > 0": bool(r_bmc > 0 and r_bmc >= 2 * r_weak),
+            "vs a flat hand: BMC run beats flat, by >= 2x the run without BMC": bool(f_bmc > 0 and f_bmc >= 2 * f_weak),
+            "BMC run better than the run without BMC in every seed": every_seed}
+    passed = all(cond.values())
+    text = (f"**Pre-registered test ({bench.name}, `{metric}`, {len(p)} paired seeds): "
+            f"{'PASSED' if passed else 'FAILED'}.** Reduction vs run 1: {100 * r_weak:.1f}% without BMC, "
+            f"{100 * r_bmc:.1f}% with; vs a flat hand: {100 * f_weak:.1f}% and {100 * f_bmc:.1f}%; "
+            + "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in cond.items()) + ".")
+    return {"passed": passed, "conditions": cond, "reduction_vs_1": {"weak": float(r_weak), "bmc": float(r_bmc)},
+            "reduction_vs_flat": {"weak": float(f_weak), "bmc": float(f_bmc)}, "seeds": int(len(p)),
+            "text": text, "finite": bool(np.isfinite([r_weak, r_bmc, f_weak, f_bmc]).all())}

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["RegimeConfig", "LIMIT_RULES", "POPULATIONS", "METHODS", "fit_rule", "cell_sets", "run_cell",
-           "run_regime_map", "regime_summary", "regime_table", "regime_figure", "lambda_study"]
+           "run_regime_map", "regime_summary", "regime_table", "regime_figure", "lambda_study", "finetune_control"]
 
 LIMIT_RULES = ("literature", "source_minmax", "source_quantile", "source_box", "target_fit_ub", "exact_lengths_ub")
 POPULATIONS = {"continuous": None, "20_hands": 20}
@@ -260,6 +260,42 @@ def lambda_study(cfg: RegimeConfig, lambdas: tuple[float, ...] = (0.1, 0.3, 1.0,
     return write_text_atomic(Path(results_root) / "tables" / f"lambda_source_val{suffix}.md", "\n".join(lines) + "\n")
 
 
+def finetune_control(cfg: RegimeConfig, population: str = "continuous", results_root: str | os.PathLike = "results",
+                     progress: bool = True) -> Path:
+    """The control of the ``lifter`` method: the same fine-tune (steps, learning rate, data)
+    *without* BMC, so that the map's lifter gains are not extra training in disguise. Writes
+    ``runs/regime_control_<preset>.json`` (depth, absolute depth and 3D error of the source-only
+    lifter and of its BMC-free fine-tune, per noise and seed) and returns it."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .lifting import LiftingConfig, _predict, evaluate_lifter, train_lifter
+    from .results import provenance, write_json_atomic
+
+    rows = []
+    bar = tqdm(total=len(cfg.seeds) * len(cfg.noise_px), desc="fine-tune control", disable=not progress)
+    for seed in cfg.seeds:
+        for noise in cfg.noise_px:
+            torch.manual_seed(seed)
+            sets = cell_sets(population, noise, seed, cfg)
+            lcfg = LiftingConfig(preset=cfg.preset, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.image_size,
+                                 noise_px=noise, hidden=cfg.hidden, steps=cfg.steps, batch_size=cfg.batch_size,
+                                 lr=cfg.lr, lambda_bmc=cfg.lambda_bmc, seed=seed)
+            base, _ = train_lifter(lcfg, sets, "source3d", progress=False)
+            ft, _ = train_lifter(dataclasses.replace(lcfg, steps=cfg.finetune_steps, lr=cfg.finetune_lr), sets,
+                                 "source3d", progress=False, init=base)
+            for name, model in (("none", base), ("finetune_without_bmc", ft)):
+                m = evaluate_lifter(_predict(model, sets["test"]), sets["test"])
+                rows.append({"population": population, "noise_px": noise, "seed": seed, "method": name,
+                             **{k: m[k] for k in ("depth_mm", "depth_abs_mm", "epe_3d_mm")}})
+            bar.update(1)
+    bar.close()
+    out = Path(results_root) / "runs" / f"regime_control_{cfg.preset}.json"
+    write_json_atomic(out, {"rows": rows, "provenance": provenance(preset=cfg.preset, config=cfg.cell_config(),
+                                                                   data={"population": population})})
+    return out
+
+
 def _cell_name(population: str, noise_px: float, seed: int) -> str:
     return f"{population}_noise{noise_px:g}_seed{seed}"
 
@@ -442,12 +478,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table-only", action="store_true", help="rebuild the table and figure from the part files")
     p.add_argument("--lambda-study", action="store_true",
                    help="instead of the map: choose the BMC weight on source validation (lambda_study)")
+    p.add_argument("--control", action="store_true",
+                   help="instead of the map: the lifter method's fine-tune without BMC (finetune_control)")
     a = p.parse_args(argv)
     try:
         over = {"seeds": tuple(a.seeds)} if a.seeds else {}
         cfg = RegimeConfig.from_preset(a.preset, **over)
         if a.lambda_study:
             out = lambda_study(cfg, results_root=a.results)
+        elif a.control:
+            path = finetune_control(cfg, results_root=a.results)
+            print(f"wrote {path}")
+            return 0
         elif a.table_only:
             out = regime_table(cfg.preset, a.results)
             regime_figure(cfg.preset, a.results)

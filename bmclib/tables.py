@@ -24,7 +24,7 @@ import pandas as pd
 from .results import write_text_atomic
 
 __all__ = ["collect", "summarise", "write_table", "synthetic_benchmark_table", "lifting_table", "build_all",
-           "true_depth_study",
+           "true_depth_study", "paired_effects", "frame_markdown", "V2_METRICS",
            "BENCHMARK_METRICS", "LIFTING_METRICS"]
 
 BENCHMARK_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("epe_2d_px", "2D EPE (px)"),
@@ -32,6 +32,8 @@ BENCHMARK_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm
                      ("depth_corr", "depth correlation"), ("depth_spread", "depth spread (pred / true)"),
                      ("implausible_joints", "implausible joints"),
                      ("bmc_pred", "BMC of prediction"), ("bmc_true_depth", "BMC of true depth on predicted 2D")]
+V2_METRICS = [("abs_3d_depth_part_mm", "depth part of the 3D error (mm)"), ("abs_3d_2d_part_mm", "2D part of the 3D error (mm)"),
+              ("depth_abs_mm", "absolute depth error (mm)"), ("depth_vs_flat_pct", "depth vs flat hand (%)")]
 LIFTING_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"),
                    ("auc_3d", "AUC 0-50 mm")]
 _NAME = re.compile(r"^(?P<prefix>lifting_)?(?P<preset>tiny|cpu|gpu)_(?:(?P<bench>v\d+)_)?(?P<run>.+)_seed(?P<seed>\d+)$")
@@ -113,12 +115,20 @@ def synthetic_benchmark_table(preset: str, results_root: str | os.PathLike = "re
         RUNS = load_benchmark(DEFAULT_BENCHMARK).runs if DEFAULT_BENCHMARK.is_file() else {r: {} for r in sub["run"]}
     if sub.empty:
         raise ValueError(f"no benchmark metrics for preset {preset!r} under {Path(results_root) / 'runs'}")
-    summary = summarise(sub, list(RUNS), [k for k, _ in BENCHMARK_METRICS])
+    metrics = BENCHMARK_METRICS if bench == "v1" else BENCHMARK_METRICS + V2_METRICS
+    summary = summarise(sub, list(RUNS), [k for k, _ in metrics])
     base = summary.loc[summary["run"] == "1_source3d", "depth_mm"]
     red = 100 * (1 - summary["depth_mm"] / float(base.iloc[0])) if len(base) else np.nan
     summary["depth_reduction_vs_1_pct"] = red
     summary["depth_reduction"] = [f"{x:.1f}%" if np.isfinite(x) else "n/a" for x in np.broadcast_to(red, len(summary))]
-    md = _markdown(summary, BENCHMARK_METRICS, [("depth_reduction", "depth reduction vs (1)")])
+    md = _markdown(summary, metrics, [("depth_reduction", "depth reduction vs (1)")])
+    if bench != "v1":  # paired per seed, the oracle gap, and the pre-registered test
+        from .benchmark import DEFAULT_BENCHMARK, load_benchmark, verdict
+
+        b = load_benchmark(DEFAULT_BENCHMARK)
+        eff = paired_effects(sub, b.test["primary_metric"], flat=b.test.get("flat_metric", "depth_flat_mm"))
+        md += (f"\n\nPaired per seed on the pre-registered metric `{b.test['primary_metric']}`:\n\n"
+               + frame_markdown(eff) + "\n\n" + verdict(b, sub)["text"])
     flat = sub["depth_flat_mm"].dropna() if "depth_flat_mm" in sub else pd.Series([], dtype=float)
     flat_note = (f"A flat hand (every joint at the root's depth) would score a depth error of "
                  f"**{flat.mean():.2f} mm** on this set. " if len(flat) else "")
@@ -129,6 +139,43 @@ def synthetic_benchmark_table(preset: str, results_root: str | os.PathLike = "re
     out = write_table(summary.drop(columns=["depth_reduction"]), root / "tables" / f"synthetic_benchmark{suffix}", md)
     _depth_figure(sub, summary, preset, root / "figures" / f"synthetic_benchmark_depth{suffix}.png")
     return out
+
+
+def frame_markdown(df: pd.DataFrame, digits: int = 2) -> str:
+    """A Markdown table of a DataFrame (floats with ``digits`` decimals, NaN as "n/a")."""
+    def cell(v):
+        if isinstance(v, float):
+            return "n/a" if not np.isfinite(v) else f"{v:.{digits}f}"
+        return str(v)
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def paired_effects(sub: pd.DataFrame, metric: str, base_run: str = "1_source3d", weak_run: str = "2_target2d",
+                   oracle_run: str = "4_target3d_oracle", flat: str = "depth_flat_mm") -> pd.DataFrame:
+    """Per run, paired by seed against ``base_run``: the mean (and std) difference of ``metric``,
+    the mean reduction (%), the change against a flat hand (%), and the share of the
+    ``weak_run`` -> ``oracle_run`` gap recovered (mean over seeds that have all three)."""
+    piv = sub.pivot_table(index="seed", columns="run", values=metric)
+    flat_v = sub.groupby("seed")[flat].mean() if flat in sub else pd.Series(np.nan, index=piv.index)
+    rows = []
+    for run in piv.columns:
+        both = piv[[run, base_run]].dropna() if base_run in piv else pd.DataFrame()
+        diff = both[run] - both[base_run] if len(both) else pd.Series([], dtype=float)
+        red = 100 * (1 - both[run] / both[base_run]) if len(both) else pd.Series([], dtype=float)
+        vs_flat = 100 * (piv[run].dropna() / flat_v.reindex(piv[run].dropna().index) - 1)
+        gap = np.nan
+        if weak_run in piv and oracle_run in piv:
+            g = piv[[run, weak_run, oracle_run]].dropna()
+            if len(g):
+                gap = float((100 * (g[weak_run] - g[run]) / (g[weak_run] - g[oracle_run])).mean())
+        rows.append({"run": run, "seeds paired": len(both), f"{metric} - run 1 (mean)": float(diff.mean()) if len(diff) else np.nan,
+                     "(std)": float(diff.std(ddof=1)) if len(diff) > 1 else np.nan,
+                     "reduction vs run 1 (%)": float(red.mean()) if len(red) else np.nan,
+                     "vs flat hand (%)": float(vs_flat.mean()) if len(vs_flat) else np.nan,
+                     "oracle gap recovered (%)": gap})
+    return pd.DataFrame(rows)
 
 
 def _depth_figure(sub: pd.DataFrame, summary: pd.DataFrame, preset: str, path: Path) -> None:

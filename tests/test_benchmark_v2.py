@@ -198,3 +198,55 @@ def test_benchmark_file_loads_and_bad_files_name_the_field(tmp_path):
         assert str(bad) in str(e.value)
     with pytest.raises(FileNotFoundError):
         load_benchmark(tmp_path / "missing.yaml")
+
+
+# ---------------------------------------------------------------- defect 3: the loss balance, on source validation
+def test_pull_ratio_study_shows_the_image_width_loss_is_out_pulled(tmp_path, capsys):
+    from bmclib.balance import main, pull_ratios, recommend_w_2d
+
+    rows = pull_ratios(64, (1.0, 4.0), n=128)
+    by = {(r["sigma_px"], r["units"]): r for r in rows}
+    # v1 (image widths): BMC out-pulls the 2D loss by more than an order of magnitude
+    assert by[1.0, "image"]["ratio_p90"] > 10 * by[1.0, "px"]["ratio_p90"] and by[1.0, "image"]["ratio_p90"] > 10
+    assert by[1.0, "image"]["ratio_mean"] == pytest.approx(64 * by[1.0, "px"]["ratio_mean"], rel=1e-6)
+    assert by[4.0, "px"]["bmc_mean"] > by[1.0, "px"]["bmc_mean"]  # worse 2D, more implausible true depths
+    w = recommend_w_2d(rows, 1.0, "image")
+    assert w >= by[1.0, "image"]["ratio_p90"] and w / 2 < by[1.0, "image"]["ratio_p90"] and math.log2(w).is_integer()
+    assert main(["--size", "64", "--sigmas", "1", "--n", "32", "--json", str(tmp_path / "b.json")]) == 0
+    assert "smallest w_2d" in (tmp_path / "b.md").read_text()
+
+
+def test_the_pre_registered_verdict():
+    import pandas as pd
+
+    from bmclib.benchmark import DEFAULT_BENCHMARK, load_benchmark, verdict
+
+    b = load_benchmark(DEFAULT_BENCHMARK)
+    m = b.test["primary_metric"]
+
+    def rows(e1, e2, e3, flat=40.0):
+        return pd.DataFrame([{"seed": s, "run": r, m: e + 0.1 * s, "depth_flat_mm": flat}
+                             for s in range(3) for r, e in (("1_source3d", e1), ("2_target2d", e2), ("3_bmc_all", e3))])
+
+    good = verdict(b, rows(50.0, 45.0, 30.0))  # 10% vs 40% reduction, beats flat by 25% vs -12%
+    assert good["passed"] is True and "PASSED" in good["text"]
+    weak = verdict(b, rows(50.0, 40.0, 35.0))  # 20% vs 30%: not twice
+    assert weak["passed"] is False and not weak["conditions"]["vs run 1: reduction with BMC >= 2x without, and > 0"]
+    worse_than_flat = verdict(b, rows(80.0, 70.0, 50.0))  # twice vs run 1, but no better than a flat hand
+    assert worse_than_flat["passed"] is False
+    missing = verdict(b, rows(50.0, 45.0, 30.0).query("seed < 2"))
+    assert missing["passed"] is None and "not evaluated" in missing["text"]
+
+
+def test_lambda_study_and_finetune_control_write_their_files(tmp_path):
+    from bmclib.regime import RegimeConfig, finetune_control, lambda_study
+
+    cfg = RegimeConfig.from_preset("tiny")
+    table = lambda_study(cfg, lambdas=(0.5, 2.0), results_root=tmp_path, progress=False)
+    data = json.loads((tmp_path / "runs" / "lambda_source_val_tiny.json").read_text())
+    assert {r["lambda"] for r in data["rows"]} == {0.0, 0.5, 2.0}
+    assert data["chosen_lambda"] in (0.5, 2.0) or math.isnan(data["chosen_lambda"])
+    assert "Chosen" in table.read_text()
+    rows = json.loads(finetune_control(cfg, results_root=tmp_path, progress=False).read_text())["rows"]
+    assert {r["method"] for r in rows} == {"none", "finetune_without_bmc"}
+    assert len(rows) == 2 * len(cfg.noise_px) * len(cfg.seeds)

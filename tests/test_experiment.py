@@ -110,7 +110,9 @@ def test_benchmark_v2_file_drives_the_experiment(tmp_path):
     roots = dict(data_root=str(tmp_path / "synth"), runs_root=str(tmp_path / "runs"), results_root=str(tmp_path / "res"))
     table = run_experiment("tiny", [0], ["1_source3d", "3_bmc_all"], progress=False, benchmark=str(DEFAULT_BENCHMARK),
                            **roots)
-    assert Path(table).name == "synthetic_benchmark_v2_tiny.md" and "3_bmc_all" in Path(table).read_text()
+    text = Path(table).read_text()
+    assert Path(table).name == "synthetic_benchmark_v2_tiny.md" and "3_bmc_all" in text
+    assert "Pre-registered test (v2)" in text and "not evaluated yet" in text  # run 2 missing
     bench = load_benchmark(DEFAULT_BENCHMARK)
     cfg = _metrics(roots["results_root"], "tiny_v2_3_bmc_all_seed0")["provenance"]["config"]
     for key, value in bench.training.items():
