@@ -21,12 +21,15 @@ __all__ = ["git_commit", "provenance", "config_hash", "write_text_atomic", "writ
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The checkout's commit (with ``-dirty`` if it has uncommitted changes), or ``"unknown"``."""
+    """The checkout's commit (with ``-dirty`` if tracked files outside ``results/`` have
+    uncommitted changes: a result being rewritten does not change the code that makes it), or
+    ``"unknown"``."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                ":(top,exclude)results"], cwd=cwd,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
