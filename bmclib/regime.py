@@ -456,7 +456,8 @@ def regime_table(preset: str, results_root: str | os.PathLike = "results") -> Pa
 
 def regime_figure(preset: str, results_root: str | os.PathLike = "results") -> Path:
     """``figures/regime_map[_<preset>].png``: reduction vs 2D noise, one line per limits rule,
-    one panel per (population, method); upper bounds dashed."""
+    one column per (population, method); top row the root-relative depth error, bottom row the
+    absolute depth error (root and scale included); upper bounds dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -464,25 +465,29 @@ def regime_figure(preset: str, results_root: str | os.PathLike = "results") -> P
 
     summary = regime_summary(preset, results_root)
     panels = list(summary.groupby(["population", "method"], sort=False))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), sharey=True, squeeze=False)
+    rows = (("reduction_pct", "reduction_pct_std", "root-relative depth error\nreduction by BMC (%)"),
+            ("abs_depth_reduction_pct", None, "absolute depth error\nreduction by BMC (%)"))
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.6 * len(panels), 6.4), sharey="row", squeeze=False)
     colors = dict(zip(LIMIT_RULES, ["#636363", "#9ecae1", "#3182bd", "#31a354", "#e6550d", "#756bb1"]))
-    for ax, ((pop, method), g) in zip(axes[0], panels):
-        for rule, r in g.groupby("limits", sort=False):
-            r = r.sort_values("noise_px")
-            ax.errorbar(r["noise_px"], r["reduction_pct"], yerr=r["reduction_pct_std"].fillna(0), capsize=2,
-                        color=colors.get(rule), ls="--" if rule in UPPER_BOUNDS else "-", marker="o", ms=3,
-                        label=rule + (" (UB)" if rule in UPPER_BOUNDS else ""))
-        ax.axhline(0, color="k", lw=0.6)
-        ax.set_title(f"{pop}, {method}", fontsize=9)
-        ax.set_xlabel("2D noise (px at 128 px)")
-    axes[0][0].set_ylabel("depth-error reduction by BMC (%)")
+    for i, (col, err, label) in enumerate(rows):
+        for ax, ((pop, method), g) in zip(axes[i], panels):
+            for rule, r in g.groupby("limits", sort=False):
+                r = r.sort_values("noise_px")
+                ax.errorbar(r["noise_px"], r[col], yerr=r[err].fillna(0) if err else None, capsize=2,
+                            color=colors.get(rule), ls="--" if rule in UPPER_BOUNDS else "-", marker="o", ms=3,
+                            label=rule + (" (UB)" if rule in UPPER_BOUNDS else ""))
+            ax.axhline(0, color="k", lw=0.6)
+            ax.set_title(f"{pop}, {method}", fontsize=9)
+            if i == 1:
+                ax.set_xlabel("2D noise (px at 128 px)")
+        axes[i][0].set_ylabel(label)
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     suffix = "" if preset == "cpu" else f"_{preset}"
     out = Path(results_root) / "figures" / f"regime_map{suffix}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, out)
     return out
