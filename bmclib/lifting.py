@@ -6,7 +6,9 @@ of the reference bone; the 3D pose follows from the 2D keypoints, ``z_rel`` and 
 closed-form root depth (:func:`bmclib.camera.root_depth`), so it always projects onto the
 observed 2D. Trained on the source domain's 3D labels, a target sample with 2D only adds
 *nothing* to the loss (its 2D is the input) — unless BMC judges its lifted pose. That is the
-cleanest form of the paper's argument, and it runs in a minute on a CPU (notebook 03).
+cleanest form of the paper's argument, and it runs in a minute on a CPU. The regime map
+(:mod:`bmclib.regime`, notebook 03) is built from these pieces; :func:`run_lifting` runs the
+fixed set of runs below for one seed.
 
 Runs (all evaluated on target-test with full 3D, inputs with ``noise_px`` pixel noise):
     source3d          L1 on z_rel of source samples
@@ -22,7 +24,7 @@ The closed-form root depth exists only while the reference bone's relative depth
 ``|z_9 - z_10|`` stays below its length (1); beyond it the discriminant is clamped and the
 "pose" is no reconstruction at all (its reference bone is not of length 1). Unguarded, the
 BMC-trained lifter learned to go there for 19% of target-test poses (0.9% without BMC) and
-nearly doubled the depth error (notebook 03, 1.5 px noise). The guard (:func:`guarded_bmc`):
+nearly doubled the depth error (benchmark v1's notebook 03, 1.5 px noise). The guard (:func:`guarded_bmc`):
 BMC only on poses with ``|z_9 - z_10| < 1 - root_margin``, plus a hinge pushing the others
 back, at the same weight; run ``target2d_bmc_unguarded`` keeps the old loss for comparison.
 
@@ -46,7 +48,8 @@ from .camera import _normalised_coords, from_2p5d, root_depth, to_2p5d
 from .limits import BMCLimits
 from .losses import BMCLoss
 
-__all__ = ["LiftingConfig", "Lifter", "KeypointSet", "PoseBMC", "bone_ratios", "keypoint_set", "make_sets", "train_lifter", "lift", "refine",
+__all__ = ["LiftingConfig", "Lifter", "KeypointSet", "PoseBMC", "bone_ratios", "keypoint_set", "make_sets",
+           "train_lifter", "lift", "refine",
            "evaluate_lifter", "run_lifting", "RUNS", "root_extent", "guarded_bmc"]
 
 RUNS = ("source3d", "source3d_refine", "target2d_bmc", "target2d_bmc_unguarded", "target2d_bmc_literature",
@@ -101,10 +104,9 @@ class KeypointSet:
     def __len__(self) -> int:
         return len(self.uv)
 
-    def with_noise(self, noise_px: float, generator: torch.Generator, clean_uv: Tensor | None = None) -> "KeypointSet":
-        """The same hands with ``noise_px`` Gaussian pixel noise on ``clean_uv`` (default: ``uv``)."""
-        base = self.uv if clean_uv is None else clean_uv
-        uv = base + noise_px * torch.randn(base.shape, generator=generator, dtype=base.dtype)
+    def with_noise(self, noise_px: float, generator: torch.Generator) -> "KeypointSet":
+        """The same hands with ``noise_px`` more Gaussian pixel noise on their 2D."""
+        uv = self.uv + noise_px * torch.randn(self.uv.shape, generator=generator, dtype=self.uv.dtype)
         return KeypointSet(uv, self.K, self.xyz, self.z_rel, self.bone_ratio)
 
 
@@ -141,10 +143,9 @@ class PoseBMC:
     absolute difference) instead of the population's intervals; the palm and angle terms
     keep ``limits``."""
 
-    def __init__(self, limits: BMCLimits, exact_lengths: bool = False, compile: bool = False):
+    def __init__(self, limits: BMCLimits, exact_lengths: bool = False):
         self.exact_lengths = exact_lengths
-        self.loss = BMCLoss(limits, lambda_bl=0.0 if exact_lengths else 1.0, reduction="none", check=False,
-                            compile=compile)
+        self.loss = BMCLoss(limits, lambda_bl=0.0 if exact_lengths else 1.0, reduction="none", check=False)
 
     def __call__(self, joints: Tensor, ratios: Tensor | None = None) -> Tensor:
         total = self.loss(joints).total

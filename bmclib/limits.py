@@ -34,7 +34,7 @@ from . import skeleton as sk
 from .biomech import decompose, normalize_scale, validate_joints
 from .results import read_json, write_json_atomic
 
-__all__ = ["BMCLimits", "fit_polygon", "dilate_polygon", "LIMITS_FORMAT", "LIMITS_VERSION", "MIN_WIDTH",
+__all__ = ["BMCLimits", "fit_polygon", "dilate_polygon", "polygon_area", "LIMITS_FORMAT", "LIMITS_VERSION", "MIN_WIDTH",
            "DegenerateLimitsWarning"]
 
 LIMITS_FORMAT = "bmclib.limits"
@@ -55,8 +55,11 @@ def _cross2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
 
 
-def _polygon_area(poly: np.ndarray) -> float:
-    return 0.5 * float(_cross2(poly, np.roll(poly, -1, axis=0)).sum())
+def polygon_area(poly: np.ndarray) -> float:
+    """Signed area of a polygon ``(M, 2)`` (positive for counter-clockwise vertices)."""
+    return 0.5 * float(_cross2(np.asarray(poly), np.roll(np.asarray(poly), -1, axis=0)).sum())
+
+
 
 
 def _check_convex_ccw(poly: np.ndarray, name: str) -> np.ndarray:
@@ -66,7 +69,7 @@ def _check_convex_ccw(poly: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name}: expected (M >= 3, 2) polygon vertices, got shape {poly.shape}")
     if not np.isfinite(poly).all():
         raise ValueError(f"{name}: polygon has non-finite vertices")
-    area = _polygon_area(poly)
+    area = polygon_area(poly)
     if area <= 0:
         if area == 0:
             raise ValueError(f"{name}: polygon has zero area")
@@ -104,6 +107,15 @@ def _hull_ccw(points: np.ndarray) -> np.ndarray | None:
         return ConvexHull(points).vertices  # scipy gives 2D hull vertices counter-clockwise
     except QhullError:
         return None
+
+
+def _inside_count(points: np.ndarray, poly: np.ndarray, eps: float = 1e-12) -> int:
+    """How many of ``points (N, 2)`` lie inside or on the convex CCW polygon ``poly (M, 2)``."""
+    edges = np.roll(poly, -1, axis=0) - poly  # (M, 2)
+    inside = np.ones(len(points), dtype=bool)
+    for v, e in zip(poly, edges):  # M half-planes; points stay vectorised
+        inside &= _cross2(e, points - v) >= -eps * max(1.0, float(np.abs(e).max()))
+    return int(inside.sum())
 
 
 def fit_polygon(points: np.ndarray, coverage: float = 0.999, min_extent: float = 1e-3,
@@ -155,21 +167,40 @@ def fit_polygon(points: np.ndarray, coverage: float = 0.999, min_extent: float =
                 sub = _hull_ccw(pts[ids])
                 if sub is not None:
                     order = list(ids[sub])
+                    if a not in order or c not in order:
+                        # a neighbour collinear with the points left (qhull drops it): this
+                        # vertex cannot be peeled cleanly; never choose it
+                        cache[key] = (-math.inf, [])
+                        return cache[key]
                     start = order.index(a)
                     order = order[start:] + order[:start]  # a, chain..., c
                     chain = [int(i) for i in order[1:order.index(c)]]
-                    kept_area = abs(_polygon_area(pts[order]))
+                    kept_area = abs(polygon_area(pts[order]))
             cache[key] = (tri - kept_area, chain)
         return cache[key]
 
+    history = [hull]
     for _ in range(budget):
         if len(hull) <= 3:
             break
         m = len(hull)
         gains = [peel(hull[i - 1], hull[i], hull[(i + 1) % m]) for i in range(m)]
         i = int(np.argmax([g for g, _ in gains]))
+        if gains[i][0] == -math.inf:
+            break
         keep[hull[i]] = False
         hull = hull[:i] + gains[i][1] + hull[i + 1:]
+        history.append(hull)
+    # Each peel marks one point as outside, but repeated points (angles clipped at a range's
+    # bound pile up on the same spot) can leave together: check the share actually inside and
+    # step back to the last hull that keeps ``coverage`` (the hulls nest, so the share only falls).
+    need = coverage * len(pts) - 1e-9
+    if _inside_count(pts, pts[hull]) < need:
+        lo, hi = 0, len(history) - 1  # history[lo] keeps enough (the full hull keeps every point)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if _inside_count(pts, pts[history[mid]]) >= need else (lo, mid)
+        hull = history[lo]
     poly = pts[hull]
     while max_vertices is not None and len(poly) > max(3, max_vertices):
         prev, nxt = np.roll(poly, 1, axis=0), np.roll(poly, -1, axis=0)

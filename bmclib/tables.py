@@ -161,9 +161,11 @@ def paired_effects(sub: pd.DataFrame, metric: str, base_run: str = "1_source3d",
     flat_v = sub.groupby("seed")[flat].mean() if flat in sub else pd.Series(np.nan, index=piv.index)
     rows = []
     for run in piv.columns:
-        both = piv[[run, base_run]].dropna() if base_run in piv else pd.DataFrame()
-        diff = both[run] - both[base_run] if len(both) else pd.Series([], dtype=float)
-        red = 100 * (1 - both[run] / both[base_run]) if len(both) else pd.Series([], dtype=float)
+        if base_run in piv:
+            both = piv[[base_run]].assign(run=piv[run]).dropna()  # (the run may be the base itself)
+            diff, red = both["run"] - both[base_run], 100 * (1 - both["run"] / both[base_run])
+        else:
+            both, diff, red = pd.DataFrame(), pd.Series([], dtype=float), pd.Series([], dtype=float)
         vs_flat = 100 * (piv[run].dropna() / flat_v.reindex(piv[run].dropna().index) - 1)
         gap = np.nan
         if weak_run in piv and oracle_run in piv:

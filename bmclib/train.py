@@ -232,8 +232,9 @@ def bmc_pose(out, K: Tensor, cfg: TrainConfig) -> Tensor:
     uv, z = uv.float(), out.z_rel.float()
     if cfg.bmc_root == "closed_form":
         return from_2p5d(uv, z, root_depth(uv, z, K), K)
-    root = out.root.detach() if cfg.bmc_grad == "depth" else out.root
-    return from_2p5d(uv, z, root.float(), K) if cfg.bmc_grad == "depth" else out.joints_norm.float()
+    if cfg.bmc_grad == "depth":
+        return from_2p5d(uv, z, out.root.detach().float(), K)
+    return out.joints_norm.float()
 
 
 def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale: float = 1.0,
