@@ -70,6 +70,11 @@ def run_notebook(name: str, parameters: dict[str, Any], out_dir: str | os.PathLi
     # live widget state (anywidget stores plotly.js itself, ~5 MB a figure) is useless without a
     # kernel; the notebooks draw a static picture of every view instead
     nb.metadata.pop("widgets", None)
+    # papermill records where it read and wrote: keep those paths relative to the repository,
+    # so a committed executed notebook names no folder of the machine that ran it
+    pm_meta = nb.metadata.get("papermill", {})
+    pm_meta["input_path"] = os.path.relpath(src, cwd)
+    pm_meta["output_path"] = os.path.relpath(out, cwd)
     tmp = out.with_name(out.stem + ".tmp.ipynb")
     nbformat.write(nb, tmp)
     os.replace(tmp, out)

@@ -105,6 +105,7 @@ def test_tiny_reproduction_writes_every_executed_notebook(tiny_reproduction):
         out = tiny_reproduction / "results" / "notebooks" / f"{name}.ipynb"
         nb = json.loads(out.read_text())
         assert nb["metadata"]["papermill"]["parameters"]["preset"] == "tiny"
+        assert nb["metadata"]["papermill"]["input_path"] == f"notebooks/{name}.ipynb"  # no machine's folder
         m = _metrics(tiny_reproduction, name)
         assert m["provenance"]["preset"] == "tiny" and m["provenance"]["git_commit"]
     assert not list((tiny_reproduction / "results" / "notebooks").glob("*.partial.ipynb"))
