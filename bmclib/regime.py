@@ -103,6 +103,14 @@ class RegimeConfig:
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    def lifting(self, noise_px: float, seed: int):
+        """The :class:`~bmclib.lifting.LiftingConfig` of the source-only lifter of one cell."""
+        from .lifting import LiftingConfig
+
+        return LiftingConfig(preset=self.preset, n_train=self.n_train, n_test=self.n_test, image_size=self.image_size,
+                             noise_px=noise_px, hidden=self.hidden, steps=self.steps, batch_size=self.batch_size,
+                             lr=self.lr, lambda_bmc=self.lambda_bmc, seed=seed)
+
     def cell_config(self) -> dict[str, Any]:
         """The fields a single cell depends on (the axes excluded)."""
         d = self.to_dict()
@@ -163,14 +171,12 @@ def run_cell(population: str, noise_px: float, seed: int, cfg: RegimeConfig) -> 
     ``{"rows": [...], ...}``; one row per (method, limits) plus the source-only baseline."""
     import torch
 
-    from .lifting import LiftingConfig, _predict, evaluate_lifter, refine, train_lifter
+    from .lifting import _predict, evaluate_lifter, refine, train_lifter
 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     sets = cell_sets(population, noise_px, seed, cfg)
-    lcfg = LiftingConfig(preset=cfg.preset, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.image_size,
-                         noise_px=noise_px, hidden=cfg.hidden, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                         lambda_bmc=cfg.lambda_bmc, seed=seed)
+    lcfg = cfg.lifting(noise_px, seed)
     base, _ = train_lifter(lcfg, sets, "source3d", progress=False)
     test = sets["test"]
     z0 = _predict(base, test)
@@ -211,7 +217,7 @@ def lambda_study(cfg: RegimeConfig, lambdas: tuple[float, ...] = (0.1, 0.3, 1.0,
     from tqdm.auto import tqdm
 
     from .data.synth import DOMAINS
-    from .lifting import LiftingConfig, _predict, evaluate_lifter, keypoint_set, train_lifter
+    from .lifting import _predict, evaluate_lifter, keypoint_set, train_lifter
     from .results import provenance, write_json_atomic, write_text_atomic
 
     rows = []
@@ -223,9 +229,7 @@ def lambda_study(cfg: RegimeConfig, lambdas: tuple[float, ...] = (0.1, 0.3, 1.0,
         sets = {"source": keypoint_set(dom, cfg.n_train, cfg.image_size, 0.0, s + 1).with_noise(noise_px, g),
                 "target": keypoint_set(dom, cfg.n_train, cfg.image_size, 0.0, s + 2).with_noise(noise_px, g),
                 "test": keypoint_set(dom, cfg.n_test, cfg.image_size, 0.0, s + 3).with_noise(noise_px, g)}
-        lcfg = LiftingConfig(preset=cfg.preset, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.image_size,
-                             noise_px=noise_px, hidden=cfg.hidden, steps=cfg.steps, batch_size=cfg.batch_size,
-                             lr=cfg.lr, seed=seed)
+        lcfg = cfg.lifting(noise_px, seed)
         base, _ = train_lifter(lcfg, sets, "source3d", progress=False)
         m0 = evaluate_lifter(_predict(base, sets["test"]), sets["test"])
         rows.append({"seed": seed, "lambda": 0.0, **{k: m0[k] for k in ("depth_mm", "depth_abs_mm", "epe_3d_mm")}})
@@ -269,7 +273,7 @@ def finetune_control(cfg: RegimeConfig, population: str = "continuous", results_
     import torch
     from tqdm.auto import tqdm
 
-    from .lifting import LiftingConfig, _predict, evaluate_lifter, train_lifter
+    from .lifting import _predict, evaluate_lifter, train_lifter
     from .results import provenance, write_json_atomic
 
     rows = []
@@ -278,9 +282,7 @@ def finetune_control(cfg: RegimeConfig, population: str = "continuous", results_
         for noise in cfg.noise_px:
             torch.manual_seed(seed)
             sets = cell_sets(population, noise, seed, cfg)
-            lcfg = LiftingConfig(preset=cfg.preset, n_train=cfg.n_train, n_test=cfg.n_test, image_size=cfg.image_size,
-                                 noise_px=noise, hidden=cfg.hidden, steps=cfg.steps, batch_size=cfg.batch_size,
-                                 lr=cfg.lr, lambda_bmc=cfg.lambda_bmc, seed=seed)
+            lcfg = cfg.lifting(noise, seed)
             base, _ = train_lifter(lcfg, sets, "source3d", progress=False)
             ft, _ = train_lifter(dataclasses.replace(lcfg, steps=cfg.finetune_steps, lr=cfg.finetune_lr), sets,
                                  "source3d", progress=False, init=base)
