@@ -15,6 +15,7 @@ import torch
 
 from . import skeleton as sk
 from .limits import BMCLimits
+from .validate import as_array, check_finite
 
 __all__ = ["load_predictions", "audit", "write_audit", "plot_limits"]
 
@@ -26,7 +27,8 @@ TERM_NAMES = ([f"length {sk.JOINT_NAMES[p]}->{sk.JOINT_NAMES[c]}" for p, c in sk
 
 def load_predictions(path: str | os.PathLike) -> np.ndarray:
     """``(N, 21, 3)`` joints from a FreiHAND ``pred.json``, a ``predictions.npz`` (key ``xyz``)
-    or a ``.npy`` array."""
+    or a ``.npy`` array; a wrong shape or a NaN / inf value is a ``ValueError`` naming the file,
+    the field and the sample."""
     from .evaluate import read_pred_json
 
     path = Path(path)
@@ -35,7 +37,7 @@ def load_predictions(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"predictions not found: {path}")
     if path.suffix == ".npz":
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             if "xyz" not in z.files:
                 raise ValueError(f"{path}: no 'xyz' array (has {z.files})")
             xyz = z["xyz"]
@@ -43,28 +45,34 @@ def load_predictions(path: str | os.PathLike) -> np.ndarray:
         xyz = np.load(path, allow_pickle=False)
     else:
         raise ValueError(f"{path}: expected .json (FreiHAND pred.json), .npz or .npy")
-    if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
-        raise ValueError(f"{path}: joints have shape {xyz.shape}, expected (N, 21, 3)")
-    return xyz.astype(np.float64)
+    xyz = as_array(xyz, path, "xyz", (None, 21, 3))
+    check_finite(xyz, path, "xyz")
+    return xyz
 
 
 def audit(xyz: np.ndarray, limits: BMCLimits | None = None) -> dict:
     """Violations of ``xyz (N, 21, 3)`` against ``limits`` (default: literature limits).
 
     Returns per-term violation rates (43 terms), the share of implausible poses and joints,
-    and per-sample distances (the exact BMC terms) for ranking the worst samples."""
+    and per-sample distances (the exact BMC terms) for ranking the worst samples. Poses with a
+    NaN / inf coordinate are counted in ``non_finite`` and left out of every rate (their
+    per-sample values are NaN)."""
     from .losses import BMCLoss
 
     limits = limits or BMCLimits.default()
     j = torch.from_numpy(np.asarray(xyz, dtype=np.float64))
     finite = torch.isfinite(j).all(-1).all(-1)
+    if not bool(finite.any()):
+        raise ValueError(f"audit: none of the {len(j)} poses is finite")
     out = BMCLoss(limits, reduction="none", angle_distance="exact", check=False)(torch.where(
         finite[:, None, None], j, torch.zeros_like(j)))
     per = torch.cat([out.per_bone, out.per_root, out.per_angle], -1).numpy()  # (N, 43)
-    bad = per > 1e-9
+    per[~finite.numpy()] = np.nan  # non-finite poses are reported, never scored
+    total = np.where(finite.numpy(), out.total.numpy(), np.nan)
+    bad = per[finite.numpy()] > 1e-9
     return {"n": int(len(j)), "non_finite": int((~finite).sum()), "term_rate": bad.mean(0),
             "implausible_poses": float(bad.any(1).mean()), "implausible_joints": float(bad[:, 28:].mean()),
-            "per_sample": per, "total": out.total.numpy(), "limits": limits.meta.get("source", "?")}
+            "per_sample": per, "total": total, "limits": limits.meta.get("source", "?")}
 
 
 def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictions", worst: int = 10) -> Path:
@@ -75,12 +83,12 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    order = np.argsort(-result["total"])[:worst]
+    order = np.argsort(-np.nan_to_num(result["total"], nan=-np.inf))[:worst]
     lines = [f"# Plausibility audit: {name}", "",
              f"{result['n']} poses against limits: {result['limits']}.", "",
              f"- implausible poses (any term outside): **{100 * result['implausible_poses']:.1f}%**",
              f"- joint-angle terms outside their polygons: **{100 * result['implausible_joints']:.1f}%**",
-             f"- non-finite poses (skipped as zeros): {result['non_finite']}", "",
+             f"- non-finite poses (left out of every rate): {result['non_finite']}", "",
              "| term | outside |", "|---|---:|"]
     lines += [f"| {t} | {100 * r:.1f}% |" for t, r in zip(TERM_NAMES, result["term_rate"])]
     lines += ["", f"Worst {len(order)} samples (weighted BMC total):", "", "| sample | BMC total | worst term |",

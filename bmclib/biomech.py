@@ -51,8 +51,14 @@ __all__ = ["Decomposition", "decompose", "compose", "compose_parts", "normalize_
 
 _NUM_F = sk.NUM_FINGERS
 # Relative floors, in units of the pose's own size (the rms root-bone length).
-_EPS_NORMAL = 1e-6  # normalising palm normals and root directions
+_EPS_NORMAL = 1e-6  # curvature denominators
 _EPS_ANGLE = 1e-15  # nudge that keeps atan2 away from (0, 0)
+# Degenerate bones: a bone (or a pair of root bones' cross / dot product) shorter than this
+# many pose sizes has its direction faded to "straight" (angle 0) and its normalisation
+# floored, so that a collapsed bone inside a normal hand has bounded gradients (they
+# reached 1e14-1e26 with the 1e-15 / 1e-6 floors alone). Exact above it; real hands'
+# shortest bone is ~0.2 pose sizes.
+EPS_DEGENERATE = 1e-2
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -92,6 +98,12 @@ def validate_joints(joints: Tensor, name: str = "joints", n: int = sk.NUM_JOINTS
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(0)
+
+
+def _fade(r2: Tensor) -> Tensor:
+    """``min(1, r2 / EPS_DEGENERATE^2)``: multiplies an angle ``atan2(y, x)`` with
+    ``r2 = x^2 + y^2`` so its gradient (``1 / r``) stays bounded as ``r -> 0``; 1 above the floor."""
+    return (r2 * EPS_DEGENERATE ** -2).clamp_max(1.0)
 
 
 def _vnorm(v: Tensor) -> Tensor:
@@ -136,12 +148,12 @@ def _palm(roots: Tensor) -> _Palm:
     r = roots / scale  # (3, 5, N) unitless
     w = torch.linalg.cross(r[:, 1:], r[:, :-1], dim=0)  # (3, 4, N)
     w_norm = _vnorm(w)  # (4, N)
-    n = w / w_norm.clamp_min(_EPS_NORMAL)  # (3, 4, N)
-    mid = _normalize(n[:, 1:] + n[:, :-1], _EPS_NORMAL)  # (3, 3, N): n01, n12, n23
+    n = w / w_norm.clamp_min(EPS_DEGENERATE)  # (3, 4, N)
+    mid = _normalize(n[:, 1:] + n[:, :-1], EPS_DEGENERATE)  # (3, 3, N): n01, n12, n23
     nm = torch.cat([n, mid], dim=1)  # (3, 7, N)
     edge = nm.index_select(1, _index("edge", _EDGE_ROWS, nm.device))  # (3, 5, N)
     palm = nm.index_select(1, _index("palm", _PALM_ROWS, nm.device))  # (3, 5, N)
-    z = _normalize(r, _EPS_NORMAL)  # (3, 5, N)
+    z = _normalize(r, EPS_DEGENERATE)  # (3, 5, N)
     y = torch.linalg.cross(palm, z, dim=0)  # = z x (-palm)
     return _Palm(scale, r, w_norm, n, edge, torch.stack([-palm, y, z]))  # frame0 (3, 3, 5, N)
 
@@ -191,7 +203,9 @@ def _decompose_cm(j: Tensor) -> _Parts:
     palm = _palm(fb[:, :, 0])
     r = palm.r
     # phi = atan2(|r_f x r_f+1|, r_f . r_f+1); the offset keeps a zero root bone at (0, +tiny)
-    root_angles = torch.atan2(palm.cross_norm, _dot(r[:, :-1], r[:, 1:]) + _EPS_ANGLE)  # (4, N)
+    dots = _dot(r[:, :-1], r[:, 1:])
+    root_angles = torch.atan2(palm.cross_norm, dots + _EPS_ANGLE)  # (4, N)
+    root_angles = root_angles * _fade(palm.cross_norm ** 2 + dots ** 2)  # a collapsed root bone: bounded grads
     dr = r[:, 1:] - r[:, :-1]  # (3, 4, N)
     de = palm.edge_normals[:, 1:] - palm.edge_normals[:, :-1]  # (3, 4, N)
     curv = _dot(de, dr) / ((_dot(dr, dr) + _EPS_NORMAL ** 2) * palm.scale)  # (4, N)
@@ -205,10 +219,15 @@ def _decompose_cm(j: Tensor) -> _Parts:
     for k in range(1, 4):  # the three bones after the root bone (a chain: sequential by nature)
         local = (frame * fbn[None, :, :, k]).sum(1) + nudge  # (3, 5, N) bone in frame coordinates
         # flexion = atan2(l_x, l_z); abduction = atan2(l_y, |(l_x, l_z)|); both scale free
-        ang = torch.atan2(local[:2], torch.stack([local[2], _vnorm(local[::2])]))  # (2, 5, N)
+        length = _vnorm(local)  # (5, N)
+        xz2 = (local[::2] ** 2).sum(0)
+        ang = torch.atan2(local[:2], torch.stack([local[2], xz2.clamp_min(torch.finfo(xz2.dtype).tiny).sqrt()]))
+        ang = ang * _fade(torch.stack([xz2, length ** 2]))  # (2, 5, N); a collapsed bone reads as straight
         frames.append(frame)
         angles.append(ang)
-        frame = _next_frame(frame, local / _vnorm(local))
+        a = (length / EPS_DEGENERATE).clamp_max(1.0)  # below the floor, the direction turns towards e_z
+        ez = j.new_tensor([0.0, 0.0, 1.0]).view(3, 1, 1)
+        frame = _next_frame(frame, local / length.clamp_min(EPS_DEGENERATE) * a + (1 - a) * ez)
     return _Parts(wrist, fb, lengths, palm, root_angles, curv, torch.stack(frames), torch.stack(angles))
 
 

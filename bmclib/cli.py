@@ -16,6 +16,7 @@
     bmc audit               plausibility audit of predictions against BMC limits
     bmc regime              the regime map: where BMC can turn 2D into depth (keypoints, resumable)
     bmc balance             the 2D-loss / BMC pull on the keypoints, measured on a source validation split
+    bmc verify-cache        check prepared caches: file sizes, checksums of annotations and image bytes, labels
 """
 from __future__ import annotations
 
@@ -118,7 +119,7 @@ def _train(argv: list[str]) -> int:
     try:
         cfg = load_config(a.config, **over) if a.config else preset(a.preset, **over)
         run = train(cfg, device=a.device)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, FloatingPointError) as e:
         print(f"bmc train: {e}", file=sys.stderr)
         return 2
     print(f"trained {run}")
@@ -301,6 +302,30 @@ def _audit(argv: list[str]) -> int:
     return 0
 
 
+def _verify_cache(argv: list[str]) -> int:
+    from .data.cache import PreparedCache
+
+    p = argparse.ArgumentParser(prog="bmc verify-cache", description="Check prepared caches: the image file's "
+                                "length, the checksums of annotations.npz and of the image bytes, and the labels "
+                                "(finite, valid intrinsics, points in front of the camera).")
+    p.add_argument("caches", nargs="+", help="prepared cache folders")
+    a = p.parse_args(argv)
+    status = 0
+    for path in a.caches:
+        try:
+            c = PreparedCache(path, verify=True)
+            images = c.verify_images()
+        except (OSError, ValueError) as e:
+            print(f"bmc verify-cache: {e}", file=sys.stderr)
+            status = 2
+            continue
+        note = "image bytes match their checksum" if images else \
+            "no image checksum (written by an older bmclib; convert again to add one)"
+        print(f"ok {path}: {len(c)} samples of {c.size} px, {int(c.annotations['has_3d'].sum())} with 3D labels; "
+              f"annotations and labels valid; {note}")
+    return status
+
+
 def _tables(argv: list[str]) -> int:
     from .tables import build_all
 
@@ -321,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"bench": None, "limits": _limits, "synth": _synth, "prepare-freihand": _prepare_freihand,
                 "train": _train, "evaluate": _evaluate, "experiment": _experiment, "prepare-rhd": _prepare_rhd,
                 "prepare-ho3d": _prepare_ho3d, "eval-freihand": _eval_freihand, "fit-limits": _fit_limits,
-                "audit": _audit, "reproduce": None, "tables": _tables, "regime": None, "balance": None}
+                "audit": _audit, "reproduce": None, "tables": _tables, "regime": None, "balance": None,
+                "verify-cache": _verify_cache}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__.strip())
         if argv and argv[0] not in ("-h", "--help"):

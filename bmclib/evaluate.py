@@ -280,12 +280,11 @@ def read_pred_json(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | No
     if not isinstance(data, list) or len(data) != 2:
         raise ValueError(f"{path}: expected [xyz_list, verts_list], got a {type(data).__name__} of length "
                          f"{len(data) if isinstance(data, list) else '?'}")
-    xyz = np.asarray(data[0], dtype=np.float64)
-    if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
-        raise ValueError(f"{path}: xyz_list has shape {xyz.shape}, expected (N, 21, 3)")
-    verts = np.asarray(data[1], dtype=np.float64) if data[1] else None
-    if verts is not None and (verts.shape != (len(xyz), 778, 3)):
-        raise ValueError(f"{path}: verts_list has shape {verts.shape}, expected ({len(xyz)}, 778, 3)")
+    from .validate import as_array, check_finite
+
+    xyz = as_array(data[0], path, "xyz_list", (None, 21, 3))
+    check_finite(xyz, path, "xyz_list")
+    verts = as_array(data[1], path, "verts_list", (len(xyz), 778, 3)) if data[1] else None
     return xyz, verts
 
 

@@ -76,15 +76,14 @@ def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, 
 
 def _trained_steps(run_dir: Path, cfg) -> int:
     """Steps done by the checkpoint in ``run_dir`` if it was saved with ``cfg`` (else 0)."""
-    import torch
-
     from .train import same_config
+    from .validate import load_checkpoint
 
     ck_path = run_dir / "checkpoint.pt"
     if not ck_path.is_file():
         return 0
-    ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-    return int(ck["step"]) if same_config(ck.get("config", {}), cfg) else 0
+    ck = load_checkpoint(ck_path, "cpu")
+    return int(ck["step"]) if same_config(ck["config"], cfg) else 0
 
 
 def _run_one(cfg_dict: dict[str, Any], eval_cache: str, results_runs: str, limits_path: str, retrain: bool,

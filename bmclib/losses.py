@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from . import skeleton as sk
-from .biomech import _decompose_cm, compute_dtype, to_component_major, validate_joints
+from .biomech import EPS_DEGENERATE, _decompose_cm, compute_dtype, to_component_major, validate_joints
 from .limits import BMCLimits
 
 __all__ = ["BMCLoss", "BMCLossOutput", "interval_loss", "polygon_distance"]
@@ -76,6 +76,20 @@ def polygon_distance(points: Tensor, vertices: Tensor, normals: Tensor, offsets:
     gap = rel - t[..., None] * edge  # (..., J, M, 2)
     dist = (gap * gap).sum(-1).amin(-1).clamp_min(torch.finfo(points.dtype).tiny).sqrt()  # (..., J)
     return torch.where(outside > 0, dist, torch.zeros_like(dist))
+
+
+class _SaturatingUpcast(torch.autograd.Function):
+    """float16 -> float32 whose backward clamps the gradient to float16's finite range
+    (+-65504) before casting it back: a plain cast turns a gradient above 65504 into inf."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.float()
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        big = torch.finfo(torch.float16).max
+        return g.clamp(-big, big).half()
 
 
 @dataclass(frozen=True)
@@ -180,6 +194,8 @@ class BMCLoss(nn.Module):
         if self.check:
             validate_joints(joints)
         batch = joints.shape[:-2]
+        if joints.dtype == torch.float16:  # computed in float32; gradients saturate at fp16's range
+            joints = _SaturatingUpcast.apply(joints)
         terms = self._terms(joints)  # (total, bl, rb, a) each (N,), per-element (20|8|15, N)
         if self.reduction == "none":
             per = [x.T.reshape(batch + x.shape[:1]) for x in terms[4:]]  # (k, N) -> (..., k)
@@ -190,8 +206,8 @@ class BMCLoss(nn.Module):
         j, _ = to_component_major(joints.to(compute_dtype(joints.dtype)), 2)  # (3, 21, N)
         p = _decompose_cm(j)
         low, high, verts, normals, offsets, offsets_col = self._consts(j.dtype)
-        # scale normalisation by the reference bone (floored at 1e-4 of the pose size)
-        ref = p.lengths[self.ref_finger, self.ref_k].clamp_min(1e-4 * p.palm.scale)  # (N,)
+        # scale normalisation by the reference bone (floored at EPS_DEGENERATE of the pose size)
+        ref = p.lengths[self.ref_finger, self.ref_k].clamp_min(EPS_DEGENERATE * p.palm.scale)  # (N,)
         values = torch.cat([p.lengths.flatten(0, 1) / ref, p.curvatures * ref, p.root_angles])  # (28, N)
         per_interval = interval_loss(values, low, high)  # (28, N)
         points = p.angles.permute(2, 0, 1, 3).reshape(15, 2, -1)  # (15, 2, N) joints finger-major

@@ -87,6 +87,8 @@ def read_json(path: str | os.PathLike, missing: str | None = None) -> Any:
     if not path.is_file():
         raise FileNotFoundError(missing or f"file not found: {path}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); not a JSON file?") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}); the file may be truncated") from None

@@ -33,6 +33,7 @@ from .data.loader import AugmentConfig, MixedSampler, augment
 from .limits import BMCLimits
 from .losses import BMCLoss
 from .model import HandPoseNet, ModelConfig
+from .validate import load_checkpoint
 
 __all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "compute_losses", "same_config",
            "saved_config", "bmc_weight", "bmc_pose", "batch_layout", "validate_config", "LEGACY_DEFAULTS"]
@@ -118,10 +119,10 @@ def _from_dict(cls, data: dict[str, Any], where: str):
         raise ValueError(f"{where}: unknown config keys {sorted(unknown)}")
     kw = {}
     for k, v in data.items():
-        if k == "model" and isinstance(v, dict):
-            v = _from_dict(ModelConfig, v, f"{where}: model")
-        elif k == "augment" and isinstance(v, dict):
-            v = _from_dict(AugmentConfig, v, f"{where}: augment")
+        if k in ("model", "augment"):
+            if not isinstance(v, dict):
+                raise ValueError(f"{where}: {k} must be a mapping of {k} config keys, got {v!r}")
+            v = _from_dict(ModelConfig if k == "model" else AugmentConfig, v, f"{where}: {k}")
         kw[k] = v
     return cls(**kw)
 
@@ -163,19 +164,35 @@ def _norm_path(value: str) -> str:
 def load_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
     """A config from YAML or JSON: ``preset:`` picks the defaults, other keys override them."""
     path = Path(path)
-    text = path.read_text()
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of config keys")
-    base = preset(data.pop("preset", "cpu")).to_dict()
+        raise ValueError(f"{path}: expected a mapping of config keys, got a {type(data).__name__}")
+    name = data.pop("preset", "cpu")
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ValueError(f"{path}: preset must be one of {sorted(PRESETS)}, got {name!r}")
+    base = preset(name).to_dict()
     base.update({k: v for k, v in data.items()})
     base.update(overrides)
-    return _from_dict(TrainConfig, base, str(path))
+    cfg = _from_dict(TrainConfig, base, str(path))
+    validate_config(cfg, f"{path}: config")
+    return cfg
 
 
 # ----------------------------------------------------------------------------- losses
@@ -186,19 +203,56 @@ def _bmc_loss(cfg: TrainConfig, limits: BMCLimits) -> BMCLoss:
     return BMCLoss(limits, cfg.lambda_bl, lam_rb, lam_a, reduction="none", check=False)
 
 
-def validate_config(cfg: TrainConfig) -> None:
-    """Raise ``ValueError`` naming the field for a config value the loop cannot use."""
-    choices = {"bmc_terms": ("bl", "bl+rb", "all"), "bmc_grad": ("all", "depth"), "loss_2d": ("px", "image"),
-               "bmc_root": ("closed_form", "model")}
-    for name, allowed in choices.items():
-        if getattr(cfg, name) not in allowed:
-            raise ValueError(f"config.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
-    if cfg.bmc_start < 0 or cfg.bmc_ramp < 0:
-        raise ValueError(f"bmc_start and bmc_ramp must be >= 0, got {cfg.bmc_start} and {cfg.bmc_ramp}")
-    if cfg.batch_weak is not None and (not isinstance(cfg.batch_weak, int) or cfg.batch_weak < 0):
-        raise ValueError(f"config.batch_weak must be None or an int >= 0, got {cfg.batch_weak!r}")
+#: (lowest, highest, whether the lowest is allowed) of each numeric config field; None = unbounded
+_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "image_size": (32, None, True), "batch_size": (1, None, True), "steps": (1, None, True),
+    "lr": (0, None, False), "weight_decay": (0, None, True), "warmup": (0, None, True),
+    "ratio_3d": (0, 1, False), "w_2d": (0, None, True), "w_z": (0, None, True), "w_root": (0, None, True),
+    "lambda_bl": (0, None, True), "lambda_rb": (0, None, True), "lambda_a": (0, None, True),
+    "bmc_start": (0, None, True), "bmc_ramp": (0, None, True), "seed": (0, None, True),
+    "checkpoint_every": (1, None, True), "log_every": (1, None, True),
+    "model.width": (0, None, False), "model.head_channels": (1, None, True), "model.deconv": (0, 5, True),
+    "model.refine_hidden": (1, None, True),
+    "augment.rotation_deg": (0, 180, True), "augment.scale": (0, 1, True), "augment.translate": (0, 1, True),
+    "augment.brightness": (0, 1, True), "augment.contrast": (0, 1, True), "augment.saturation": (0, 1, True),
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "bmc_terms": ("bl", "bl+rb", "all"), "bmc_grad": ("all", "depth"), "loss_2d": ("px", "image"),
+    "bmc_root": ("closed_form", "model"), "optimizer": ("adamw", "adam", "sgd"),
+    "model.backbone": ("resnet18", "resnet34", "resnet50"), "model.norm": ("batch", "group"),
+}
+
+
+def validate_config(cfg: TrainConfig, where: str = "config") -> None:
+    """Raise ``ValueError`` naming the field for a config value the loop cannot use: a wrong
+    type (``steps: ten``, ``batch_size: 8.5``, ``use_bmc: 'no'``: nothing is coerced), a value
+    out of range (``steps: 0``, a negative warm-up, ``w_2d: .nan``) or an unknown choice."""
+    from .validate import check_fields
+
+    check_fields(cfg, where)
+
+    def get(name: str):
+        obj = cfg
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    for name, allowed in _CHOICES.items():
+        if get(name) not in allowed:
+            raise ValueError(f"{where}.{name} must be one of {allowed}, got {get(name)!r}")
+    for name, (lo, hi, lo_ok) in _RANGES.items():
+        v = get(name)
+        if lo is not None and (v < lo or (v == lo and not lo_ok)):
+            raise ValueError(f"{where}.{name} must be {'>=' if lo_ok else '>'} {lo}, got {v!r}")
+        if hi is not None and v > hi:
+            raise ValueError(f"{where}.{name} must be <= {hi}, got {v!r}")
+    if cfg.batch_weak is not None and cfg.batch_weak < 0:
+        raise ValueError(f"{where}.batch_weak must be None or an int >= 0, got {cfg.batch_weak!r}")
     if not 0.0 <= cfg.root_margin < 1.0:
-        raise ValueError(f"config.root_margin must be in [0, 1), got {cfg.root_margin!r}")
+        raise ValueError(f"{where}.root_margin must be in [0, 1), got {cfg.root_margin!r}")
+    if not cfg.name or cfg.name in (".", "..") or "/" in cfg.name or os.sep in cfg.name:
+        raise ValueError(f"{where}.name must be a folder name (not empty, no '/'), got {cfg.name!r}")
 
 
 def batch_layout(cfg: TrainConfig, has_weak: bool) -> tuple[int, float]:
@@ -255,6 +309,8 @@ def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale:
     from .lifting import guarded_bmc
 
     B, S = batch.uv.shape[0], batch.images.shape[-1]
+    if B == 0:
+        raise ValueError("compute_losses: an empty batch (0 samples) has no loss")
     terms: dict[str, Tensor] = {}
     per_2d = (out.uv - batch.uv).abs().mean((1, 2))  # (B,) px
     terms["2d"] = per_2d.sum() / B / (S if cfg.loss_2d == "image" else 1)
@@ -340,6 +396,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     row (e.g. to draw live loss curves in a notebook)."""
     from tqdm.auto import tqdm
 
+    validate_config(cfg)
     rank, world = _distributed()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda" and world > 1:
@@ -355,7 +412,6 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     for c in (source, weak):
         if c is not None and c.size != cfg.image_size:
             raise ValueError(f"{c.path}: images are {c.size} px, config.image_size is {cfg.image_size}")
-    validate_config(cfg)
     per_step, ratio = batch_layout(cfg, weak is not None)
     sampler = MixedSampler((len(source), len(weak) if weak is not None else None), per_step, ratio, cfg.seed,
                            rank, world)
@@ -377,13 +433,19 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     start = 0
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        ck = load_checkpoint(ckpt_path, dev, need=("model", "optimizer", "scheduler", "step", "config"))
         if not same_config(ck["config"], cfg):
             raise ValueError(f"{ckpt_path}: saved with a different config; use another name or delete the folder")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{ckpt_path}: weights or optimizer state do not fit this run's model "
+                             f"({str(e).splitlines()[0][:200]})") from None
         start = ck["step"]
+        if start > cfg.steps:
+            raise ValueError(f"{ckpt_path}: field 'step' is {start}, beyond the run's {cfg.steps} steps")
         if rank == 0 and start < cfg.steps:
             print(f"[resume] {cfg.name}: from step {start} of {cfg.steps} ({ckpt_path})", flush=True)
     net = model
@@ -398,12 +460,14 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
             writer = SummaryWriter(str(run_dir / "tb"))
         except Exception:
             writer = None
-    if rank == 0 and start == 0 and log_path.exists():
-        log_path.unlink()
+    if rank == 0 and log_path.exists():
+        _truncate_log(log_path, start)  # a resume redoes the steps after the checkpoint: drop their rows
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.name, unit="step", disable=not progress or rank != 0)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda")
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     t_last = time.perf_counter()
+    finite = torch.ones((), dtype=torch.bool, device=dev)
+    last_good = last_saved = start
     model.train()
     for step in range(start, end):
         batch = sampler.load(step, (source, weak))
@@ -417,9 +481,20 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
         terms = compute_losses(out, batch, cfg, bmc, bmc_weight(cfg, step) if bmc is not None else 0.0, pulls=log_now)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
+        # no host sync per step: the flag is read at log and checkpoint steps, before anything is written
+        finite = finite & torch.isfinite(terms["total"].detach())
         opt.step()
         sched.step()
         done = step + 1
+        if (done % cfg.log_every == 0 or done % cfg.checkpoint_every == 0 or done == cfg.steps) \
+                and not bool(finite):
+            bar.close()
+            raise FloatingPointError(
+                f"{run_dir}: non-finite loss between steps {last_good + 1} and {done} "
+                f"({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); nothing of those steps was "
+                f"saved, the checkpoint of step {last_saved} is kept. Check the data (bmc verify-cache) and "
+                f"the learning rate and loss weights")
+        last_good = done
         if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
             now = time.perf_counter()
             row = {"step": done, "lr": sched.get_last_lr()[0], **{k: float(v.detach()) for k, v in terms.items()},
@@ -436,6 +511,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
         if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                           "step": done, "config": cfg.to_dict()}, ckpt_path)
+            last_saved = done
         bar.update(1)
     bar.close()
     if rank == 0:
@@ -445,6 +521,24 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     if writer is not None:
         writer.close()
     return run_dir
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the rows of ``path`` (JSON lines) logged at or before ``step`` (atomically)."""
+    from .results import write_text_atomic
+
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            keep.append(line)
+    if keep:
+        write_text_atomic(path, "\n".join(keep) + "\n")
+    else:
+        path.unlink()
 
 
 def _write_csv(jsonl: Path, out: Path) -> None:
@@ -464,8 +558,17 @@ def _write_csv(jsonl: Path, out: Path) -> None:
 
 def load_trained(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[HandPoseNet, TrainConfig]:
     """The model and config of a finished (or checkpointed) run."""
-    ck = torch.load(Path(run_dir) / "checkpoint.pt", map_location=device, weights_only=False)
-    cfg = saved_config(ck["config"], str(run_dir))
+    path = Path(run_dir) / "checkpoint.pt"
+    ck = load_checkpoint(path, device)
+    try:
+        cfg = saved_config(ck["config"], f"{path}: field 'config'")
+        validate_config(cfg, f"{path}: field 'config'")
+    except TypeError as e:
+        raise ValueError(f"{path}: field 'config' cannot be read ({e})") from None
     model = HandPoseNet(cfg.model)
-    model.load_state_dict(ck["model"])
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: field 'model' does not fit the saved config's network "
+                         f"({str(e).splitlines()[0][:200]})") from None
     return model.to(device).eval(), cfg

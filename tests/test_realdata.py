@@ -269,7 +269,7 @@ def test_pred_json_round_trip_and_errors(tmp_path):
     back, verts = read_pred_json(path)
     assert np.allclose(back, xyz) and verts.shape == (4, 778, 3)
     (tmp_path / "bad.json").write_text(json.dumps([xyz[:, :20].tolist(), []]))
-    with pytest.raises(ValueError, match=r"xyz_list has shape \(4, 20, 3\)"):
+    with pytest.raises(ValueError, match=r"field 'xyz_list': shape \(4, 20, 3\)"):
         read_pred_json(tmp_path / "bad.json")
     (tmp_path / "one.json").write_text(json.dumps(xyz.tolist()))
     with pytest.raises(ValueError, match="expected \\[xyz_list, verts_list\\]"):

@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..validate import as_array, check_in_front, check_intrinsics, check_positive
 from .cache import CacheWriter
 
 __all__ = ["SPLITS", "split_paths", "write_split", "read_split", "freihand_to_cache"]
@@ -66,27 +67,31 @@ def read_split(root: str | os.PathLike, split: str = "training") -> dict[str, An
     p = split_paths(root, split)
     if not Path(root).is_dir():
         raise FileNotFoundError(f"FreiHAND layout: folder not found: {root}")
-    K = np.asarray(_load_json(p["K"], f"{split} intrinsics"), dtype=np.float64)
+    K = as_array(_load_json(p["K"], f"{split} intrinsics"), p["K"], "K", (None, 3, 3))
     n = len(K)
-    if K.shape != (n, 3, 3):
-        raise ValueError(f"{p['K']}: expected a list of 3x3 matrices, got shape {K.shape}")
-    scale = np.asarray(_load_json(p["scale"], f"{split} scales"), dtype=np.float64).reshape(-1)
+    if n == 0:
+        raise ValueError(f"{p['K']}: field 'K': no samples (an empty list)")
+    check_intrinsics(K, p["K"])
+    scale = as_array(_load_json(p["scale"], f"{split} scales"), p["scale"], "scale", (None,))
     if scale.shape != (n,):
         raise ValueError(f"{p['scale']}: expected {n} scales (one per entry of {p['K'].name}), got {scale.shape}")
+    check_positive(scale, p["scale"], "scale")
     xyz = None
     if p["xyz"].is_file() or split == "training":
-        xyz = np.asarray(_load_json(p["xyz"], f"{split} 3D joints"), dtype=np.float64)
+        xyz = as_array(_load_json(p["xyz"], f"{split} 3D joints"), p["xyz"], "xyz", (None, 21, 3))
         if xyz.shape != (n, 21, 3):
-            raise ValueError(f"{p['xyz']}: expected shape ({n}, 21, 3), got {xyz.shape}")
+            raise ValueError(f"{p['xyz']}: expected shape ({n}, 21, 3) (one entry per entry of {p['K'].name}), "
+                             f"got {xyz.shape}")
+        check_in_front(xyz, p["xyz"])
     visible = np.ones((n, 21), dtype=bool)
     info: dict[str, Any] = {}
     if p["extra"].is_file():
         extra = _load_json(p["extra"], "bmc extras")
+        if not isinstance(extra, dict):
+            raise ValueError(f"{p['extra']}: expected a mapping with 'visible' and 'info', got a {type(extra).__name__}")
         info = extra.get("info", {})
         if extra.get("visible") is not None:
-            visible = np.asarray(extra["visible"], dtype=bool)
-            if visible.shape != (n, 21):
-                raise ValueError(f"{p['extra']}: 'visible' has shape {visible.shape}, expected ({n}, 21)")
+            visible = as_array(extra["visible"], p["extra"], "visible", (n, 21)) > 0.5
     if not p["rgb"].is_dir():
         raise FileNotFoundError(f"FreiHAND layout: missing image folder: expected {p['rgb']}")
     images = sorted(p["rgb"].glob("*.jpg"))

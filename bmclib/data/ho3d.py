@@ -18,39 +18,53 @@ labels; evaluation samples are cropped from their bounding box and carry only th
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from .. import skeleton as sk
+from ..validate import as_array, check_finite, check_in_front, check_intrinsics, safe_pickle_load
 from .cache import CacheWriter
 from .crop import crop_resize, square_box
 
-__all__ = ["OPENGL_TO_CAMERA", "read_ho3d_meta", "ho3d_to_cache"]
+__all__ = ["OPENGL_TO_CAMERA", "HO3D_IMAGE_SIZE", "read_ho3d_meta", "ho3d_to_cache"]
 
 OPENGL_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
 
 
+#: HO-3D's images are 640 x 480
+HO3D_IMAGE_SIZE = (640, 480)
+
+
 def read_ho3d_meta(path: str | os.PathLike, evaluation: bool = False) -> dict:
+    """One frame's meta pickle, checked: ``handJoints3D`` finite of the split's shape, ``camMat``
+    a valid intrinsic matrix, ``handBoundingBox`` (evaluation) four finite numbers with
+    ``x1 > x0`` and ``y1 > y0``. Read with a restricted unpickler (numpy and builtins only)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"HO-3D: missing meta file: expected {path}")
-    try:
-        with open(path, "rb") as f:
-            meta = pickle.load(f, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: cannot be read ({e}); the file may be truncated") from None
+    meta = safe_pickle_load(path, encoding="latin1")
     need = ["handJoints3D", "camMat"] + (["handBoundingBox"] if evaluation else [])
     for key in need:
         if not isinstance(meta, dict) or key not in meta or meta[key] is None:
             raise ValueError(f"{path}: missing key {key!r}")
-    joints = np.asarray(meta["handJoints3D"], dtype=np.float64)
     want = (3,) if evaluation else (21, 3)
+    joints = as_array(meta["handJoints3D"], path, "handJoints3D", (None,) * len(np.shape(meta["handJoints3D"])))
     if joints.shape != want:
         raise ValueError(f"{path}: handJoints3D has shape {joints.shape}, expected {want}")
-    if np.shape(meta["camMat"]) != (3, 3):
-        raise ValueError(f"{path}: camMat has shape {np.shape(meta['camMat'])}, expected (3, 3)")
+    check_finite(joints[None], path, "handJoints3D", ids=[path.stem])
+    K = as_array(meta["camMat"], path, "camMat", (None,) * len(np.shape(meta["camMat"])))
+    if K.shape != (3, 3):
+        raise ValueError(f"{path}: camMat has shape {K.shape}, expected (3, 3)")
+    check_intrinsics(K[None], path, "camMat", ids=[path.stem])
+    meta = dict(meta, handJoints3D=joints, camMat=K)
+    if evaluation:
+        box = as_array(meta["handBoundingBox"], path, "handBoundingBox", (4,))
+        check_finite(box[None], path, "handBoundingBox", ids=[path.stem])
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"{path}: field 'handBoundingBox': [x0, y0, x1, y1] = {box.tolist()} has zero or "
+                             f"negative size")
+        meta["handBoundingBox"] = box
     return meta
 
 
@@ -65,26 +79,40 @@ def ho3d_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: str = 
     listing = root / f"{split}.txt"
     if not listing.is_file():
         raise FileNotFoundError(f"HO-3D: missing list of frames: expected {listing}")
-    frames = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+    try:
+        text = listing.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{listing}: not UTF-8 text (byte {e.start})") from None
+    frames = [line.strip() for line in text.splitlines() if line.strip()]
     if not frames:
         raise ValueError(f"{listing}: no frames listed")
+    for k, name in enumerate(frames):
+        if name.count("/") != 1 or not all(name.split("/")):
+            raise ValueError(f"{listing}: line {k + 1} {name!r} is not '<sequence>/<frame id>'")
     evaluation = split == "evaluation"
     source = {"kind": "ho3d", "root": str(root.resolve()), "split": split,
               "labels": "root-only" if evaluation else "3d"}
     with CacheWriter(out, len(frames), size, source, overwrite=overwrite) as w:
         for n, name in enumerate(tqdm(frames, desc=f"HO-3D {split}", unit="img", disable=not progress)):
-            if name.count("/") != 1:
-                raise ValueError(f"{listing}: line {n + 1} {name!r} is not '<sequence>/<frame id>'")
             seq, fid = name.split("/")
-            meta = read_ho3d_meta(root / split / seq / "meta" / f"{fid}.pkl", evaluation)
+            meta_path = root / split / seq / "meta" / f"{fid}.pkl"
+            meta = read_ho3d_meta(meta_path, evaluation)
             rgb = next((p for p in (root / split / seq / "rgb" / f"{fid}{ext}" for ext in (".jpg", ".png"))
                         if p.is_file()), None)
             if rgb is None:
                 raise FileNotFoundError(f"HO-3D: missing image: expected {root / split / seq / 'rgb' / (fid + '.jpg')}")
-            image = np.asarray(Image.open(rgb).convert("RGB"))
-            K = np.asarray(meta["camMat"], dtype=np.float64)
+            try:
+                with Image.open(rgb) as im:
+                    image = np.asarray(im.convert("RGB"))
+            except OSError as e:
+                raise ValueError(f"{rgb}: cannot be decoded ({e})") from None
+            if image.shape[1::-1] != HO3D_IMAGE_SIZE:
+                raise ValueError(f"{rgb}: image is {image.shape[1]}x{image.shape[0]}, HO-3D's are "
+                                 f"{HO3D_IMAGE_SIZE[0]}x{HO3D_IMAGE_SIZE[1]}")
+            K = meta["camMat"]
             if evaluation:
-                root_xyz = np.asarray(meta["handJoints3D"], dtype=np.float64) @ OPENGL_TO_CAMERA
+                root_xyz = meta["handJoints3D"] @ OPENGL_TO_CAMERA
+                check_in_front(root_xyz[None, None], meta_path, "handJoints3D", ids=[fid])
                 x0, y0, x1, y1 = (float(v) for v in meta["handBoundingBox"])
                 side = max(x1 - x0, y1 - y0) * 1.2
                 box = ((x0 + x1) / 2 - side / 2, (y0 + y1) / 2 - side / 2, side)
@@ -94,7 +122,8 @@ def ho3d_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: str = 
                 vis = np.zeros(21, dtype=bool)
                 scale = np.nan
             else:
-                xyz = sk.from_ho3d(np.asarray(meta["handJoints3D"], dtype=np.float64) @ OPENGL_TO_CAMERA)
+                xyz = sk.from_ho3d(meta["handJoints3D"] @ OPENGL_TO_CAMERA)
+                check_in_front(xyz[None], meta_path, "handJoints3D", ids=[fid])
                 uv_full = (xyz @ K.T)[:, :2] / (xyz @ K.T)[:, 2:]
                 box = square_box(uv_full)
                 vis = np.ones(21, dtype=bool)

@@ -18,19 +18,26 @@ it to the cache size.
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from .. import skeleton as sk
+from ..validate import as_array, check_finite, check_in_front, check_intrinsics, safe_pickle_load
 from .cache import CacheWriter
 from .crop import crop_resize, flip_horizontal, square_box
 
-__all__ = ["read_rhd_annotations", "rhd_to_cache"]
+__all__ = ["RHD_SIZE", "read_rhd_annotations", "rhd_to_cache"]
+
+
+#: RHD's images are 320 x 320
+RHD_SIZE = 320
 
 
 def read_rhd_annotations(root: str | os.PathLike, split: str) -> dict:
+    """The annotations of one split, checked: integer sample ids, each sample's ``xyz (42, 3)``,
+    ``uv_vis (42, 3)`` and ``K (3, 3)`` arrays of finite numbers, ``K`` valid. The pickle is
+    read with a restricted unpickler (numpy arrays and builtin containers only)."""
     if split not in ("training", "evaluation"):
         raise ValueError(f"split must be 'training' or 'evaluation', got {split!r}")
     path = Path(root) / split / f"anno_{split}.pickle"
@@ -38,31 +45,56 @@ def read_rhd_annotations(root: str | os.PathLike, split: str) -> dict:
         raise FileNotFoundError(f"RHD: folder not found: {root}")
     if not path.is_file():
         raise FileNotFoundError(f"RHD: missing annotations: expected {path}")
-    try:
-        with open(path, "rb") as f:
-            anno = pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: cannot be read ({e}); the file may be truncated") from None
+    anno = safe_pickle_load(path)
     if not isinstance(anno, dict) or not anno:
-        raise ValueError(f"{path}: expected a non-empty dict id -> annotation")
+        raise ValueError(f"{path}: expected a non-empty dict id -> annotation, got "
+                         f"{'an empty dict' if isinstance(anno, dict) else 'a ' + type(anno).__name__}")
     for i, a in anno.items():
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0:
+            raise ValueError(f"{path}: sample id {i!r} is not an integer >= 0 (RHD names its images by "
+                             f"integer id, %05d.png)")
+        if not isinstance(a, dict):
+            raise ValueError(f"{path}: sample {i}: expected a dict with 'xyz', 'uv_vis', 'K', got a "
+                             f"{type(a).__name__}")
         for key, shape in (("xyz", (42, 3)), ("uv_vis", (42, 3)), ("K", (3, 3))):
-            if not isinstance(a, dict) or key not in a:
+            if key not in a:
                 raise ValueError(f"{path}: sample {i} lacks {key!r}")
-            if np.shape(a[key]) != shape:
-                raise ValueError(f"{path}: sample {i} {key!r} has shape {np.shape(a[key])}, expected {shape}")
+            arr = as_array(a[key], path, key, (None, None))
+            if arr.shape != shape:
+                raise ValueError(f"{path}: sample {i} {key!r} has shape {arr.shape}, expected {shape}")
+            check_finite(arr[None], path, key, ids=[i])
+            a[key] = arr
+        check_intrinsics(a["K"][None], path, ids=[i])
     return anno
+
+
+def _rhd_image(path: Path, sample, mode: str | None) -> np.ndarray:
+    from PIL import Image
+
+    if not path.is_file():
+        raise FileNotFoundError(f"RHD: missing image for sample {sample}: expected {path}")
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert(mode) if mode else im)
+    except OSError as e:
+        raise ValueError(f"{path}: sample {sample} cannot be decoded ({e})") from None
+    if arr.shape[:2] != (RHD_SIZE, RHD_SIZE):
+        raise ValueError(f"{path}: sample {sample}: image is {arr.shape[1]}x{arr.shape[0]}, RHD's are "
+                         f"{RHD_SIZE}x{RHD_SIZE}")
+    return arr
 
 
 def rhd_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: str = "training", size: int = 128,
                  labels: str = "3d", overwrite: bool = False, progress: bool = True) -> Path:
     """Convert one RHD split into a prepared cache of right-hand ``size`` crops."""
-    from PIL import Image
     from tqdm.auto import tqdm
 
+    if labels not in ("3d", "2d"):
+        raise ValueError(f"labels must be '3d' or '2d', got {labels!r}")
     anno = read_rhd_annotations(root, split)
     ids = sorted(anno)
     folder = Path(root) / split
+    ann_path = folder / f"anno_{split}.pickle"
     for sub in ("color", "mask"):
         if not (folder / sub).is_dir():
             raise FileNotFoundError(f"RHD: missing image folder: expected {folder / sub}")
@@ -70,24 +102,21 @@ def rhd_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: str = "
     with CacheWriter(out, len(ids), size, source, overwrite=overwrite) as w:
         for n, i in enumerate(tqdm(ids, desc=f"RHD {split}", unit="img", disable=not progress)):
             a = anno[i]
-            paths = [folder / "color" / f"{i:05d}.png", folder / "mask" / f"{i:05d}.png"]
-            for p in paths:
-                if not p.is_file():
-                    raise FileNotFoundError(f"RHD: missing image for sample {i}: expected {p}")
-            try:
-                image = np.asarray(Image.open(paths[0]).convert("RGB"))
-                mask = np.asarray(Image.open(paths[1]))
-            except OSError as e:
-                raise ValueError(f"{paths[0].parent.parent}: sample {i} cannot be decoded ({e})") from None
+            image = _rhd_image(folder / "color" / f"{i:05d}.png", i, "RGB")
+            mask = _rhd_image(folder / "mask" / f"{i:05d}.png", i, None)
             left_px = int(((mask >= 2) & (mask <= 17)).sum())
             right_px = int((mask >= 18).sum())
-            vis42 = np.asarray(a["uv_vis"])[:, 2] > 0.5
+            vis42 = a["uv_vis"][:, 2] > 0.5
             left = (left_px, vis42[:21].sum()) > (right_px, vis42[21:].sum())
             side = "left" if left else "right"
-            xyz = sk.rhd_hand(np.asarray(a["xyz"], dtype=np.float64), side)
-            uv = sk.rhd_hand(np.asarray(a["uv_vis"], dtype=np.float64)[:, :2], side)
+            xyz = sk.rhd_hand(a["xyz"], side)
+            uv = sk.rhd_hand(a["uv_vis"][:, :2], side)
             vis = sk.rhd_hand(vis42[:, None], side)[:, 0]
-            K = np.asarray(a["K"], dtype=np.float64)
+            K = a["K"]
+            check_in_front(xyz[None], ann_path, f"xyz ({side} hand)", ids=[i])
+            if not vis.any():
+                raise ValueError(f"{ann_path}: field 'uv_vis': sample {i}: no visible keypoint of the {side} hand "
+                                 f"(nothing to crop around)")
             if left:
                 image, uv, xyz, K = flip_horizontal(image, uv, xyz, K)
             crop, A = crop_resize(np.ascontiguousarray(image), square_box(uv, vis), size)
