@@ -215,19 +215,23 @@ def _decompose_cm(j: Tensor) -> _Parts:
     # gradients; real angles move by 1e-15 / |bone| (|bone| in units of the pose size)
     nudge = j.new_tensor([0.0, 0.0, _EPS_ANGLE]).view(3, 1, 1)
     frame = palm.frame0  # (3, 3, 5, N)
+    tiny = torch.finfo(j.dtype).tiny
+    ez = j.new_tensor([0.0, 0.0, 1.0]).view(3, 1, 1)
     frames, angles = [], []
     for k in range(1, 4):  # the three bones after the root bone (a chain: sequential by nature)
         local = (frame * fbn[None, :, :, k]).sum(1) + nudge  # (3, 5, N) bone in frame coordinates
         # flexion = atan2(l_x, l_z); abduction = atan2(l_y, |(l_x, l_z)|); both scale free
-        length = _vnorm(local)  # (5, N)
-        xz2 = (local[::2] ** 2).sum(0)
-        ang = torch.atan2(local[:2], torch.stack([local[2], xz2.clamp_min(torch.finfo(xz2.dtype).tiny).sqrt()]))
-        ang = ang * _fade(torch.stack([xz2, length ** 2]))  # (2, 5, N); a collapsed bone reads as straight
+        sq = local * local
+        xz2 = sq[0] + sq[2]  # (5, N)
+        r2 = torch.stack([xz2, xz2 + sq[1]]).clamp_min(tiny)  # (2, 5, N): |(l_x, l_z)|^2, |l|^2
+        norms = r2.sqrt()
+        ang = torch.atan2(local[:2], torch.stack([local[2], norms[0]]))
+        ang = ang * _fade(r2)  # (2, 5, N); a collapsed bone reads as straight
         frames.append(frame)
         angles.append(ang)
-        a = (length / EPS_DEGENERATE).clamp_max(1.0)  # below the floor, the direction turns towards e_z
-        ez = j.new_tensor([0.0, 0.0, 1.0]).view(3, 1, 1)
-        frame = _next_frame(frame, local / length.clamp_min(EPS_DEGENERATE) * a + (1 - a) * ez)
+        # the unit direction; below the floor it turns towards e_z (length -> 0: exactly e_z)
+        floor = norms[1].clamp_min(EPS_DEGENERATE)
+        frame = _next_frame(frame, (local + (floor - norms[1]) * ez) / floor)
     return _Parts(wrist, fb, lengths, palm, root_angles, curv, torch.stack(frames), torch.stack(angles))
 
 

@@ -231,7 +231,8 @@ def _eval_freihand(argv: list[str]) -> int:
             raise ValueError(f"{a.root}: no {a.split}_xyz.json (FreiHAND's 2022 evaluation archive has it)")
         pred = np.zeros_like(gt) if a.pred == "zero" else read_pred_json(a.pred)[0]
         if pred.shape != gt.shape:
-            raise ValueError(f"{a.pred}: {len(pred)} predictions for {len(gt)} ground-truth samples")
+            raise ValueError(f"{a.pred}: field 'xyz_list': {len(pred)} predictions for {len(gt)} ground-truth "
+                             f"samples of {a.root} ({a.split})")
         scores = freihand_keypoint_scores(gt, pred, return_curves=True)
         zero = freihand_keypoint_scores(gt, np.zeros_like(gt), return_curves=True)
         path = write_freihand_report(scores, a.out, "prediction" if a.pred != "zero" else "zero", zero)

@@ -491,7 +491,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
             bar.close()
             raise FloatingPointError(
                 f"{run_dir}: non-finite loss between steps {last_good + 1} and {done} "
-                f"({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); nothing of those steps was "
+                f"({', '.join(f'{k}={float(v.detach()):.4g}' for k, v in terms.items())}); nothing of those steps was "
                 f"saved, the checkpoint of step {last_saved} is kept. Check the data (bmc verify-cache) and "
                 f"the learning rate and loss weights")
         last_good = done

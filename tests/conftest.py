@@ -1,16 +1,24 @@
-"""Shared test helpers: seeded anatomical hands, rotations, hypothesis profiles."""
+"""Shared test helpers: seeded anatomical hands, rotations, hypothesis profiles, and the
+format-exact FreiHAND / RHD / HO-3D fixtures (small folders in each data set's on-disk layout)."""
 from __future__ import annotations
 
+import json
 import math
 import os
+import pickle
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from hypothesis import HealthCheck, settings
 
 from bmclib import anatomy
 from bmclib import skeleton as sk
 from bmclib.biomech import compose_parts
+from bmclib.camera import project
+from bmclib.data.ho3d import OPENGL_TO_CAMERA
+from bmclib.data.synth import generate_batch
 from bmclib.handmodel import sample_hand_shapes
 
 settings.register_profile("ci", deadline=None, derandomize=True, max_examples=100,
@@ -54,3 +62,105 @@ def anatomical_hands(n: int, seed: int = 0, dtype=torch.float64, rotate: bool = 
 @pytest.fixture(scope="session")
 def hands():
     return anatomical_hands(256, seed=1)
+
+
+def project_np(xyz, K):
+    return project(torch.from_numpy(np.asarray(xyz, dtype=np.float64)), torch.from_numpy(np.asarray(K, np.float64))).numpy()
+
+
+# ---------------------------------------------------------------- format-exact real-data fixtures
+@pytest.fixture(scope="session")
+def freihand(tmp_path_factory):
+    """FreiHAND v2 as shipped: 3 annotations x 4 image versions, masks for the first 3 only,
+    mano / verts files, an evaluation split with K and scale only."""
+    root = tmp_path_factory.mktemp("FreiHAND_pub_v2")
+    b = generate_batch("target", 5, 224, torch.Generator().manual_seed(0))
+    n = 3
+    (root / "training" / "rgb").mkdir(parents=True)
+    (root / "training" / "mask").mkdir(parents=True)
+    (root / "evaluation" / "rgb").mkdir(parents=True)
+    for v in range(4):
+        for i in range(n):
+            img = np.clip(b.images[i].numpy().astype(int) + 20 * v, 0, 255).astype(np.uint8)  # 4 "versions"
+            Image.fromarray(img).save(root / "training" / "rgb" / f"{i + n * v:08d}.jpg", quality=95)
+    for i in range(n):
+        Image.fromarray(b.masks[i].numpy()).save(root / "training" / "mask" / f"{i:08d}.jpg")
+    dump = lambda name, x: (root / name).write_text(json.dumps(np.asarray(x).tolist()))  # noqa: E731
+    dump("training_xyz.json", b.xyz[:n].numpy())
+    dump("training_K.json", b.K[:n].numpy())
+    dump("training_scale.json", b.scale[:n].numpy())
+    dump("training_mano.json", np.zeros((n, 1, 61)))
+    dump("training_verts.json", np.zeros((n, 778, 3)))
+    dump("evaluation_K.json", b.K[n:].numpy())
+    dump("evaluation_scale.json", b.scale[n:].numpy())
+    for i in range(2):
+        Image.fromarray(b.images[n + i].numpy()).save(root / "evaluation" / "rgb" / f"{i:08d}.jpg")
+    return root, b
+
+
+@pytest.fixture(scope="session")
+def rhd(tmp_path_factory):
+    """RHD layout: sample 0 a right hand, sample 1 a left hand (a mirrored right hand),
+    sample 2 both hands with the left one larger in the mask."""
+    root = tmp_path_factory.mktemp("RHD_published_v2")
+    b = generate_batch("source", 3, 320, torch.Generator().manual_seed(4))
+    split = root / "training"
+    for sub in ("color", "mask", "depth"):
+        (split / sub).mkdir(parents=True)
+    anno = {}
+    W = 320
+    for i in range(3):
+        xyz, uv, K = b.xyz[i].numpy(), b.uv[i].numpy(), b.K[i].numpy()
+        vis = b.visible[i].numpy().astype(float)
+        img, msk = b.images[i].numpy(), b.masks[i].numpy() > 0
+        left = i >= 1
+        if left:  # make it a left hand: mirror everything
+            xyz, uv = sk.mirror_joints(xyz), sk.mirror_uv(uv, W)
+            K = K.copy()
+            K[0, 2] = W - 1 - K[0, 2]
+            img, msk = img[:, ::-1].copy(), msk[:, ::-1].copy()
+        hand = np.concatenate([sk.to_rhd(xyz), ], 0)
+        uv_vis = np.concatenate([sk.to_rhd(uv), sk.to_rhd(vis[:, None])], 1)
+        other_xyz = np.zeros((21, 3))
+        other_uv = np.concatenate([np.full((21, 2), 10.0), np.zeros((21, 1))], 1)
+        mask = np.where(msk, 5 if left else 20, 0).astype(np.uint8)  # 2-17 left, 18-33 right
+        if i == 2:
+            mask[:4, :4] = 25  # a few pixels of a right hand too
+            other_uv[:, 2] = 1
+        xyz42 = np.concatenate([hand, other_xyz] if left else [other_xyz, hand])
+        uv42 = np.concatenate([uv_vis, other_uv] if left else [other_uv, uv_vis])
+        anno[i] = {"xyz": xyz42.astype(np.float32), "uv_vis": uv42.astype(np.float32), "K": K.astype(np.float32)}
+        Image.fromarray(img).save(split / "color" / f"{i:05d}.png")
+        Image.fromarray(mask).save(split / "mask" / f"{i:05d}.png")
+        Image.fromarray(np.zeros((W, W, 3), np.uint8)).save(split / "depth" / f"{i:05d}.png")
+    with open(split / "anno_training.pickle", "wb") as f:
+        pickle.dump(anno, f)
+    return root, b
+
+
+@pytest.fixture(scope="session")
+def ho3d(tmp_path_factory):
+    root = tmp_path_factory.mktemp("HO3D_v3")
+    b = generate_batch("target", 3, 64, torch.Generator().manual_seed(9))
+    K = np.array([[614.0, 0, 320.0], [0, 614.0, 240.0], [0, 0, 1]])
+    xyz = b.xyz.numpy() * [1, 1, 1] + [0.0, 0.0, 0.1]
+    frames = {"train": ["ABF10/0000", "ABF10/0001"], "evaluation": ["SM1/0000"]}
+    for split, names in frames.items():
+        (root / f"{split}.txt").write_text("\n".join(names) + "\n")
+        for k, name in enumerate(names):
+            seq, fid = name.split("/")
+            for sub in ("rgb", "meta", "depth"):
+                (root / split / seq / sub).mkdir(parents=True, exist_ok=True)
+            noise = np.random.default_rng(k).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+            Image.fromarray(noise).save(root / split / seq / "rgb" / f"{fid}.jpg")
+            i = k if split == "train" else 2
+            opengl = sk.to_ho3d(xyz[i]) @ OPENGL_TO_CAMERA  # MANO order, OpenGL axes
+            meta = {"camMat": K, "handPose": np.zeros(48), "handBeta": np.zeros(10), "handTrans": np.zeros(3),
+                    "handJoints3D": opengl}
+            if split == "evaluation":
+                uv = project_np(xyz[i], K)
+                meta["handJoints3D"] = opengl[0]  # root only
+                meta["handBoundingBox"] = [*uv.min(0), *uv.max(0)]
+            with open(root / split / seq / "meta" / f"{fid}.pkl", "wb") as f:
+                pickle.dump(meta, f, protocol=2)
+    return root, xyz, K

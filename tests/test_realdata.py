@@ -7,54 +7,21 @@ import pytest
 import torch
 from PIL import Image
 
-from bmclib import skeleton as sk
 from bmclib.audit import TERM_NAMES, audit, load_predictions, write_audit
 from bmclib.biomech import decompose
-from bmclib.camera import project
 from bmclib.cli import main
 from bmclib.data.cache import PreparedCache
 from bmclib.data.freihand import freihand_to_cache
-from bmclib.data.ho3d import OPENGL_TO_CAMERA, ho3d_to_cache
+from bmclib.data.ho3d import ho3d_to_cache
 from bmclib.data.rhd import rhd_to_cache
 from bmclib.data.synth import generate_batch
 from bmclib.evaluate import (freihand_keypoint_scores, freihand_keypoint_scores_loop, read_pred_json,
                              write_pred_json)
 
-
-def _project(xyz, K):
-    return project(torch.from_numpy(np.asarray(xyz, dtype=np.float64)), torch.from_numpy(np.asarray(K, np.float64))).numpy()
+from conftest import project_np
 
 
 # ---------------------------------------------------------------- FreiHAND
-@pytest.fixture(scope="module")
-def freihand(tmp_path_factory):
-    """FreiHAND v2 as shipped: 3 annotations x 4 image versions, masks for the first 3 only,
-    mano / verts files, an evaluation split with K and scale only."""
-    root = tmp_path_factory.mktemp("FreiHAND_pub_v2")
-    b = generate_batch("target", 5, 224, torch.Generator().manual_seed(0))
-    n = 3
-    (root / "training" / "rgb").mkdir(parents=True)
-    (root / "training" / "mask").mkdir(parents=True)
-    (root / "evaluation" / "rgb").mkdir(parents=True)
-    for v in range(4):
-        for i in range(n):
-            img = np.clip(b.images[i].numpy().astype(int) + 20 * v, 0, 255).astype(np.uint8)  # 4 "versions"
-            Image.fromarray(img).save(root / "training" / "rgb" / f"{i + n * v:08d}.jpg", quality=95)
-    for i in range(n):
-        Image.fromarray(b.masks[i].numpy()).save(root / "training" / "mask" / f"{i:08d}.jpg")
-    dump = lambda name, x: (root / name).write_text(json.dumps(np.asarray(x).tolist()))  # noqa: E731
-    dump("training_xyz.json", b.xyz[:n].numpy())
-    dump("training_K.json", b.K[:n].numpy())
-    dump("training_scale.json", b.scale[:n].numpy())
-    dump("training_mano.json", np.zeros((n, 1, 61)))
-    dump("training_verts.json", np.zeros((n, 778, 3)))
-    dump("evaluation_K.json", b.K[n:].numpy())
-    dump("evaluation_scale.json", b.scale[n:].numpy())
-    for i in range(2):
-        Image.fromarray(b.images[n + i].numpy()).save(root / "evaluation" / "rgb" / f"{i:08d}.jpg")
-    return root, b
-
-
 def test_freihand_versions_share_annotations(freihand, tmp_path):
     root, b = freihand
     cache = PreparedCache(freihand_to_cache(root, tmp_path / "c", progress=False))
@@ -63,7 +30,7 @@ def test_freihand_versions_share_annotations(freihand, tmp_path):
     assert ann["source_index"].tolist() == list(range(12))
     for v in range(4):
         assert np.allclose(ann["xyz"][3 * v:3 * v + 3], b.xyz[:3].numpy(), atol=1e-7)
-    assert np.abs(ann["uv"] - _project(ann["xyz"], ann["K"])).max() < 1e-3
+    assert np.abs(ann["uv"] - project_np(ann["xyz"], ann["K"])).max() < 1e-3
     with Image.open(root / "training" / "rgb" / "00000007.jpg") as im:
         assert np.array_equal(np.asarray(im), cache[7]["image"])
     only_v2 = PreparedCache(freihand_to_cache(root, tmp_path / "v2", versions=[2], progress=False))
@@ -85,46 +52,6 @@ def test_freihand_missing_folder_names_the_path(tmp_path):
 
 
 # ---------------------------------------------------------------- RHD
-@pytest.fixture(scope="module")
-def rhd(tmp_path_factory):
-    """RHD layout: sample 0 a right hand, sample 1 a left hand (a mirrored right hand),
-    sample 2 both hands with the left one larger in the mask."""
-    root = tmp_path_factory.mktemp("RHD_published_v2")
-    b = generate_batch("source", 3, 320, torch.Generator().manual_seed(4))
-    split = root / "training"
-    for sub in ("color", "mask", "depth"):
-        (split / sub).mkdir(parents=True)
-    anno = {}
-    W = 320
-    for i in range(3):
-        xyz, uv, K = b.xyz[i].numpy(), b.uv[i].numpy(), b.K[i].numpy()
-        vis = b.visible[i].numpy().astype(float)
-        img, msk = b.images[i].numpy(), b.masks[i].numpy() > 0
-        left = i >= 1
-        if left:  # make it a left hand: mirror everything
-            xyz, uv = sk.mirror_joints(xyz), sk.mirror_uv(uv, W)
-            K = K.copy()
-            K[0, 2] = W - 1 - K[0, 2]
-            img, msk = img[:, ::-1].copy(), msk[:, ::-1].copy()
-        hand = np.concatenate([sk.to_rhd(xyz), ], 0)
-        uv_vis = np.concatenate([sk.to_rhd(uv), sk.to_rhd(vis[:, None])], 1)
-        other_xyz = np.zeros((21, 3))
-        other_uv = np.concatenate([np.full((21, 2), 10.0), np.zeros((21, 1))], 1)
-        mask = np.where(msk, 5 if left else 20, 0).astype(np.uint8)  # 2-17 left, 18-33 right
-        if i == 2:
-            mask[:4, :4] = 25  # a few pixels of a right hand too
-            other_uv[:, 2] = 1
-        xyz42 = np.concatenate([hand, other_xyz] if left else [other_xyz, hand])
-        uv42 = np.concatenate([uv_vis, other_uv] if left else [other_uv, uv_vis])
-        anno[i] = {"xyz": xyz42.astype(np.float32), "uv_vis": uv42.astype(np.float32), "K": K.astype(np.float32)}
-        Image.fromarray(img).save(split / "color" / f"{i:05d}.png")
-        Image.fromarray(mask).save(split / "mask" / f"{i:05d}.png")
-        Image.fromarray(np.zeros((W, W, 3), np.uint8)).save(split / "depth" / f"{i:05d}.png")
-    with open(split / "anno_training.pickle", "wb") as f:
-        pickle.dump(anno, f)
-    return root, b
-
-
 def test_rhd_conversion_reorders_mirrors_and_crops(rhd, tmp_path):
     root, b = rhd
     cache = PreparedCache(rhd_to_cache(root, tmp_path / "rhd", size=128, progress=False))
@@ -135,7 +62,7 @@ def test_rhd_conversion_reorders_mirrors_and_crops(rhd, tmp_path):
     d_conv = decompose(torch.from_numpy(ann["xyz"].astype(np.float64)))
     assert torch.allclose(d_conv.angles, decompose(b.xyz).angles, atol=1e-4)
     assert np.array_equal(ann["visible"], b.visible.numpy())
-    assert np.abs(ann["uv"] - _project(ann["xyz"], ann["K"])).max() < 1e-2  # float32 annotations
+    assert np.abs(ann["uv"] - project_np(ann["xyz"], ann["K"])).max() < 1e-2  # float32 annotations
     # the crop frames the hand: visible keypoints inside the 128 px image
     uv_vis = ann["uv"][ann["visible"]]
     assert (uv_vis > -0.5).all() and (uv_vis < 127.5).all()
@@ -174,40 +101,12 @@ def test_rhd_bad_input(rhd, tmp_path):
 
 
 # ---------------------------------------------------------------- HO-3D
-@pytest.fixture(scope="module")
-def ho3d(tmp_path_factory):
-    root = tmp_path_factory.mktemp("HO3D_v3")
-    b = generate_batch("target", 3, 64, torch.Generator().manual_seed(9))
-    K = np.array([[614.0, 0, 320.0], [0, 614.0, 240.0], [0, 0, 1]])
-    xyz = b.xyz.numpy() * [1, 1, 1] + [0.0, 0.0, 0.1]
-    frames = {"train": ["ABF10/0000", "ABF10/0001"], "evaluation": ["SM1/0000"]}
-    for split, names in frames.items():
-        (root / f"{split}.txt").write_text("\n".join(names) + "\n")
-        for k, name in enumerate(names):
-            seq, fid = name.split("/")
-            for sub in ("rgb", "meta", "depth"):
-                (root / split / seq / sub).mkdir(parents=True, exist_ok=True)
-            noise = np.random.default_rng(k).integers(0, 255, (480, 640, 3), dtype=np.uint8)
-            Image.fromarray(noise).save(root / split / seq / "rgb" / f"{fid}.jpg")
-            i = k if split == "train" else 2
-            opengl = sk.to_ho3d(xyz[i]) @ OPENGL_TO_CAMERA  # MANO order, OpenGL axes
-            meta = {"camMat": K, "handPose": np.zeros(48), "handBeta": np.zeros(10), "handTrans": np.zeros(3),
-                    "handJoints3D": opengl}
-            if split == "evaluation":
-                uv = _project(xyz[i], K)
-                meta["handJoints3D"] = opengl[0]  # root only
-                meta["handBoundingBox"] = [*uv.min(0), *uv.max(0)]
-            with open(root / split / seq / "meta" / f"{fid}.pkl", "wb") as f:
-                pickle.dump(meta, f, protocol=2)
-    return root, xyz, K
-
-
 def test_ho3d_train_and_root_only_evaluation(ho3d, tmp_path):
     root, xyz, K = ho3d
     train = PreparedCache(ho3d_to_cache(root, tmp_path / "tr", "train", size=96, progress=False))
     ann = train.annotations
     assert np.allclose(ann["xyz"], xyz[:2], atol=1e-6)  # OpenGL -> camera axes and MANO -> F order
-    assert np.abs(ann["uv"] - _project(ann["xyz"], ann["K"])).max() < 1e-2
+    assert np.abs(ann["uv"] - project_np(ann["xyz"], ann["K"])).max() < 1e-2
     assert ann["has_3d"].all() and ann["visible"].mean() > 0.9
     ev = PreparedCache(ho3d_to_cache(root, tmp_path / "ev", "evaluation", size=96, progress=False))
     a = ev.annotations

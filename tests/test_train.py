@@ -92,11 +92,15 @@ def test_tiny_training_is_deterministic_and_logs(data, tmp_path):
 def test_resume_after_a_kill_is_exact(data, tmp_path):
     full = train(_cfg(data, tmp_path, "full"), progress=False)
     part = _cfg(data, tmp_path, "part")
-    train(part, progress=False, stop_after=3)  # the process "dies" after its step-3 checkpoint
-    assert torch.load(tmp_path / "runs" / "part" / "checkpoint.pt", weights_only=False)["step"] == 3
+    # the process "dies" at step 5, after its step-3 checkpoint and two more logged steps
+    train(part, progress=False, stop_after=5)
+    assert torch.load(tmp_path / "runs" / "part" / "checkpoint.pt", weights_only=True)["step"] == 3
     resumed = train(part, progress=False)
     pf, pr = _params(full), _params(resumed)
     assert all(torch.equal(pf[k], pr[k]) for k in pf)
+    # steps 4 and 5 were redone: each is logged once (the log kept the dead process's rows too)
+    steps = [json.loads(line)["step"] for line in (resumed / "train_log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, part.steps + 1))
     other = _cfg(data, tmp_path, "part", lr=0.5)
     with pytest.raises(ValueError, match="different config"):
         train(other, progress=False)
