@@ -529,3 +529,26 @@ def test_an_empty_batch_is_refused():
                   torch.zeros(0, dtype=torch.bool), torch.zeros(0))
     with pytest.raises(ValueError, match="empty batch"):  # was total = nan
         compute_losses(None, empty, preset("tiny"), None)
+
+
+def test_a_failed_synth_force_keeps_the_earlier_data_set(tmp_path, monkeypatch, capsys):
+    import bmclib.data.synth as synth
+
+    out = tmp_path / "src"
+    generate_dataset(str(out), "source", 12, 4, seed=0, size=64, progress=False)
+    before = tree_digest(out)
+
+    def broken(*a, **k):
+        raise ValueError("renderer failed half-way")
+    monkeypatch.setattr(synth, "generate_batch", broken)
+    assert_refused(["synth", "--domain", "source", "--num", 8, "--num-eval", 2, "--size", 64, "--out", out,
+                    "--force", "--quiet"], capsys, "half-way", keep=out)
+    assert tree_digest(out) == before
+    monkeypatch.undo()
+    generate_dataset(str(out), "source", 8, 2, seed=0, size=64, progress=False, overwrite=True)  # smaller
+    assert len(list((out / "training" / "rgb").glob("*.jpg"))) == 8  # no stale images of the larger set
+    assert len(PreparedCache(out / "cache" / "training")) == 8
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a synthetic data set"):
+        generate_dataset(str(tmp_path / "mine"), "source", 4, 0, size=64, progress=False, overwrite=True)

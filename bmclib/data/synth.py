@@ -391,25 +391,77 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
     ``n_hands``: a population of that many people (drawn from ``population_seed``) instead of
     a new hand per sample. Returns a summary (counts, seconds, images/s).
     """
-    import dataclasses
+    import os
     import time
-    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
-    import numpy as np
-    from PIL import Image
-    from tqdm.auto import tqdm
-
     from ..results import provenance, write_json_atomic
-    from .freihand import freihand_to_cache, split_paths, write_split
+    from .freihand import freihand_to_cache
 
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {sorted(DOMAINS)}, got {domain!r}")
     if num_train < 1 or num_eval < 0:
         raise ValueError(f"need num_train >= 1 and num_eval >= 0, got {num_train}, {num_eval}")
-    root = Path(out)
-    if (root / "training_xyz.json").exists() and not overwrite:
-        raise FileExistsError(f"{root} already holds a data set (pass overwrite=True / --force to replace it)")
+    final = Path(out)
+    if (final / "training_xyz.json").exists() and not overwrite:
+        raise FileExistsError(f"{final} already holds a data set; pass --force (overwrite=True in Python) to "
+                              f"replace it")
+    layout = {"training", "evaluation", "cache", "provenance.json"} | {
+        f"{sp}_{k}.json" for sp in ("training", "evaluation") for k in ("xyz", "K", "scale", "bmc")}
+    if final.exists() and (not final.is_dir() or any(p.name not in layout for p in final.iterdir())):
+        raise FileExistsError(f"{final} exists and is not a synthetic data set (it holds other files); refusing "
+                              f"to replace it: choose another output folder")
+    # render into a hidden folder beside the destination and swap it in when complete: a failed
+    # or killed run leaves an earlier data set as it was (and no stale images of a larger one)
+    import shutil
+    import tempfile
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for old in final.parent.glob(f".{final.name}.writing-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    root = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.writing-"))
+    try:
+        summary, t0 = _render_layout(root, domain, num_train, num_eval, seed, size, device, progress, n_hands,
+                                     population_seed)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    if final.exists():
+        trash = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old-"))
+        os.rmdir(trash)
+        os.replace(final, trash)
+        os.replace(root, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(root, final)
+    root = final
+    render_s = time.perf_counter() - t0
+    if make_cache:
+        for split in summary["splits"]:
+            labels = "2d" if (domain == "target" and split == "training") else "3d"
+            freihand_to_cache(root, root / "cache" / split, split, labels=labels, overwrite=True, progress=progress)
+    total_s = time.perf_counter() - t0
+    n = sum(summary["splits"].values())
+    summary.update({"render_and_write_s": render_s, "total_s": total_s, "images_per_s": n / total_s})
+    write_json_atomic(root / "provenance.json", provenance(config={k: summary[k] for k in ("domain", "seed", "size",
+                                                                                       "n_hands", "population_seed")},
+                                                           splits=summary["splits"], device=str(device or "cpu")))
+    return summary
+
+
+def _render_layout(root, domain: str, num_train: int, num_eval: int, seed: int, size: int, device, progress: bool,
+                   n_hands, population_seed: int):
+    """Render both splits of one domain into the FreiHAND layout at ``root``; ``(summary, t0)``."""
+    import dataclasses
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from .freihand import split_paths, write_split
+
     t0 = time.perf_counter()
     summary: dict = {"domain": domain, "seed": seed, "size": size, "n_hands": n_hands,
                      "population_seed": population_seed, "splits": {}}
@@ -448,18 +500,7 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
                         np.concatenate(vis), info={"generator": "bmclib.data.synth", "domain": domain,
                                                    "seed": seed, "size": size, "n_hands": n_hands})
             summary["splits"][split] = num
-    render_s = time.perf_counter() - t0
-    if make_cache:
-        for split in summary["splits"]:
-            labels = "2d" if (domain == "target" and split == "training") else "3d"
-            freihand_to_cache(root, root / "cache" / split, split, labels=labels, overwrite=True, progress=progress)
-    total_s = time.perf_counter() - t0
-    n = sum(summary["splits"].values())
-    summary.update({"render_and_write_s": render_s, "total_s": total_s, "images_per_s": n / total_s})
-    write_json_atomic(root / "provenance.json", provenance(config={k: summary[k] for k in ("domain", "seed", "size",
-                                                                                       "n_hands", "population_seed")},
-                                                           splits=summary["splits"], device=str(device or "cpu")))
-    return summary
+    return summary, t0
 
 
 def contact_sheet(batch: SynthBatch, path: str, cols: int = 8, keypoints: bool = True) -> None:
