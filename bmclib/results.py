@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["git_commit", "provenance", "config_hash", "write_text_atomic", "write_json_atomic", "read_json"]
+__all__ = ["git_commit", "provenance", "config_hash", "write_text_atomic", "write_json_atomic", "read_text", "read_json"]
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
@@ -80,15 +80,23 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=1, default=str) + "\n")
 
 
-def read_json(path: str | os.PathLike, missing: str | None = None) -> Any:
-    """Parse a JSON file; a missing file raises ``FileNotFoundError`` (``missing`` or a message
-    with the path), a broken one ``ValueError`` naming the file."""
+def read_text(path: str | os.PathLike, missing: str | None = None) -> str:
+    """A UTF-8 text file; a missing file raises ``FileNotFoundError`` (``missing`` or a message
+    with the path), bytes that are not UTF-8 a ``ValueError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(missing or f"file not found: {path}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); not a JSON file?") from None
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
+def read_json(path: str | os.PathLike, missing: str | None = None) -> Any:
+    """Parse a JSON file; a missing file raises ``FileNotFoundError`` (``missing`` or a message
+    with the path), a broken one ``ValueError`` naming the file."""
+    text = read_text(path, missing)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}); the file may be truncated") from None

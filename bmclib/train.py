@@ -163,13 +163,10 @@ def _norm_path(value: str) -> str:
 
 def load_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
     """A config from YAML or JSON: ``preset:`` picks the defaults, other keys override them."""
+    from .results import read_text
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    text = read_text(path, f"config file not found: {path}")
     if path.suffix in (".yaml", ".yml"):
         import yaml
 

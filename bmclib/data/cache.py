@@ -178,10 +178,7 @@ class PreparedCache:
             raise FileNotFoundError(f"prepared cache not found: {self.path}")
         if not meta_path.is_file():
             raise ValueError(f"{self.path}: incomplete prepared cache (no meta.json; was its writing interrupted?)")
-        try:
-            meta = read_json(meta_path)
-        except UnicodeDecodeError:
-            raise ValueError(f"{meta_path}: not UTF-8 text (not a bmclib prepared cache)") from None
+        meta = read_json(meta_path)
         if not isinstance(meta, dict):
             raise ValueError(f"{meta_path}: expected a JSON mapping, got a {type(meta).__name__}")
         if meta.get("format") != CACHE_FORMAT:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import skeleton as sk
+from ..results import read_text
 from ..validate import as_array, check_finite, check_in_front, check_intrinsics, safe_pickle_load
 from .cache import CacheWriter
 from .crop import crop_resize, square_box
@@ -77,12 +78,7 @@ def ho3d_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: str = 
         raise ValueError(f"split must be 'train' or 'evaluation', got {split!r}")
     root = Path(root)
     listing = root / f"{split}.txt"
-    if not listing.is_file():
-        raise FileNotFoundError(f"HO-3D: missing list of frames: expected {listing}")
-    try:
-        text = listing.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{listing}: not UTF-8 text (byte {e.start})") from None
+    text = read_text(listing, f"HO-3D: missing list of frames: expected {listing}")
     frames = [line.strip() for line in text.splitlines() if line.strip()]
     if not frames:
         raise ValueError(f"{listing}: no frames listed")
