@@ -23,6 +23,7 @@ import dataclasses
 import math
 import os
 import pickle
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ def check_labels(where: str | os.PathLike, *, uv: np.ndarray, xyz: np.ndarray, K
 # ----------------------------------------------------------------------------- configs
 def _type_ok(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, h) for h in typing.get_args(hint))
     if hint is type(None):
         return value is None
