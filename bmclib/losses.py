@@ -69,7 +69,7 @@ def polygon_distance(points: Tensor, vertices: Tensor, normals: Tensor, offsets:
     signed = (points[..., None, :] * normals).sum(-1) - offsets  # (..., J, M)
     outside = signed.amax(-1)  # (..., J)
     if not exact:
-        return outside.clamp_min(0.0)
+        return torch.relu(outside)  # relu: zero gradient on the boundary, where the loss is 0
     edge = torch.roll(vertices, -1, dims=-2) - vertices  # (J, M, 2)
     rel = points[..., None, :] - vertices  # (..., J, M, 2)
     t = ((rel * edge).sum(-1) / (edge * edge).sum(-1).clamp_min(1e-30)).clamp(0.0, 1.0)  # (..., J, M)
@@ -213,7 +213,7 @@ class BMCLoss(nn.Module):
         points = p.angles.permute(2, 0, 1, 3).reshape(15, 2, -1)  # (15, 2, N) joints finger-major
         if self.angle_distance == "halfplane":
             signed = torch.baddbmm(offsets_col, normals, points, beta=-1.0)  # (15, M, N) n . p - offset
-            per_angle = signed.amax(1).clamp_min(0.0)  # (15, N)
+            per_angle = torch.relu(signed.amax(1))  # (15, N); relu: a zero loss has a zero gradient
         else:
             per_angle = polygon_distance(points.permute(2, 0, 1), verts, normals, offsets, exact=True).T
         per_bone, per_root = per_interval[:20], per_interval[20:]  # (20, N), (8, N)

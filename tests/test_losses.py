@@ -41,6 +41,20 @@ def test_flat_template_is_inside_default_limits():
 
 
 # ---------------------------------------------------------------- hand-computed values
+@pytest.mark.parametrize("distance", ["halfplane", "exact"])
+def test_a_zero_loss_has_a_zero_gradient(distance):
+    # the template's PIP and DIP flexions lie exactly on their 0 degree bounds: on the boundary
+    # the loss is 0 and so must be its gradient (halfplane's clamp_min gave a norm of 8.4)
+    j = FLAT.clone().requires_grad_(True)
+    out = BMCLoss(BMCLimits.default(), angle_distance=distance)(j)
+    out.total.sum().backward()
+    assert float(out.total.detach().sum()) == 0.0 and float(j.grad.abs().max()) == 0.0
+    # just outside (hyperextended PIP), the gradient is there and points back inside
+    bent = _bent(FLAT, 2, 1, flexion=-0.1).requires_grad_(True)
+    BMCLoss(BMCLimits.default(), angle_distance=distance)(bent).total.sum().backward()
+    assert float(bent.grad.abs().max()) > 0
+
+
 def test_angle_term_measures_distance_to_the_range():
     """Index PIP range is 0..110 deg flexion, +-10 deg abduction (a box)."""
     loss = BMCLoss(reduction="none", angle_distance="exact")
