@@ -3,6 +3,8 @@
 #                   every notebook through papermill (PRESET=cpu by default; PRESET=gpu on a GPU
 #                   machine; FORCE=1 redoes finished steps)
 #   make test       create .venv if needed, install the project + all extras, run pytest
+#   make test-quick the same without the tests marked slow (a quick loop while editing)
+#   make lint       ruff (configured in pyproject.toml); .ci/run runs it after the tests
 #   make bench      print BMC loss / decomposition throughput
 #
 # TORCH_SPEC pins the CPU build of PyTorch on machines without a GPU (a bare "torch"
@@ -16,7 +18,7 @@ FORCE ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test bench reproduce clean-venv
+.PHONY: test test-quick lint bench reproduce clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +31,12 @@ $(STAMP): pyproject.toml | $(PY)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 bench: $(STAMP)
 	$(PY) -m bmclib.bench --json results/benchmarks/bmc_loss.json

@@ -83,18 +83,19 @@ def recommend_w_2d(rows: list[dict[str, Any]], sigma_px: float, units: str = "px
     return float(2 ** max(0, math.ceil(math.log2(max(p90, 1e-12)))))
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+def add_cli_arguments(p) -> None:
+    """The options of ``bmc balance``."""
+    p.add_argument("--size", type=int, nargs="+", default=[64, 128], help="crop sizes in px")
+    p.add_argument("--sigmas", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0, 8.0],
+                   help="2D error levels in px of each crop")
+    p.add_argument("--n", type=int, default=2048, help="source-validation hands")
+    p.add_argument("--json", help="also write the rows (with provenance) to this file, and a .md beside it")
 
+
+def cli_main(a) -> int:
+    """``bmc balance`` with parsed options."""
     from .results import provenance, write_json_atomic
 
-    p = argparse.ArgumentParser(prog="bmc balance", description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=int, nargs="+", default=[64, 128], help="crop sizes in px (default: 64 128)")
-    p.add_argument("--sigmas", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0, 8.0],
-                   help="2D error levels in px of each crop (default: 0.5 1 2 4 8)")
-    p.add_argument("--n", type=int, default=2048, help="source-validation hands (default: 2048)")
-    p.add_argument("--json", help="also write the rows (with provenance) to this file")
-    a = p.parse_args(argv)
     rows = []
     for size in a.size:
         rows += pull_ratios(size, a.sigmas, a.n)
@@ -123,3 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(md, "\n".join(lines) + "\n")
         print(f"wrote {a.json} and {md}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import standalone
+
+    return standalone("balance", add_cli_arguments, cli_main, argv)

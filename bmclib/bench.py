@@ -105,8 +105,8 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bmc bench", description=__doc__.splitlines()[0])
+def add_cli_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``bmc bench``."""
     p.add_argument("what", nargs="?", choices=["loss", "synth", "train", "jobs", "freihand"], default="loss",
                    help="loss: BMC loss and decomposition (default); synth: synthetic data generation; "
                         "train: training throughput per preset; jobs: CPU throughput of concurrent training "
@@ -116,14 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=60, help="jobs: timed steps per process and round")
     p.add_argument("--num", type=int, default=1024, help="synth: images per domain")
     p.add_argument("--size", type=int, default=128, help="synth: image side")
-    p.add_argument("--batch", type=int, nargs="+", default=[32, 256, 4096])
+    p.add_argument("--batch", type=int, nargs="+", default=[32, 256, 4096], help="loss: batch sizes")
     p.add_argument("--device", nargs="+", default=None, help="default: cpu, and cuda when available")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default: loss 7, jobs 3)")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per timed round")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (they compile ~1 min)")
-    p.add_argument("--json", type=Path, default=None, help="also write the rows and provenance here")
-    a = p.parse_args(argv)
+    p.add_argument("--json", type=Path, default=None, help="also write the rows and provenance here (and a .md)")
+
+
+def cli_main(a: argparse.Namespace) -> int:
+    """``bmc bench`` with parsed options."""
     if a.threads:
         torch.set_num_threads(a.threads)
     devices = a.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -155,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                               f"commit {prov['git_commit']}, {prov['time']}.\n")
         print(f"wrote {a.json} and {md}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import standalone
+
+    return standalone("bench", add_cli_arguments, cli_main, argv)
 
 
 def run_synth(num: int = 1024, size: int = 128, device: str | None = None) -> list[dict]:

@@ -1,22 +1,7 @@
-"""The ``bmc`` command line: one entry point, one subcommand per job.
+"""The ``bmc`` command line: one entry point, one subcommand per job (``bmc COMMAND -h`` for its options).
 
-    bmc bench               BMC loss / decomposition throughput (prints a table)
-    bmc limits [FILE]       show the default limits, or a saved limits file
-    bmc synth               render a synthetic domain (FreiHAND layout + prepared caches)
-    bmc prepare-freihand    convert a FreiHAND-layout folder into a prepared cache
-    bmc train               train the 2.5D network (presets tiny / cpu / gpu; torchrun for DDP)
-    bmc evaluate            evaluate a trained run on a 3D-labelled cache (writes metrics.json)
-    bmc experiment          the synthetic benchmark: all runs x seeds, then the table and figure
-    bmc tables              rebuild every table and its figure from results/runs/*/metrics.json
-    bmc reproduce           synthetic data + every notebook through papermill (make reproduce)
-    bmc prepare-rhd         convert RHD into a prepared cache
-    bmc prepare-ho3d        convert HO-3D into a prepared cache
-    bmc eval-freihand       score FreiHAND-format predictions like the official benchmark
-    bmc fit-limits          fit BMC limits to 3D data (a prepared cache or a .npy), with a figure
-    bmc audit               plausibility audit of predictions against BMC limits
-    bmc regime              the regime map: where BMC can turn 2D into depth (keypoints, resumable)
-    bmc balance             the 2D-loss / BMC pull on the keypoints, measured on a source validation split
-    bmc verify-cache        check prepared caches: file sizes, checksums of annotations and image bytes, labels
+Every command exits 0 on success and 2 with a one-line message naming the file, field or
+value at fault (``bmc COMMAND: ...``) on bad input; argparse's own usage errors also exit 2.
 """
 from __future__ import annotations
 
@@ -24,299 +9,278 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable
+
+# ----------------------------------------------------------------------------- commands
+# Each command is an ``_args(p)`` that declares its options and a ``_run(a)`` that does the
+# work; errors are handled once, in :func:`main`.
 
 
-def _limits(argv: list[str]) -> int:
-    from .limits import BMCLimits
-
-    p = argparse.ArgumentParser(prog="bmc limits", description="Show BMC limits as a table.")
+def _limits_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", nargs="?", help="a limits JSON written by BMCLimits.save (default: literature limits)")
     p.add_argument("--save", metavar="PATH", help="also write the shown limits to PATH (versioned JSON)")
-    a = p.parse_args(argv)
-    try:
-        limits = BMCLimits.load(a.file) if a.file else BMCLimits.default()
-    except (OSError, ValueError) as e:
-        print(f"bmc limits: {e}", file=sys.stderr)
-        return 2
+
+
+def _limits(a: argparse.Namespace) -> int:
+    from .limits import BMCLimits
+
+    limits = BMCLimits.load(a.file) if a.file else BMCLimits.default()
     print(limits.summary())
     if a.save:
         print(f"wrote {limits.save(a.save)}")
     return 0
 
 
-def _synth(argv: list[str]) -> int:
-    from .data.synth import DOMAINS, PRESETS, generate_dataset
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    from .data.synth import DOMAINS, PRESETS
 
-    p = argparse.ArgumentParser(prog="bmc synth", description="Render synthetic hands of one domain into the "
-                                "FreiHAND v2 layout and convert them to prepared caches (DIR/cache/{training,evaluation}).")
-    p.add_argument("--domain", required=True, choices=sorted(DOMAINS))
+    p.add_argument("--domain", required=True, choices=sorted(DOMAINS), help="which synthetic domain to render")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
-                   help="data size: " + ", ".join(f"{k} = {v[0]} + {v[1]}" for k, v in PRESETS.items()))
+                   help="data size (training + evaluation images): "
+                        + ", ".join(f"{k} = {v[0]} + {v[1]}" for k, v in PRESETS.items()))
     p.add_argument("--num", type=int, help="training samples (overrides the preset)")
     p.add_argument("--num-eval", type=int, help="evaluation samples (overrides the preset)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (a multiple of 8)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--device", default=None, help="render on this torch device (e.g. cuda)")
+    p.add_argument("--device", default=None, help="render on this torch device (e.g. cuda; default: cpu)")
     p.add_argument("--no-cache", action="store_true", help="write the FreiHAND layout only")
     p.add_argument("--force", action="store_true", help="replace an existing data set in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    a = p.parse_args(argv)
-    n_train, n_eval = PRESETS[a.preset]
-    n_train = a.num if a.num is not None else n_train
-    n_eval = a.num_eval if a.num_eval is not None else n_eval
-    try:
-        summary = generate_dataset(a.out, a.domain, n_train, n_eval, a.seed, a.size, a.device,
-                                   make_cache=not a.no_cache, progress=not a.quiet, overwrite=a.force)
-    except (ValueError, FileExistsError) as e:
-        print(f"bmc synth: {e}", file=sys.stderr)
-        return 2
+
+
+def _synth(a: argparse.Namespace) -> int:
+    from .data.synth import PRESETS, generate_dataset
+
+    n_train = a.num if a.num is not None else PRESETS[a.preset][0]
+    n_eval = a.num_eval if a.num_eval is not None else PRESETS[a.preset][1]
+    print(f"{a.domain}: {n_train} training + {n_eval} evaluation images of {a.size} px"
+          f"{f' (preset {a.preset})' if a.num is None or a.num_eval is None else ''} -> {a.out}", flush=True)
+    summary = generate_dataset(a.out, a.domain, n_train, n_eval, a.seed, a.size, a.device,
+                               make_cache=not a.no_cache, progress=not a.quiet, overwrite=a.force)
     print(f"{a.domain}: {summary['splits']} in {summary['total_s']:.1f} s "
           f"({summary['images_per_s']:.0f} images/s, rendering and writing included) -> {a.out}")
     return 0
 
 
-def _prepare_freihand(argv: list[str]) -> int:
-    from .data.freihand import freihand_to_cache
-
-    p = argparse.ArgumentParser(prog="bmc prepare-freihand",
-                                description="Convert a FreiHAND-layout folder (real or synthetic) into a prepared cache.")
+def _prepare_freihand_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", help="folder with training_xyz.json, training/rgb/, ...")
     p.add_argument("--out", required=True, help="cache folder to write")
-    p.add_argument("--split", default="training", choices=["training", "evaluation"])
+    p.add_argument("--split", default="training", choices=["training", "evaluation"], help="which split")
     p.add_argument("--labels", default="3d", choices=["3d", "2d"], help="2d: keep 2D labels only (weak supervision)")
-    p.add_argument("--versions", type=int, nargs="+", help="image versions to include (default all)")
-    p.add_argument("--force", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        out = freihand_to_cache(a.root, a.out, a.split, a.labels, a.versions, overwrite=a.force)
-    except (OSError, ValueError) as e:
-        print(f"bmc prepare-freihand: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
+    p.add_argument("--versions", type=int, nargs="+", help="image versions to include (default: all)")
+    p.add_argument("--force", action="store_true", help="replace an existing cache in --out")
+
+
+def _prepare_freihand(a: argparse.Namespace) -> int:
+    from .data.freihand import freihand_to_cache
+
+    print(f"wrote {freihand_to_cache(a.root, a.out, a.split, a.labels, a.versions, overwrite=a.force)}")
     return 0
 
 
-def _train(argv: list[str]) -> int:
-    from .train import PRESETS, load_config, preset, train
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from .train import PRESETS
 
-    p = argparse.ArgumentParser(prog="bmc train", description="Train the 2.5D hand pose network.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    p.add_argument("--config", help="YAML / JSON config file (its keys override the preset)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="network size and schedule")
+    p.add_argument("--config", help="YAML / JSON config file (its keys override the preset; its preset: wins)")
     p.add_argument("--source", help="3D-labelled prepared cache")
     p.add_argument("--weak", help="2D-only prepared cache (weak supervision)")
-    p.add_argument("--name", help="run name (folder under --out)")
+    p.add_argument("--name", help="run name (folder under --out; default: run)")
     p.add_argument("--bmc", action="store_true", help="add the biomechanical losses")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--out", help="runs folder (default data/runs)")
-    p.add_argument("--device")
-    a = p.parse_args(argv)
+    p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    p.add_argument("--seed", type=int, help="random seed (default: 0)")
+    p.add_argument("--out", help="runs folder (default: data/runs)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+
+
+def _train(a: argparse.Namespace) -> int:
+    from .train import load_config, preset, train
+
     over = {k: v for k, v in (("source", a.source), ("weak", a.weak), ("name", a.name), ("steps", a.steps),
                               ("seed", a.seed), ("out", a.out)) if v is not None}
     if a.bmc:
         over["use_bmc"] = True
-    try:
-        cfg = load_config(a.config, **over) if a.config else preset(a.preset, **over)
-        run = train(cfg, device=a.device)
-    except (OSError, ValueError, FloatingPointError) as e:
-        print(f"bmc train: {e}", file=sys.stderr)
-        return 2
-    print(f"trained {run}")
+    cfg = load_config(a.config, **over) if a.config else preset(a.preset, **over)
+    print(f"trained {train(cfg, device=a.device)}")
     return 0
 
 
-def _evaluate(argv: list[str]) -> int:
-    from .evaluate import evaluate_run
-    from .limits import BMCLimits
-
-    p = argparse.ArgumentParser(prog="bmc evaluate", description="Evaluate a run on a 3D-labelled prepared cache.")
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder (with checkpoint.pt)")
     p.add_argument("--cache", required=True, help="evaluation cache with 3D labels")
     p.add_argument("--limits", help="limits JSON for the plausibility metric (default: literature)")
     p.add_argument("--results", default="results/runs", help="where metrics.json goes")
-    p.add_argument("--device", default="cpu")
-    a = p.parse_args(argv)
-    try:
-        m = evaluate_run(a.run, a.cache, a.results, BMCLimits.load(a.limits) if a.limits else None, a.device)
-    except (OSError, ValueError) as e:
-        print(f"bmc evaluate: {e}", file=sys.stderr)
-        return 2
+    p.add_argument("--device", default="cpu", help="torch device")
+
+
+def _evaluate(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run
+    from .limits import BMCLimits
+
+    m = evaluate_run(a.run, a.cache, a.results, BMCLimits.load(a.limits) if a.limits else None, a.device)
     print(json.dumps(m, indent=1))
     return 0
 
 
-def _experiment(argv: list[str]) -> int:
-    from .experiment import RUNS, run_experiment
+def _experiment_args(p: argparse.ArgumentParser) -> None:
+    from .experiment import RUNS
 
-    p = argparse.ArgumentParser(prog="bmc experiment", description="The synthetic benchmark (see bmclib.experiment).")
-    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="data size and training preset")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every run")
     p.add_argument("--runs", nargs="+", help=f"runs to do (default: all of the benchmark's; v1: {', '.join(RUNS)})")
     p.add_argument("--benchmark", help="a pre-registered benchmark file, e.g. results/benchmark_v2.yaml "
                                        "(default: benchmark v1, the runs of bmclib.experiment)")
-    p.add_argument("--data", default="data/synth")
-    p.add_argument("--runs-dir", default="data/runs")
-    p.add_argument("--results", default="results")
-    p.add_argument("--device")
+    p.add_argument("--data", default="data/synth", help="where the synthetic domains are made")
+    p.add_argument("--runs-dir", default="data/runs", help="checkpoints and logs")
+    p.add_argument("--results", default="results", help="metrics, tables and figures")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--force", action="store_true", help="redo finished runs")
     p.add_argument("--jobs", type=int, default=1,
-                   help="train this many runs at once on the CPU, cores/jobs threads each (2 on 2 cores: 1.4x the images/s, bmc bench jobs)")
+                   help="train this many runs at once on the CPU, cores/jobs threads each (2 on 2 cores: 1.4x the "
+                        "images/s, bmc bench jobs)")
     p.add_argument("--evaluate-only", action="store_true",
                    help="re-evaluate the runs trained to the end (e.g. after a metric was added); train nothing")
-    a = p.parse_args(argv)
-    try:
-        table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device,
-                               jobs=a.jobs, evaluate_only=a.evaluate_only, benchmark=a.benchmark)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"bmc experiment: {e}", file=sys.stderr)
-        return 2
+
+
+def _experiment(a: argparse.Namespace) -> int:
+    from .experiment import run_experiment
+
+    table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device,
+                           jobs=a.jobs, evaluate_only=a.evaluate_only, benchmark=a.benchmark)
     print(Path(table).read_text())
     return 0
 
 
-def _prepare_rhd(argv: list[str]) -> int:
+def _prepare_rhd_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", help="unpacked RHD folder (with training/ and evaluation/)")
+    p.add_argument("--out", required=True, help="cache folder to write")
+    p.add_argument("--split", default="training", choices=["training", "evaluation"], help="which split")
+    p.add_argument("--size", type=int, default=128, help="crop side in pixels")
+    p.add_argument("--labels", default="3d", choices=["3d", "2d"], help="2d: keep 2D labels only (weak supervision)")
+    p.add_argument("--force", action="store_true", help="replace an existing cache in --out")
+
+
+def _prepare_rhd(a: argparse.Namespace) -> int:
     from .data.rhd import rhd_to_cache
 
-    p = argparse.ArgumentParser(prog="bmc prepare-rhd", description="RHD -> prepared cache (right-hand crops).")
-    p.add_argument("root", help="unpacked RHD folder (with training/ and evaluation/)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--split", default="training", choices=["training", "evaluation"])
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--labels", default="3d", choices=["3d", "2d"])
-    p.add_argument("--force", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        print(f"wrote {rhd_to_cache(a.root, a.out, a.split, a.size, a.labels, a.force)}")
-    except (OSError, ValueError) as e:
-        print(f"bmc prepare-rhd: {e}", file=sys.stderr)
-        return 2
+    print(f"wrote {rhd_to_cache(a.root, a.out, a.split, a.size, a.labels, a.force)}")
     return 0
 
 
-def _prepare_ho3d(argv: list[str]) -> int:
+def _prepare_ho3d_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", help="HO-3D folder (with train.txt, evaluation.txt, train/, evaluation/)")
+    p.add_argument("--out", required=True, help="cache folder to write")
+    p.add_argument("--split", default="train", choices=["train", "evaluation"],
+                   help="which split (evaluation: root-only labels)")
+    p.add_argument("--size", type=int, default=128, help="crop side in pixels")
+    p.add_argument("--force", action="store_true", help="replace an existing cache in --out")
+
+
+def _prepare_ho3d(a: argparse.Namespace) -> int:
     from .data.ho3d import ho3d_to_cache
 
-    p = argparse.ArgumentParser(prog="bmc prepare-ho3d", description="HO-3D v2/v3 -> prepared cache.")
-    p.add_argument("root", help="HO-3D folder (with train.txt, evaluation.txt, train/, evaluation/)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--split", default="train", choices=["train", "evaluation"])
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--force", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        print(f"wrote {ho3d_to_cache(a.root, a.out, a.split, a.size, a.force)}")
-    except (OSError, ValueError) as e:
-        print(f"bmc prepare-ho3d: {e}", file=sys.stderr)
-        return 2
+    print(f"wrote {ho3d_to_cache(a.root, a.out, a.split, a.size, a.force)}")
     return 0
 
 
-def _eval_freihand(argv: list[str]) -> int:
+def _eval_freihand_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", help="FreiHAND-layout folder with {split}_xyz.json")
+    p.add_argument("pred", help="pred.json ([xyz_list, verts_list]); 'zero' scores the zero predictor")
+    p.add_argument("--split", default="evaluation", choices=["training", "evaluation"], help="ground-truth split")
+    p.add_argument("--out", default=".", help="folder for scores.txt and pck.png")
+
+
+def _eval_freihand(a: argparse.Namespace) -> int:
     import numpy as np
 
     from .data.freihand import read_split
     from .evaluate import freihand_keypoint_scores, read_pred_json, write_freihand_report
 
-    p = argparse.ArgumentParser(prog="bmc eval-freihand", description="Score pred.json like the FreiHAND benchmark "
-                                "(keypoints; means in cm, AUC over 0-5 cm).")
-    p.add_argument("root", help="FreiHAND-layout folder with {split}_xyz.json")
-    p.add_argument("pred", help="pred.json ([xyz_list, verts_list]); 'zero' scores the zero predictor")
-    p.add_argument("--split", default="evaluation", choices=["training", "evaluation"])
-    p.add_argument("--out", default=".", help="folder for scores.txt and pck.png")
-    a = p.parse_args(argv)
-    try:
-        gt = read_split(a.root, a.split)["xyz"]
-        if gt is None:
-            raise ValueError(f"{a.root}: no {a.split}_xyz.json (FreiHAND's 2022 evaluation archive has it)")
-        pred = np.zeros_like(gt) if a.pred == "zero" else read_pred_json(a.pred)[0]
-        if pred.shape != gt.shape:
-            raise ValueError(f"{a.pred}: field 'xyz_list': {len(pred)} predictions for {len(gt)} ground-truth "
-                             f"samples of {a.root} ({a.split})")
-        scores = freihand_keypoint_scores(gt, pred, return_curves=True)
-        zero = freihand_keypoint_scores(gt, np.zeros_like(gt), return_curves=True)
-        path = write_freihand_report(scores, a.out, "prediction" if a.pred != "zero" else "zero", zero)
-    except (OSError, ValueError) as e:
-        print(f"bmc eval-freihand: {e}", file=sys.stderr)
-        return 2
+    gt = read_split(a.root, a.split)["xyz"]
+    if gt is None:
+        raise ValueError(f"{a.root}: no {a.split}_xyz.json (FreiHAND's 2022 evaluation archive has it)")
+    pred = np.zeros_like(gt) if a.pred == "zero" else read_pred_json(a.pred)[0]
+    if pred.shape != gt.shape:
+        raise ValueError(f"{a.pred}: field 'xyz_list': {len(pred)} predictions for {len(gt)} ground-truth "
+                         f"samples of {a.root} ({a.split})")
+    scores = freihand_keypoint_scores(gt, pred, return_curves=True)
+    zero = freihand_keypoint_scores(gt, np.zeros_like(gt), return_curves=True)
+    path = write_freihand_report(scores, a.out, "prediction" if a.pred != "zero" else "zero", zero)
     for k in ("xyz_mean3d", "xyz_auc3d", "xyz_al_mean3d", "xyz_al_auc3d"):
         print(f"{k}: {scores[k]:.4f}   (zero predictor: {zero[k]:.4f})")
     print(f"wrote {path} and {Path(a.out) / 'pck.png'}")
     return 0
 
 
-def _fit_limits(argv: list[str]) -> int:
+def _fit_limits_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="a prepared cache folder (its 3D-labelled samples) or a .npy of (N, 21, 3) joints")
+    p.add_argument("--out", required=True, help="limits JSON to write")
+    p.add_argument("--coverage", type=float, default=0.999, help="share of each joint's points inside its polygon")
+    p.add_argument("--margin", type=float, default=0.0, help="dilate polygons by this many radians")
+    p.add_argument("--figure", help="hull figure path (default: next to --out, .png)")
+
+
+def _fit_limits(a: argparse.Namespace) -> int:
     import numpy as np
 
     from .audit import plot_limits
     from .limits import BMCLimits
 
-    p = argparse.ArgumentParser(prog="bmc fit-limits", description="Fit BMC limits to 3D poses.")
-    p.add_argument("data", help="a prepared cache folder (its 3D-labelled samples) or a .npy of (N, 21, 3) joints")
-    p.add_argument("--out", required=True, help="limits JSON to write")
-    p.add_argument("--coverage", type=float, default=0.999)
-    p.add_argument("--margin", type=float, default=0.0, help="dilate polygons by this many radians")
-    p.add_argument("--figure", help="hull figure path (default: next to --out, .png)")
-    a = p.parse_args(argv)
-    try:
-        path = Path(a.data)
-        if path.is_dir():
-            from .data.cache import PreparedCache
+    path = Path(a.data)
+    if path.is_dir():
+        from .data.cache import PreparedCache
 
-            c = PreparedCache(path)
-            joints = c.annotations["xyz"][c.annotations["has_3d"]].astype(np.float64)
-            if len(joints) == 0:
-                raise ValueError(f"{path}: no 3D-labelled samples")
-        else:
-            if not path.is_file():
-                raise FileNotFoundError(f"no such file or folder: {path}")
-            joints = np.load(path, allow_pickle=False)
+        c = PreparedCache(path)
+        joints = c.annotations["xyz"][c.annotations["has_3d"]].astype(np.float64)
+        if len(joints) == 0:
+            raise ValueError(f"{path}: no 3D-labelled samples")
+    else:
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        joints = np.load(path, allow_pickle=False)
+    try:
         limits = BMCLimits.fit(joints, coverage=a.coverage, margin=a.margin, source=str(path))
-        out = limits.save(a.out)
-        fig = plot_limits(limits, joints, a.figure or Path(a.out).with_suffix(".png"))
-    except (OSError, ValueError) as e:
-        print(f"bmc fit-limits: {a.data}: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        raise ValueError(f"{a.data}: {e}") from None
+    out = limits.save(a.out)
+    fig = plot_limits(limits, joints, a.figure or Path(a.out).with_suffix(".png"))
     print(limits.summary())
     print(f"wrote {out} and {fig}")
     return 0
 
 
-def _audit(argv: list[str]) -> int:
-    from .audit import audit, load_predictions, write_audit
-    from .limits import BMCLimits
-
-    p = argparse.ArgumentParser(prog="bmc audit", description="How many predicted poses break the BMC limits?")
+def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pred", help="FreiHAND pred.json, predictions.npz or .npy of (N, 21, 3) joints (right hands)")
     p.add_argument("--limits", help="limits JSON (default: literature limits)")
     p.add_argument("--out", default="audit", help="folder for audit.md and audit.csv")
-    p.add_argument("--worst", type=int, default=10)
-    a = p.parse_args(argv)
-    try:
-        result = audit(load_predictions(a.pred), BMCLimits.load(a.limits) if a.limits else None)
-        path = write_audit(result, a.out, Path(a.pred).name, a.worst)
-    except (OSError, ValueError) as e:
-        print(f"bmc audit: {e}", file=sys.stderr)
-        return 2
+    p.add_argument("--worst", type=int, default=10, help="how many of the worst samples to list")
+
+
+def _audit(a: argparse.Namespace) -> int:
+    from .audit import audit, load_predictions, write_audit
+    from .limits import BMCLimits
+
+    result = audit(load_predictions(a.pred), BMCLimits.load(a.limits) if a.limits else None)
+    path = write_audit(result, a.out, Path(a.pred).name, a.worst)
     print(f"{result['n']} poses: {100 * result['implausible_poses']:.1f}% implausible, "
           f"{100 * result['implausible_joints']:.1f}% of joint-angle terms outside; wrote {path}")
     return 0
 
 
-def _verify_cache(argv: list[str]) -> int:
+def _verify_cache_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("caches", nargs="+", help="prepared cache folders")
+
+
+def _verify_cache(a: argparse.Namespace) -> int:
     from .data.cache import PreparedCache
 
-    p = argparse.ArgumentParser(prog="bmc verify-cache", description="Check prepared caches: the image file's "
-                                "length, the checksums of annotations.npz and of the image bytes, and the labels "
-                                "(finite, valid intrinsics, points in front of the camera).")
-    p.add_argument("caches", nargs="+", help="prepared cache folders")
-    a = p.parse_args(argv)
     status = 0
     for path in a.caches:
         try:
             c = PreparedCache(path, verify=True)
             images = c.verify_images()
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError) as e:  # report every cache, not only the first bad one
             print(f"bmc verify-cache: {e}", file=sys.stderr)
             status = 2
             continue
@@ -327,51 +291,119 @@ def _verify_cache(argv: list[str]) -> int:
     return status
 
 
-def _tables(argv: list[str]) -> int:
+def _tables_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="results", help="results root (reads runs/*/metrics.json)")
+
+
+def _tables(a: argparse.Namespace) -> int:
     from .tables import build_all
 
-    p = argparse.ArgumentParser(prog="bmc tables", description="Rebuild every table from results/runs/*/metrics.json.")
-    p.add_argument("--results", default="results")
-    a = p.parse_args(argv)
-    try:
-        for path in build_all(a.results):
-            print(f"wrote {path}")
-    except ValueError as e:
-        print(f"bmc tables: {e}", file=sys.stderr)
-        return 2
+    for path in build_all(a.results):
+        print(f"wrote {path}")
     return 0
 
 
+def _module(name: str):
+    """``(add_arguments, run)`` of a module that also runs on its own (``python -m bmclib.NAME``)."""
+    def args(p: argparse.ArgumentParser) -> None:
+        import importlib
+
+        importlib.import_module(f"bmclib.{name}").add_cli_arguments(p)
+
+    def run(a: argparse.Namespace) -> int:
+        import importlib
+
+        return importlib.import_module(f"bmclib.{name}").cli_main(a)
+    return args, run
+
+
+#: name -> (one-line summary, add_arguments, run); the order of ``bmc -h``
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "synth": ("render a synthetic domain (FreiHAND layout + prepared caches)", _synth_args, _synth),
+    "train": ("train the 2.5D network (presets tiny / cpu / gpu; torchrun for DDP)", _train_args, _train),
+    "evaluate": ("evaluate a trained run on a 3D-labelled cache (writes metrics.json)", _evaluate_args, _evaluate),
+    "experiment": ("the synthetic benchmark: all runs x seeds, then the table and figure", _experiment_args,
+                   _experiment),
+    "regime": ("the regime map: where BMC can turn 2D into depth (keypoints, resumable)", *_module("regime")),
+    "balance": ("the 2D-loss / BMC pull on the keypoints, on a source validation split", *_module("balance")),
+    "tables": ("rebuild every table and its figure from results/runs/*/metrics.json", _tables_args, _tables),
+    "reproduce": ("synthetic data + every notebook through papermill (make reproduce)", *_module("reproduce")),
+    "bench": ("throughput benchmarks (BMC loss, synthesis, training, jobs, FreiHAND scoring)", *_module("bench")),
+    "limits": ("show the default limits, or a saved limits file", _limits_args, _limits),
+    "fit-limits": ("fit BMC limits to 3D data (a prepared cache or a .npy), with a figure", _fit_limits_args,
+                   _fit_limits),
+    "audit": ("plausibility audit of predictions against BMC limits", _audit_args, _audit),
+    "prepare-freihand": ("convert a FreiHAND-layout folder into a prepared cache", _prepare_freihand_args,
+                         _prepare_freihand),
+    "prepare-rhd": ("convert RHD into a prepared cache (right-hand crops)", _prepare_rhd_args, _prepare_rhd),
+    "prepare-ho3d": ("convert HO-3D v2 / v3 into a prepared cache", _prepare_ho3d_args, _prepare_ho3d),
+    "verify-cache": ("check prepared caches: sizes, checksums of annotations and image bytes, labels",
+                     _verify_cache_args, _verify_cache),
+    "eval-freihand": ("score FreiHAND-format predictions like the official benchmark", _eval_freihand_args,
+                      _eval_freihand),
+}
+
+#: what a command may raise for bad input: reported in one line, exit code 2 (anything else is
+#: a bug and keeps its traceback). papermill's execution errors are RuntimeErrors.
+USER_ERRORS = (OSError, ValueError, FloatingPointError)
+_EXTRA_ERRORS = {"reproduce": (RuntimeError,)}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (where it has one) and keeps the descriptions' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text and action.option_strings:
+            d = " ".join(map(str, action.default)) if isinstance(action.default, list) else action.default
+            text += f" (default: {d})"
+        return text
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"bmc (bmclib) {__version__}"
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``bmc`` parser. ``only``: declare the options of that command alone (declaring a
+    command's options imports its module: torch, papermill, ...; ``bmc -h`` needs none)."""
+    parser = argparse.ArgumentParser(prog="bmc", description=__doc__, formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, (summary, add_arguments, _run) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                           formatter_class=_Formatter)
+        if only is None or name == only:
+            add_arguments(p)
+    return parser
+
+
+def _dispatch(name: str, a: argparse.Namespace) -> int:
+    try:
+        return int(COMMANDS[name][2](a) or 0)
+    except USER_ERRORS + _EXTRA_ERRORS.get(name, ()) as e:
+        print(f"bmc {name}: {e}", file=sys.stderr)
+        return 2
+
+
+def standalone(name: str, add_arguments: Callable, run: Callable, argv: list[str] | None = None) -> int:
+    """``python -m bmclib.NAME``: the same options and error handling as ``bmc NAME``."""
+    p = argparse.ArgumentParser(prog=f"bmc {name}", description=COMMANDS[name][0], formatter_class=_Formatter)
+    add_arguments(p)
+    return _dispatch(name, p.parse_args(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    commands = {"bench": None, "limits": _limits, "synth": _synth, "prepare-freihand": _prepare_freihand,
-                "train": _train, "evaluate": _evaluate, "experiment": _experiment, "prepare-rhd": _prepare_rhd,
-                "prepare-ho3d": _prepare_ho3d, "eval-freihand": _eval_freihand, "fit-limits": _fit_limits,
-                "audit": _audit, "reproduce": None, "tables": _tables, "regime": None, "balance": None,
-                "verify-cache": _verify_cache}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print(__doc__.strip())
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"\nbmc: unknown command {argv[0]!r}", file=sys.stderr)
-            return 2
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((x for x in argv if not x.startswith("-")), None)
+    parser = build_parser(only=command if command in COMMANDS else "")
+    a = parser.parse_args(argv)
+    if a.command is None:  # a bare ``bmc``: the list of commands
+        parser.print_help()
         return 0
-    if argv[0] == "bench":
-        from .bench import main as bench_main
-
-        return bench_main(argv[1:])
-    if argv[0] == "regime":
-        from .regime import main as regime_main
-
-        return regime_main(argv[1:])
-    if argv[0] == "balance":
-        from .balance import main as balance_main
-
-        return balance_main(argv[1:])
-    if argv[0] == "reproduce":
-        from .reproduce import main as reproduce_main
-
-        return reproduce_main(argv[1:])
-    return commands[argv[0]](argv[1:])
+    return _dispatch(a.command, a)
 
 
 if __name__ == "__main__":

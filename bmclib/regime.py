@@ -495,14 +495,11 @@ def regime_figure(preset: str, results_root: str | os.PathLike = "results") -> P
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    p = argparse.ArgumentParser(prog="bmc regime", description="Run the regime map (resumable) and write its table and figure.")
-    p.add_argument("--preset", default="cpu", choices=sorted(RegimeConfig._PRESETS), help="map size (default: cpu)")
-    p.add_argument("--results", default="results", help="results root (default: results)")
-    p.add_argument("--jobs", type=int, default=1, help="cells run at once in worker processes (default: 1)")
+def add_cli_arguments(p) -> None:
+    """The options of ``bmc regime``."""
+    p.add_argument("--preset", default="cpu", choices=sorted(RegimeConfig._PRESETS), help="map size")
+    p.add_argument("--results", default="results", help="results root")
+    p.add_argument("--jobs", type=int, default=1, help="cells run at once in worker processes")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's, 0 1 2 for cpu)")
     p.add_argument("--force", action="store_true", help="redo finished cells")
     p.add_argument("--table-only", action="store_true", help="rebuild the table and figure from the part files")
@@ -510,23 +507,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="instead of the map: choose the BMC weight on source validation (lambda_study)")
     p.add_argument("--control", action="store_true",
                    help="instead of the map: the lifter method's fine-tune without BMC (finetune_control)")
-    a = p.parse_args(argv)
-    try:
-        over = {"seeds": tuple(a.seeds)} if a.seeds else {}
-        cfg = RegimeConfig.from_preset(a.preset, **over)
-        if a.lambda_study:
-            out = lambda_study(cfg, results_root=a.results)
-        elif a.control:
-            path = finetune_control(cfg, results_root=a.results)
-            print(f"wrote {path}")
-            return 0
-        elif a.table_only:
-            out = regime_table(cfg.preset, a.results)
-            regime_figure(cfg.preset, a.results)
-        else:
-            out = run_regime_map(cfg, a.results, jobs=a.jobs, force=a.force)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"bmc regime: {e}", file=sys.stderr)
-        return 1
+
+
+def cli_main(a) -> int:
+    """``bmc regime`` with parsed options."""
+    over = {"seeds": tuple(a.seeds)} if a.seeds else {}
+    cfg = RegimeConfig.from_preset(a.preset, **over)
+    if a.lambda_study:
+        out = lambda_study(cfg, results_root=a.results)
+    elif a.control:
+        print(f"wrote {finetune_control(cfg, results_root=a.results)}")
+        return 0
+    elif a.table_only:
+        out = regime_table(cfg.preset, a.results)
+        regime_figure(cfg.preset, a.results)
+    else:
+        out = run_regime_map(cfg, a.results, jobs=a.jobs, force=a.force)
     print(Path(out).read_text())
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import standalone
+
+    return standalone("regime", add_cli_arguments, cli_main, argv)

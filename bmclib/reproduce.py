@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -133,20 +132,24 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
     return total
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="bmc reproduce", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"])
+def add_cli_arguments(p) -> None:
+    """The options of ``bmc reproduce``."""
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"],
+                   help="data size and training preset of every step")
     p.add_argument("--results", default="results", help="where tables, figures and executed notebooks go")
     p.add_argument("--data", default="data", help="synthetic data, checkpoints and step stamps (not versioned)")
     p.add_argument("--force", action="store_true", help="redo finished steps")
     p.add_argument("--only", nargs="+", help="run only these steps (data, 01, 02_angle_envelopes, ...)")
     p.add_argument("--device", help="cuda / cpu (default: the notebooks' parameter)")
-    a = p.parse_args(argv)
-    try:
-        reproduce(a.preset, a.results, a.data, a.force, a.only, a.device)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"bmc reproduce: {e}", file=sys.stderr)
-        return 1
+
+
+def cli_main(a) -> int:
+    """``bmc reproduce`` with parsed options."""
+    reproduce(a.preset, a.results, a.data, a.force, a.only, a.device)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import standalone
+
+    return standalone("reproduce", add_cli_arguments, cli_main, argv)

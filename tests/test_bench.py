@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from bmclib.bench import format_jobs_table, main, run_jobs, run_train
 
 
@@ -8,6 +10,7 @@ def test_train_throughput_rows():
     assert row["preset"] == "tiny" and row["images_per_s"] > 0 and 0 <= row["bmc_share"] < 1
 
 
+@pytest.mark.slow
 def test_concurrent_jobs_benchmark(tmp_path, monkeypatch):
     import bmclib.bench
 

@@ -43,6 +43,7 @@ def test_source_limits_have_no_degenerate_interval():
     assert (widths > MIN_WIDTH["root_curvature"]).all(), widths  # v1: thumb-index [0, 0]
 
 
+@pytest.mark.slow
 def test_quantile_intervals_do_not_grow_with_the_sample_size():
     big = _source_xyz(16000, seed=4)
     width = {}
@@ -200,6 +201,7 @@ def test_benchmark_file_loads_and_bad_files_name_the_field(tmp_path):
 
 
 # ---------------------------------------------------------------- defect 3: the loss balance, on source validation
+@pytest.mark.slow
 def test_pull_ratio_study_shows_the_image_width_loss_is_out_pulled(tmp_path, capsys):
     from bmclib.balance import main, pull_ratios, recommend_w_2d
 

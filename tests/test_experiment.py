@@ -18,6 +18,7 @@ def _metrics(results_root, name):
     return json.loads(Path(results_root, "runs", name, "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_parallel_jobs_match_one_process_and_warmup_fractions(roots, tmp_path, capsys):
     runs = ["2_target2d", "7_bmc_warmup"]
     run_experiment("tiny", [0], runs, progress=False, jobs=2, **roots)

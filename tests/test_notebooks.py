@@ -100,6 +100,7 @@ def _metrics(root, name):
     return json.loads((root / "results" / "notebooks" / f"{name}.metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_tiny_reproduction_writes_every_executed_notebook(tiny_reproduction):
     for name in NOTEBOOKS:
         out = tiny_reproduction / "results" / "notebooks" / f"{name}.ipynb"
@@ -111,6 +112,7 @@ def test_tiny_reproduction_writes_every_executed_notebook(tiny_reproduction):
     assert not list((tiny_reproduction / "results" / "notebooks").glob("*.partial.ipynb"))
 
 
+@pytest.mark.slow
 def test_tiny_notebook_01_and_02_measure_the_decomposition(tiny_reproduction):
     m1 = _metrics(tiny_reproduction, "01_skeleton_decomposition")["metrics"]
     assert m1["round_trip_max_m"] < 1e-12
@@ -123,6 +125,7 @@ def test_tiny_notebook_01_and_02_measure_the_decomposition(tiny_reproduction):
     assert 0.4 < m2["hull_area_share"]["index_mcp"] < 0.85  # abduction narrows with flexion: not a box
 
 
+@pytest.mark.slow
 def test_tiny_notebooks_03_04_write_run_metrics_and_tables(tiny_reproduction):
     from bmclib.experiment import RUNS
     from bmclib.regime import RegimeConfig
@@ -147,6 +150,7 @@ def test_tiny_notebooks_03_04_write_run_metrics_and_tables(tiny_reproduction):
     assert (res / "figures" / "qualitative_tiny.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_steps(tiny_reproduction, capsys):
     from bmclib.reproduce import reproduce
 
@@ -177,5 +181,5 @@ def test_a_failing_notebook_keeps_the_previous_executed_copy(tmp_path):
 def test_reproduce_rejects_unknown_steps(tmp_path, capsys):
     from bmclib.cli import main
 
-    assert main(["reproduce", "--preset", "tiny", "--only", "07_nothing", "--data", str(tmp_path)]) == 1
+    assert main(["reproduce", "--preset", "tiny", "--only", "07_nothing", "--data", str(tmp_path)]) == 2
     assert "no such step" in capsys.readouterr().err

@@ -18,9 +18,11 @@ def test_environment_yml_pip_section_matches_pyproject():
     wanted = {_norm(r) for r in project["dependencies"] + [r for reqs in extras.values() for r in reqs]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    listed = {_norm(r) for r in pip if not r.startswith("-e")}
+    listed = {_norm(r) for r in pip if not r.startswith("-")}
     assert listed == wanted, f"only in environment.yml: {listed - wanted}; only in pyproject: {wanted - listed}"
     assert "-e ." in pip
+    # torch from the CPU wheel index, not PyPI's multi-GB CUDA build
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip
 
 
 def test_layout_of_the_product_card():

@@ -196,6 +196,7 @@ def _ddp_worker(rank, world, port, cfg_dict, out):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(data, tmp_path):
     import torch.multiprocessing as mp
 
