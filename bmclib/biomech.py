@@ -56,8 +56,9 @@ _EPS_ANGLE = 1e-15  # nudge that keeps atan2 away from (0, 0)
 # Degenerate bones: a bone (or a pair of root bones' cross / dot product) shorter than this
 # many pose sizes has its direction faded to "straight" (angle 0) and its normalisation
 # floored, so that a collapsed bone inside a normal hand has bounded gradients (they
-# reached 1e14-1e26 with the 1e-15 / 1e-6 floors alone). Exact above it; real hands'
-# shortest bone is ~0.2 pose sizes.
+# reached 1e14-1e26 with the 1e-15 / 1e-6 floors alone). The flexion fades the same way at
+# gimbal lock (|(l_x, l_z)| below it), and palm normals are floored at it. Exact above it;
+# real hands' shortest bone is ~0.2 pose sizes.
 EPS_DEGENERATE = 1e-2
 
 
