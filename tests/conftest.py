@@ -64,6 +64,15 @@ def hands():
     return anatomical_hands(256, seed=1)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (DDP rendezvous, JupyterLab)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def project_np(xyz, K):
     return project(torch.from_numpy(np.asarray(xyz, dtype=np.float64)), torch.from_numpy(np.asarray(K, np.float64))).numpy()
 

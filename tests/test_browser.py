@@ -3,9 +3,11 @@
 Starts JupyterLab on localhost (temporary config, runtime and workspace folders, a random
 token), opens notebooks/06_pose_inspector.ipynb (a copy with the tiny preset's parameters
 injected by papermill, pointing at tiny runs this test trains), runs all cells from the
-menu, waits for the plotly figures and the widgets, drags the flexion slider, checks that
-the 3D figure and the BMC readout change, saves a screenshot to
-results/figures/inspector_jupyterlab.png and shuts the server down.
+menu, waits for the plotly figures and the widgets (and for the 3D figure's data), drags the
+flexion slider, checks that the 3D figure and the BMC readout change, saves a screenshot in
+the test's temporary folder and shuts the server down. The README's picture of the inspector
+is that screenshot: ``BMC_SCREENSHOT_TO=results/figures/inspector_jupyterlab.png pytest
+tests/test_browser.py`` copies it there (tests write nowhere else by themselves).
 
 Marked ``browser``; skipped where Chromium or Playwright is missing (``.ci/run`` installs
 Debian's chromium, so CI runs it).
@@ -14,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,18 +24,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.browser
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +53,7 @@ def lab(tmp_path_factory):
     pm.execute_notebook(str(ROOT / "notebooks" / "06_pose_inspector.ipynb"), str(nb_dir / "06_pose_inspector.ipynb"),
                         parameters={"preset": "tiny", "n_examples": 2, **roots}, prepare_only=True,
                         kernel_name="python3")
-    token, port = secrets.token_hex(16), _free_port()
+    token, port = secrets.token_hex(16), free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "cfg"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"), "PYTHONPATH": str(ROOT)}
     log = open(tmp / "lab.log", "w")
@@ -91,7 +88,7 @@ def lab(tmp_path_factory):
 def test_inspector_in_jupyterlab(lab):
     from playwright.sync_api import sync_playwright
 
-    shot = ROOT / "results" / "figures" / "inspector_jupyterlab.png"
+    shot = lab["tmp"] / "inspector_jupyterlab.png"
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(str(lab["tmp"] / "profile"), executable_path=CHROMIUM,
                                                    headless=True, args=FLAGS, viewport={"width": 1400, "height": 1000})
@@ -126,6 +123,12 @@ def test_inspector_in_jupyterlab(lab):
                 raise AssertionError(f"widgets did not render ({type(e).__name__}); screenshot {lab['tmp'] / 'failure.png'}"
                                      f"\ncell outputs:\n{outputs}\nconsole errors:\n" + "\n".join(console[-20:])) from None
             readout = page.locator(f"{inspector} .bmc-a")
+            # the plot's SVG appears before plotly has attached the traces: wait for the hand's trace
+            has_hand = (f"() => {{ const d = document.querySelector('{inspector} .js-plotly-plot').data; "
+                        f"return !!(d && d.length > 1 && d[1].x && d[1].x.length > 0); }}")
+            page.wait_for_function(has_hand, timeout=60_000)
+            page.wait_for_function(f"() => document.querySelector('{inspector} .bmc-a').innerText.trim() !== ''",
+                                   timeout=30_000)
             before_text = readout.inner_text()
             read_x = f"() => JSON.stringify(document.querySelector('{inspector} .js-plotly-plot').data[1].x)"
             before_x = page.evaluate(read_x)
@@ -143,10 +146,13 @@ def test_inspector_in_jupyterlab(lab):
             while time.time() < deadline and (readout.inner_text() == before_text or page.evaluate(read_x) == before_x):
                 time.sleep(0.3)
             after_text, after_x = readout.inner_text(), page.evaluate(read_x)
-            shot.parent.mkdir(parents=True, exist_ok=True)
             page.locator(inspector).screenshot(path=str(shot))
         finally:
             ctx.close()
     assert after_x != before_x, "the 3D figure did not change when the flexion slider moved"
     assert float(after_text) > float(before_text), f"BMC angle term {before_text} -> {after_text}"
     assert shot.stat().st_size > 20_000
+    if os.environ.get("BMC_SCREENSHOT_TO"):  # refresh the README's picture, on request only
+        target = Path(os.environ["BMC_SCREENSHOT_TO"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)

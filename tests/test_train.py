@@ -1,7 +1,6 @@
 import json
 import math
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -16,6 +15,8 @@ from bmclib.limits import BMCLimits
 from bmclib.model import HandPoseNet
 from bmclib.train import (_bmc_loss, batch_layout, bmc_pose, bmc_weight, compute_losses, load_config, load_trained,
                           preset, same_config, train)
+
+from conftest import free_port
 
 
 @pytest.fixture(scope="module")
@@ -179,12 +180,6 @@ def test_checkpoints_from_before_a_new_config_field_still_match(data, tmp_path):
     assert same_config(old, rel) and not same_config(old, _cfg(data, tmp_path, source=cfg.weak, **legacy))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank, world, port, cfg_dict, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank))
     torch.set_num_threads(1)
@@ -206,7 +201,7 @@ def test_two_gloo_processes_match_one_process(data, tmp_path):
     single = _cfg(data, tmp_path, "single", batch_size=8, **common)
     train(single, progress=False)
     ddp = _cfg(data, tmp_path, "ddp", batch_size=4, **common)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), ddp.to_dict(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), ddp.to_dict(), str(tmp_path)), nprocs=2, join=True)
     # the float-noise floor: the same single-process run with another thread count (summation
     # order only). The BMC gradients of an untrained network amplify it to ~1e-5 in 3 steps
     # (without BMC both differences are ~1e-8), so DDP is held to that floor, not to 1e-6.
