@@ -79,7 +79,7 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
     """``audit.md`` (summary, per-term rates, worst samples) and ``audit.csv`` (per sample)."""
     import csv
 
-    from .results import write_text_atomic
+    from .results import atomic_path, write_text_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,13 +97,11 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
         k = int(np.argmax(result["per_sample"][i]))
         lines.append(f"| {i} | {result['total'][i]:.4f} | {TERM_NAMES[k]} ({result['per_sample'][i, k]:.3f}) |")
     write_text_atomic(out / "audit.md", "\n".join(lines) + "\n")
-    tmp = out / "audit.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(out / "audit.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["sample", "bmc_total"] + TERM_NAMES)
         for i, row in enumerate(result["per_sample"]):
             w.writerow([i, f"{result['total'][i]:.6g}"] + [f"{v:.6g}" for v in row])
-    os.replace(tmp, out / "audit.csv")
     return out / "audit.md"
 
 

@@ -487,11 +487,11 @@ def regime_figure(preset: str, results_root: str | os.PathLike = "results") -> P
     fig.tight_layout()
     suffix = "" if preset == "cpu" else f"_{preset}"
     out = Path(results_root) / "figures" / f"regime_map{suffix}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    from .results import atomic_path
+
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 

@@ -65,6 +65,8 @@ def run_notebook(name: str, parameters: dict[str, Any], out_dir: str | os.PathLi
                            f"partial output in {partial}") from e
     import nbformat
 
+    from .results import atomic_path
+
     nb = nbformat.read(partial, as_version=4)
     # live widget state (anywidget stores plotly.js itself, ~5 MB a figure) is useless without a
     # kernel; the notebooks draw a static picture of every view instead
@@ -74,9 +76,8 @@ def run_notebook(name: str, parameters: dict[str, Any], out_dir: str | os.PathLi
     pm_meta = nb.metadata.get("papermill", {})
     pm_meta["input_path"] = os.path.relpath(src, cwd)
     pm_meta["output_path"] = os.path.relpath(out, cwd)
-    tmp = out.with_name(out.stem + ".tmp.ipynb")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        nbformat.write(nb, tmp)
     partial.unlink()
     return out
 

@@ -5,19 +5,22 @@ whether the tree was dirty), torch version, device, and the config that made it.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
-__all__ = ["git_commit", "provenance", "config_hash", "write_text_atomic", "write_json_atomic", "read_text", "read_json"]
+__all__ = ["git_commit", "provenance", "config_hash", "atomic_path", "staging_dir", "replace_dir", "write_text_atomic",
+           "write_json_atomic", "read_text", "read_json"]
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> str:
@@ -58,22 +61,62 @@ def provenance(config: Any = None, **extra: Any) -> dict[str, Any]:
     return out
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a crash
-    leaves either the old file or the new one, never half of it."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix, so writers that go by it still do) to
+    write to. When the block ends it replaces ``path`` (``os.replace``); an exception removes
+    it and leaves ``path`` as it was. Every file the project writes goes through here::
+
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        # mkstemp makes the file private (0600): give it the old file's mode, or rw-r--r--
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def staging_dir(final: str | os.PathLike) -> Path:
+    """A new hidden folder beside ``final`` to build a whole folder in (removing what a killed
+    earlier build left there); :func:`replace_dir` swaps it into place."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for old in final.parent.glob(f".{final.name}.writing-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.writing-"))
+
+
+def replace_dir(new: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Put the folder ``new`` at ``final``, deleting what was there only after the swap (two
+    renames in one folder: readers see the old folder or the new one)."""
+    new, final = Path(new), Path(final)
+    if final.exists():
+        trash = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old-"))
+        os.rmdir(trash)
+        os.replace(final, trash)
+        os.replace(new, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(new, final)
+    return final
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through :func:`atomic_path` (flushed to disk first): a crash
+    leaves either the old file or the new one, never half of it."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

@@ -366,9 +366,10 @@ def _schedule(cfg: TrainConfig):
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from .results import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def resolve_limits(cfg: TrainConfig, source: PreparedCache | None) -> BMCLimits:
@@ -545,12 +546,12 @@ def _write_csv(jsonl: Path, out: Path) -> None:
     if not rows:
         return
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "step", k))
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    from .results import atomic_path
+
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, out)
 
 
 def load_trained(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[HandPoseNet, TrainConfig]:

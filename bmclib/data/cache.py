@@ -22,13 +22,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..results import read_json, write_json_atomic
+from ..results import read_json, replace_dir, staging_dir, write_json_atomic
 
 __all__ = ["CACHE_FORMAT", "CACHE_VERSION", "CacheWriter", "PreparedCache", "ANNOTATION_FIELDS"]
 
@@ -86,10 +85,7 @@ class CacheWriter:
         if not _replaceable(self.out):
             raise FileExistsError(f"{self.out} exists and is not a prepared cache (it holds other files); "
                                   f"refusing to replace it: choose another output folder")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        for old in self.out.parent.glob(f".{self.out.name}.writing-*"):  # a killed writer's leftovers
-            shutil.rmtree(old, ignore_errors=True)
-        self.tmp = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.writing-"))
+        self.tmp = staging_dir(self.out)  # (removes a killed writer's leftovers)
         self.n, self.size, self.source = int(n), size, source
         self.images = np.memmap(self.tmp / "images.u8", dtype=np.uint8, mode="w+", shape=(self.n, size, size, 3))
         self.ann = {k: np.zeros((self.n,) + shape, dtype=dt) for k, (dt, shape) in ANNOTATION_FIELDS.items()}
@@ -132,14 +128,7 @@ class CacheWriter:
                 "n_3d": int(self.ann["has_3d"].sum()), "source": self.source}
         write_json_atomic(self.tmp / "meta.json", meta)
         PreparedCache(self.tmp, verify=True)  # what readers will see, checked before it replaces anything
-        old = None
-        if self.out.exists():
-            old = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.old-"))
-            os.rmdir(old)
-            os.replace(self.out, old)
-        os.replace(self.tmp, self.out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(self.tmp, self.out)
         self._closed = True
         return self.out
 

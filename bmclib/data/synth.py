@@ -391,11 +391,10 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
     ``n_hands``: a population of that many people (drawn from ``population_seed``) instead of
     a new hand per sample. Returns a summary (counts, seconds, images/s).
     """
-    import os
     import time
     from pathlib import Path
 
-    from ..results import provenance, write_json_atomic
+    from ..results import provenance, replace_dir, staging_dir, write_json_atomic
     from .freihand import freihand_to_cache
 
     if domain not in DOMAINS:
@@ -414,27 +413,15 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
     # render into a hidden folder beside the destination and swap it in when complete: a failed
     # or killed run leaves an earlier data set as it was (and no stale images of a larger one)
     import shutil
-    import tempfile
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for old in final.parent.glob(f".{final.name}.writing-*"):
-        shutil.rmtree(old, ignore_errors=True)
-    root = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.writing-"))
+    root = staging_dir(final)
     try:
         summary, t0 = _render_layout(root, domain, num_train, num_eval, seed, size, device, progress, n_hands,
                                      population_seed)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
-    if final.exists():
-        trash = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.old-"))
-        os.rmdir(trash)
-        os.replace(final, trash)
-        os.replace(root, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(root, final)
-    root = final
+    root = replace_dir(root, final)
     render_s = time.perf_counter() - t0
     if make_cache:
         for split in summary["splits"]:

@@ -290,10 +290,10 @@ def true_depth_figure(curve, runs, title: str = ""):
 def save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Write a figure atomically (a temporary file, then a rename) and close it."""
     plt = _plt()
+    from ..results import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=dpi)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     return path
