@@ -82,7 +82,8 @@ def _markdown(summary: pd.DataFrame, metrics: Sequence[tuple[str, str]], extra: 
         cells = []
         for k, _ in metrics:
             digits = 3 if abs(r[k]) < 1.5 else 2
-            cells.append(f"{r[k]:.{digits}f} ± {r[k + '_std']:.{digits}f}")
+            # one seed has no spread to show: print the value alone (the seeds column says n = 1)
+            cells.append(f"{r[k]:.{digits}f}" + (f" ± {r[k + '_std']:.{digits}f}" if r["seeds"] > 1 else ""))
         cells += [str(r[k]) for k, _ in extra]
         lines.append(f"| {r['run']} | {r['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -132,7 +133,9 @@ def synthetic_benchmark_table(preset: str, results_root: str | os.PathLike = "re
     flat = sub["depth_flat_mm"].dropna() if "depth_flat_mm" in sub else pd.Series([], dtype=float)
     flat_note = (f"A flat hand (every joint at the root's depth) would score a depth error of "
                  f"**{flat.mean():.2f} mm** on this set. " if len(flat) else "")
-    md += (f"\n\nPreset `{preset}`; mean ± std over seeds; evaluated on target-test (full 3D). {flat_note}"
+    spread = "mean ± sample std over seeds" if (summary["seeds"] > 1).all() else \
+        "mean ± sample std over seeds (a run with one seed shows its value alone)"
+    md += (f"\n\nPreset `{preset}`; {spread}; evaluated on target-test (full 3D). {flat_note}"
            + _source_note(sub, f"results/runs/{preset}_*/metrics.json", made_by))
     suffix = ("" if bench == "v1" else f"_{bench}") + ("" if preset == "cpu" else f"_{preset}")
     root = Path(results_root)
