@@ -26,7 +26,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev,notebooks,browser]"
+	$(PY) -m pip install --quiet -e ".[data,fit,dev,notebooks,browser]"
 	touch $(STAMP)
 
 test: $(STAMP)

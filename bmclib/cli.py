@@ -380,9 +380,27 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: optional packages -> the pyproject extra that installs them (`pip install "bmc-hand[data]"`)
+EXTRA_OF = {"scipy": "fit", "matplotlib": "fit", "PIL": "data", "tqdm": "data", "yaml": "data", "pandas": "data",
+            "plotly": "notebooks", "ipywidgets": "notebooks", "anywidget": "notebooks", "papermill": "notebooks",
+            "nbformat": "notebooks", "playwright": "browser"}
+
+
+def _missing_extra(name: str, e: ModuleNotFoundError) -> int:
+    """Exit 2 naming the extra that installs a missing optional package (re-raise for others)."""
+    top = (e.name or "").split(".")[0]
+    if top not in EXTRA_OF:
+        raise e
+    print(f"bmc {name}: needs the optional package {top!r}: pip install \"bmc-hand[{EXTRA_OF[top]}]\" "
+          f"(or pip install -e \".[{EXTRA_OF[top]}]\" in a checkout)", file=sys.stderr)
+    return 2
+
+
 def _dispatch(name: str, a: argparse.Namespace) -> int:
     try:
         return int(COMMANDS[name][2](a) or 0)
+    except ModuleNotFoundError as e:
+        return _missing_extra(name, e)
     except USER_ERRORS + _EXTRA_ERRORS.get(name, ()) as e:
         print(f"bmc {name}: {e}", file=sys.stderr)
         return 2
@@ -398,7 +416,10 @@ def standalone(name: str, add_arguments: Callable, run: Callable, argv: list[str
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((x for x in argv if not x.startswith("-")), None)
-    parser = build_parser(only=command if command in COMMANDS else "")
+    try:  # declaring a command's options imports its module
+        parser = build_parser(only=command if command in COMMANDS else "")
+    except ModuleNotFoundError as e:
+        return _missing_extra(command or "", e)
     a = parser.parse_args(argv)
     if a.command is None:  # a bare ``bmc``: the list of commands
         parser.print_help()

@@ -1,8 +1,10 @@
 """The project's own files agree with each other: environment.yml vs pyproject.toml, README, CI."""
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,7 +17,8 @@ def _norm(req: str) -> str:
 def test_environment_yml_pip_section_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = {_norm(r) for r in project["dependencies"] + [r for reqs in extras.values() for r in reqs]}
+    wanted = {_norm(r) for r in project["dependencies"] + [r for reqs in extras.values() for r in reqs]
+              if not r.startswith(project["name"] + "[")}  # an extra that names another extra
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     listed = {_norm(r) for r in pip if not r.startswith("-")}
@@ -72,3 +75,95 @@ def test_fit_limits_script(tmp_path, hands, capsys):
     np.save(tmp_path / "bad.npy", np.zeros((5, 20, 3)))
     assert mod.main([str(tmp_path / "bad.npy"), "--out", str(tmp_path / "x.json")]) == 2
     assert "bad.npy" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+def _closure(names):
+    """The installed distributions ``names`` need (their requirements, recursively; extras off)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen, todo = {}, list(names)
+    while todo:
+        name = todo.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        seen[key] = dist
+        for req in dist.requires or []:
+            r = Requirement(req)
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(r.name)
+    return seen
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_with_torch_and_numpy_alone(tmp_path):
+    """Build the wheel, install it into a fresh virtual environment that holds only torch,
+    numpy and what they need (linked from this environment: no download), and use the loss."""
+    import subprocess
+    import sys
+    import zipfile
+    from importlib import metadata
+
+    src = tmp_path / "src"  # build from a copy: setuptools writes build/ and egg-info beside the sources
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "bmclib", src / "bmclib", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("bmc_hand-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    hard = sorted(re.split(r"[<>=!~ ;\[]", line.split(":", 1)[1].strip())[0]
+                  for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line)
+    assert hard == ["numpy", "torch"], hard
+    assert {"fit", "data", "notebooks", "browser", "dev"} <= {line.split(":", 1)[1].strip() for line in
+                                                               meta.splitlines() if line.startswith("Provides-Extra:")}
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    for dist in _closure(["torch", "numpy"]).values():  # link each distribution's top-level entries
+        base = Path(dist.locate_file(""))
+        for top in {Path(f).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
+            if (base / top).exists() and not (site / top).exists():
+                (site / top).symlink_to(base / top)
+    with zipfile.ZipFile(wheel) as z:  # a pure-Python wheel unpacked into site-packages is installed
+        z.extractall(site)
+    assert metadata.version("bmc-hand") == re.search(r"^Version: (.+)$", meta, re.M).group(1)
+
+    code = """
+import importlib.util, sys
+import torch
+import bmclib
+from bmclib import BMCLimits, BMCLoss
+from bmclib.handmodel import template_pose
+for name in ("scipy", "pandas", "matplotlib", "PIL", "tqdm", "yaml"):
+    assert importlib.util.find_spec(name) is None, name + " should not be installed here"
+j = (template_pose() + torch.tensor([0.0, 0.0, 5.0])).requires_grad_(True)
+bent = j.detach().clone(); bent[8] += torch.tensor([0.0, 0.5, 0.0])  # a bent index tip
+loss = BMCLoss(BMCLimits.default())
+out = loss(torch.stack([j, bent.requires_grad_(True)]))
+out.total.sum().backward()
+assert bmclib.__file__.startswith(sys.prefix), bmclib.__file__
+print(f"ok {out.total.tolist()}")
+"""
+    run = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0 and run.stdout.startswith("ok"), run.stdout + run.stderr
+    cli = subprocess.run([str(py), "-m", "bmclib.cli", "--version"], capture_output=True, text=True, cwd=tmp_path)
+    assert cli.stdout.strip() == f"bmc (bmclib) {metadata.version('bmc-hand')}", cli.stderr
+    import numpy as np
+
+    np.save(tmp_path / "joints.npy", np.zeros((4, 21, 3)))
+    fit = subprocess.run([str(py), "-m", "bmclib.cli", "fit-limits", str(tmp_path / "joints.npy"), "--out",
+                          str(tmp_path / "l.json")], capture_output=True, text=True, cwd=tmp_path)
+    assert fit.returncode == 2 and 'bmc-hand[fit]' in fit.stderr, fit.stderr  # names the extra, no traceback
