@@ -13,16 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import skeleton as sk
 from .limits import BMCLimits
+from .losses import TERM_NAMES, VIOLATION_TOL
 from .validate import as_array, check_finite
 
-__all__ = ["load_predictions", "audit", "write_audit", "plot_limits"]
-
-TERM_NAMES = ([f"length {sk.JOINT_NAMES[p]}->{sk.JOINT_NAMES[c]}" for p, c in sk.BONES]
-              + [f"curvature {sk.FINGER_NAMES[f]}-{sk.FINGER_NAMES[f + 1]}" for f in range(4)]
-              + [f"root angle {sk.FINGER_NAMES[f]}-{sk.FINGER_NAMES[f + 1]}" for f in range(4)]
-              + [f"angles {n}" for n in sk.ANGLE_JOINT_NAMES])
+__all__ = ["TERM_NAMES", "load_predictions", "audit", "write_audit", "plot_limits"]
 
 
 def load_predictions(path: str | os.PathLike) -> np.ndarray:
@@ -66,10 +61,10 @@ def audit(xyz: np.ndarray, limits: BMCLimits | None = None) -> dict:
         raise ValueError(f"audit: none of the {len(j)} poses is finite")
     out = BMCLoss(limits, reduction="none", angle_distance="exact", check=False)(torch.where(
         finite[:, None, None], j, torch.zeros_like(j)))
-    per = torch.cat([out.per_bone, out.per_root, out.per_angle], -1).numpy()  # (N, 43)
+    per = out.per_term.numpy()  # (N, 43)
     per[~finite.numpy()] = np.nan  # non-finite poses are reported, never scored
     total = np.where(finite.numpy(), out.total.numpy(), np.nan)
-    bad = per[finite.numpy()] > 1e-9
+    bad = per[finite.numpy()] > VIOLATION_TOL
     return {"n": int(len(j)), "non_finite": int((~finite).sum()), "term_rate": bad.mean(0),
             "implausible_poses": float(bad.any(1).mean()), "implausible_joints": float(bad[:, 28:].mean()),
             "per_sample": per, "total": total, "limits": limits.meta.get("source", "?")}
@@ -99,7 +94,7 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
     write_text_atomic(out / "audit.md", "\n".join(lines) + "\n")
     with atomic_path(out / "audit.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["sample", "bmc_total"] + TERM_NAMES)
+        w.writerow(["sample", "bmc_total", *TERM_NAMES])
         for i, row in enumerate(result["per_sample"]):
             w.writerow([i, f"{result['total'][i]:.6g}"] + [f"{v:.6g}" for v in row])
     return out / "audit.md"

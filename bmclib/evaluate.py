@@ -127,7 +127,9 @@ def evaluate_arrays(pred_xyz: np.ndarray, gt_xyz: np.ndarray, pred_uv: np.ndarra
     if pred_uv is not None and gt_uv is not None:
         out["epe_2d_px"] = float(np.linalg.norm(pred_uv - gt_uv, axis=-1).mean())
     if limits is not None:
-        v = limits.violations(torch.from_numpy(pred_xyz.astype(np.float64))).numpy()  # (N, 43)
+        from .losses import violations
+
+        v = violations(torch.from_numpy(pred_xyz.astype(np.float64)), limits).numpy()  # (N, 43)
         out["implausible_poses"] = float(v.any(1).mean())
         out["implausible_joints"] = float(v[:, 28:].mean())
         out["bmc_pred"] = mean_bmc(pred_xyz, limits)["total"]

@@ -11,7 +11,8 @@ Example:
     >>> limits = BMCLimits.default()
     >>> len(limits.angle_polygons), limits.bone_length.shape
     (15, (20, 2))
-    >>> limits.contains(template_pose(dtype=torch.float64)[None]).tolist()  # a flat hand
+    >>> from bmclib.losses import plausible       # (the losses judge poses; limits only hold numbers)
+    >>> plausible(template_pose(dtype=torch.float64)[None], limits).tolist()  # a flat hand
     [True]
 """
 from __future__ import annotations
@@ -347,19 +348,6 @@ class BMCLimits:
         seed 0), widened by 5% of each value (lengths) or 5 degrees / 0.05 (palm terms).
         """
         return _default_limits()
-
-    # ---------------------------------------------------------------- use
-    def contains(self, joints: Tensor, tol: float = 1e-9) -> Tensor:
-        """``(...,)`` bool: is every term of the pose ``(..., 21, 3)`` inside the limits?"""
-        return ~self.violations(joints, tol).any(-1)
-
-    def violations(self, joints: Tensor, tol: float = 1e-9) -> Tensor:
-        """``(..., 43)`` bool per term: 20 bone lengths, 4 root angles, 4 curvatures, 15 joints."""
-        from .losses import BMCLoss
-
-        loss = BMCLoss(self, reduction="none", angle_distance="exact").to(joints.device)
-        out = loss(joints.to(torch.float64) if joints.dtype != torch.float32 else joints)
-        return torch.cat([out.per_bone, out.per_root, out.per_angle], dim=-1) > tol
 
     # ---------------------------------------------------------------- I/O
     def to_dict(self) -> dict[str, Any]:

@@ -43,7 +43,21 @@ from . import skeleton as sk
 from .biomech import EPS_DEGENERATE, _decompose_cm, compute_dtype, to_component_major, validate_joints
 from .limits import BMCLimits
 
-__all__ = ["BMCLoss", "BMCLossOutput", "interval_loss", "polygon_distance"]
+__all__ = ["BMCLoss", "BMCLossOutput", "interval_loss", "polygon_distance", "TERM_NAMES", "VIOLATION_TOL", "violations",
+           "plausible"]
+
+#: The 43 terms of a pose, in the order of :attr:`BMCLossOutput.per_term`: 20 bone lengths,
+#: 4 palm curvatures, 4 root angular distances, 15 joint-angle distances (finger-major).
+TERM_NAMES: tuple[str, ...] = tuple(
+    [f"length {sk.JOINT_NAMES[p]}->{sk.JOINT_NAMES[c]}" for p, c in sk.BONES]
+    + [f"curvature {sk.FINGER_NAMES[f]}-{sk.FINGER_NAMES[f + 1]}" for f in range(4)]
+    + [f"root angle {sk.FINGER_NAMES[f]}-{sk.FINGER_NAMES[f + 1]}" for f in range(4)]
+    + [f"angles {n}" for n in sk.ANGLE_JOINT_NAMES])
+
+#: A term is violated when its exact distance to the limits exceeds this (reference-bone units
+#: for lengths and curvatures, radians for angles): above float64 round-off, far below anything
+#: visible. Every count of violations in bmclib (evaluation, audit, inspector) uses it.
+VIOLATION_TOL = 1e-9
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -103,6 +117,7 @@ class BMCLossOutput:
         per_bone: ``(..., 20)`` interval loss per bone length.
         per_root: ``(..., 8)`` 4 curvatures then 4 root angular distances.
         per_angle: ``(..., 15)`` distance of each joint's angles to its polygon (rad).
+        per_term: ``(..., 43)`` the three above in :data:`TERM_NAMES` order.
     """
 
     total: Tensor
@@ -112,6 +127,12 @@ class BMCLossOutput:
     per_bone: Tensor | None = None
     per_root: Tensor | None = None
     per_angle: Tensor | None = None
+
+    @property
+    def per_term(self) -> Tensor:
+        if self.per_bone is None:
+            raise ValueError("per_term needs BMCLoss(reduction='none')")
+        return torch.cat([self.per_bone, self.per_root, self.per_angle], dim=-1)
 
 
 class BMCLoss(nn.Module):
@@ -220,3 +241,16 @@ class BMCLoss(nn.Module):
         bl, rb, a = per_bone.mean(0), per_root.mean(0), per_angle.mean(0)  # (N,)
         total = self.lambda_bl * bl + self.lambda_rb * rb + self.lambda_a * a
         return total, bl, rb, a, per_bone, per_root, per_angle
+
+
+def violations(joints: Tensor, limits: BMCLimits | None = None, tol: float = VIOLATION_TOL) -> Tensor:
+    """``(..., 43)`` bool per term (:data:`TERM_NAMES` order) of poses ``(..., 21, 3)``: is the
+    exact distance to ``limits`` (default: literature) above ``tol``? float32 input stays float32,
+    anything else is computed in float64."""
+    loss = BMCLoss(limits, reduction="none", angle_distance="exact").to(joints.device)
+    return loss(joints if joints.dtype == torch.float32 else joints.to(torch.float64)).per_term > tol
+
+
+def plausible(joints: Tensor, limits: BMCLimits | None = None, tol: float = VIOLATION_TOL) -> Tensor:
+    """``(...,)`` bool: is every term of each pose ``(..., 21, 3)`` inside ``limits``?"""
+    return ~violations(joints, limits, tol).any(-1)

@@ -9,6 +9,7 @@ from bmclib import skeleton as sk
 from bmclib.biomech import compose, decompose, normalize_scale
 from bmclib.handmodel import template_pose
 from bmclib.limits import BMCLimits, dilate_polygon, fit_polygon
+from bmclib.losses import TERM_NAMES, plausible, violations
 
 
 
@@ -114,21 +115,23 @@ def test_default_limits_are_literature_ranges():
     pip = lim.angle_polygons[sk.ANGLE_JOINT_NAMES.index("little_pip")]
     assert pip[:, 0].min() * deg == pytest.approx(0.0) and pip[:, 0].max() * deg == pytest.approx(135.0)
     assert "literature" in lim.meta["source"]
-    assert lim.contains(template_pose(dtype=torch.float64)[None]).all()
+    assert plausible(template_pose(dtype=torch.float64)[None], lim).all()
     assert BMCLimits.default() is BMCLimits.default()  # built once
     with pytest.raises(ValueError):
         lim.bone_length[0, 0] = 5.0  # shared and read-only
 
 
-def test_contains_and_violations():
+def test_plausible_and_violations():
     lim = BMCLimits.default()
     flat = template_pose(dtype=torch.float64)[None]
     bad = compose(decompose(flat).with_angle("ring", 1, flexion=-0.5))
-    v = lim.violations(torch.cat([flat, bad]))
-    assert v.shape == (2, 43)
+    v = violations(torch.cat([flat, bad]), lim)
+    assert v.shape == (2, 43) == (2, len(TERM_NAMES))
     assert not v[0].any()
     assert v[1].nonzero()[:, 0].tolist() == [20 + 4 + 4 + sk.ANGLE_JOINT_NAMES.index("ring_pip")]
-    assert lim.contains(torch.cat([flat, bad])).tolist() == [True, False]
+    assert TERM_NAMES[20 + 4 + 4 + sk.ANGLE_JOINT_NAMES.index("ring_pip")] == "angles ring_pip"
+    assert TERM_NAMES[20].startswith("curvature") and TERM_NAMES[24].startswith("root angle")  # per_root's order
+    assert plausible(torch.cat([flat, bad]), lim).tolist() == [True, False]
 
 
 # ---------------------------------------------------------------- validation

@@ -30,13 +30,12 @@ __all__ = ["PoseState", "PredictionSet", "PoseInspector", "PredictionBrowser", "
 
 #: the joint at which each of the 15 angles is measured (finger-major, proximal -> distal)
 ANGLE_JOINTS = tuple(sk.PARENTS[b + 1] for bones in sk.FINGER_ANGLE_BONES for b in bones)
-_TOL = 1e-6
-
-
 def joint_violations(limits: BMCLimits, joints) -> np.ndarray:
-    """``(..., 21)`` bool from :meth:`BMCLimits.violations` ``(..., 43)``: a joint is flagged when
+    """``(..., 21)`` bool from :func:`bmclib.losses.violations` ``(..., 43)``: a joint is flagged when
     the bone ending at it (20 terms) or its angle pair (last 15 terms) is out of limits."""
-    v = limits.violations(torch.as_tensor(np.asarray(joints, dtype=np.float64)), tol=_TOL).numpy()
+    from ..losses import violations
+
+    v = violations(torch.as_tensor(np.asarray(joints, dtype=np.float64)), limits).numpy()
     bad = np.zeros(v.shape[:-1] + (21,), dtype=bool)
     bad[..., 1:] |= v[..., :20]
     bad[..., list(ANGLE_JOINTS)] |= v[..., 28:]
@@ -91,7 +90,9 @@ class PoseState:
 
     def violating_angles(self) -> np.ndarray:
         """``(15,)`` bool: joints whose (flexion, abduction) lies outside its polygon."""
-        return self._terms().per_angle.numpy() > _TOL
+        from ..losses import VIOLATION_TOL
+
+        return self._terms().per_angle.numpy() > VIOLATION_TOL
 
     def violating_joints(self) -> np.ndarray:
         """``(21,)`` bool: a joint is flagged when its angle or the bone ending at it is out of limits."""
