@@ -30,6 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .data.synth import PRESETS as SYNTH_SIZES
 
 __all__ = ["RUNS", "prepare_data", "run_experiment", "build_table"]
 
@@ -47,7 +48,7 @@ RUNS: dict[str, dict[str, Any]] = {
     "8_bmc_lambda_0.1": dict(weak="2d", use_bmc=True, bmc_terms="all", lambda_bl=0.1, lambda_rb=0.1, lambda_a=0.1),
 }
 #: synthetic data per training preset: (training, evaluation) images per domain
-DATA_SIZES = {"tiny": (128, 32), "cpu": (12000, 1000), "gpu": (100000, 5000)}
+DATA_SIZES = SYNTH_SIZES
 
 
 def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, progress: bool = True,
