@@ -31,22 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from .data.synth import PRESETS as SYNTH_SIZES
+from .runs import RUNS, run_name
 
 __all__ = ["RUNS", "prepare_data", "run_experiment", "build_table"]
 
-RUNS: dict[str, dict[str, Any]] = {
-    "1_source3d": dict(weak=None, use_bmc=False),
-    "2_target2d": dict(weak="2d", use_bmc=False),
-    "3a_bmc_bl": dict(weak="2d", use_bmc=True, bmc_terms="bl"),
-    "3b_bmc_bl_rb": dict(weak="2d", use_bmc=True, bmc_terms="bl+rb"),
-    "3_bmc_all": dict(weak="2d", use_bmc=True, bmc_terms="all"),
-    "4_target3d_oracle": dict(weak="3d", use_bmc=False),
-    "5_bmc_literature": dict(weak="2d", use_bmc=True, bmc_terms="all", limits="default"),
-    "6_bmc_depth_grad": dict(weak="2d", use_bmc=True, bmc_terms="all", bmc_grad="depth"),
-    # *_frac: a share of the preset's steps
-    "7_bmc_warmup": dict(weak="2d", use_bmc=True, bmc_terms="all", bmc_start_frac=0.5, bmc_ramp_frac=0.1),
-    "8_bmc_lambda_0.1": dict(weak="2d", use_bmc=True, bmc_terms="all", lambda_bl=0.1, lambda_rb=0.1, lambda_a=0.1),
-}
 #: synthetic data per training preset: (training, evaluation) images per domain
 DATA_SIZES = SYNTH_SIZES
 
@@ -161,7 +149,7 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
         for run in runs:
             spec = dict(registry[run])
             spec.pop("description", None)
-            name = f"{preset}_{bench.name}_{run}_seed{seed}" if bench is not None else f"{preset}_{run}_seed{seed}"
+            name = run_name(preset, run, seed, bench.name if bench is not None else None)
             weak = {None: "", "2d": str(data["target_2d"]), "3d": str(data["target_3d"])}[spec.pop("weak")]
             spec.setdefault("limits", str(limits_path))
             for key in ("bmc_start", "bmc_ramp"):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .results import write_text_atomic
+from .runs import parse_run_name
 
 __all__ = ["collect", "summarise", "write_table", "synthetic_benchmark_table", "lifting_table", "build_all",
            "true_depth_study", "paired_effects", "frame_markdown", "V2_METRICS",
@@ -36,7 +36,6 @@ V2_METRICS = [("abs_3d_depth_part_mm", "depth part of the 3D error (mm)"), ("abs
               ("depth_abs_mm", "absolute depth error (mm)"), ("depth_vs_flat_pct", "depth vs flat hand (%)")]
 LIFTING_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"),
                    ("auc_3d", "AUC 0-50 mm")]
-_NAME = re.compile(r"^(?P<prefix>lifting_)?(?P<preset>tiny|cpu|gpu)_(?:(?P<bench>v\d+)_)?(?P<run>.+)_seed(?P<seed>\d+)$")
 
 
 def collect(results_root: str | os.PathLike = "results") -> pd.DataFrame:
@@ -44,17 +43,15 @@ def collect(results_root: str | os.PathLike = "results") -> pd.DataFrame:
     seed, commit, the metrics, and the file. Folders with other names are ignored."""
     rows = []
     for f in sorted(Path(results_root, "runs").glob("*/metrics.json")):
-        m = _NAME.match(f.parent.name)
-        if not m:
+        m = parse_run_name(f.parent.name)
+        if m is None:
             continue
         try:
             data = json.loads(f.read_text())
             metrics, prov = data["metrics"], data.get("provenance", {})
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(f"{f}: not a metrics file ({e})") from e
-        rows.append({"kind": "lifting" if m["prefix"] else "benchmark", "preset": m["preset"], "run": m["run"],
-                     "bench": m["bench"] or "v1",
-                     "seed": int(m["seed"]), "commit": prov.get("git_commit", "?"), "file": str(f),
+        rows.append({**m, "commit": prov.get("git_commit", "?"), "file": str(f),
                      **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
     return pd.DataFrame(rows)
 
@@ -105,7 +102,7 @@ def synthetic_benchmark_table(preset: str, results_root: str | os.PathLike = "re
                               made_by: str = "bmc tables", bench: str | None = None) -> Path:
     """``tables/synthetic_benchmark[_<bench>][_<preset>].{csv,md}`` (no suffix for ``cpu`` and
     benchmark v1) and the figure ``figures/synthetic_benchmark_depth[...].png``."""
-    from .experiment import RUNS
+    from .runs import RUNS
 
     df = collect(results_root) if df is None else df
     bench = bench or "v1"
