@@ -206,7 +206,7 @@ def _train_step(name: str, dev: torch.device):
     from .data.loader import Batch
     from .limits import BMCLimits
     from .model import HandPoseNet
-    from .train import _bmc_loss, compute_losses, preset
+    from .train import make_bmc_loss, compute_losses, preset
 
     cfg = preset(name)
     model = HandPoseNet(cfg.model).to(dev)
@@ -218,7 +218,7 @@ def _train_step(name: str, dev: torch.device):
     batch = Batch(torch.rand(B, 3, S, S, generator=g), project(joints, K), joints, K,
                   torch.ones(B, dtype=torch.bool), sk.reference_length(joints)).to(dev)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
-    bmc = _bmc_loss(cfg, BMCLimits.default()).to(dev)
+    bmc = make_bmc_loss(cfg, BMCLimits.default()).to(dev)
 
     def step(use_bmc: bool = True):
         with amp:

@@ -46,7 +46,7 @@ from torch import Tensor
 
 from . import skeleton as sk
 
-__all__ = ["Decomposition", "decompose", "compose", "compose_parts", "normalize_scale", "validate_joints",
+__all__ = ["Decomposition", "decompose", "decompose_cm", "compose", "compose_parts", "normalize_scale", "validate_joints",
            "compute_dtype"]
 
 _NUM_F = sk.NUM_FINGERS
@@ -194,8 +194,9 @@ class _Parts:
     angles: Tensor     # (3 bones, 2, 5, N)
 
 
-def _decompose_cm(j: Tensor) -> _Parts:
-    """Decompose joints ``(3, 21, N)`` (component-major)."""
+def decompose_cm(j: Tensor) -> _Parts:
+    """Decompose joints ``(3, 21, N)`` (component-major, batch last; see the layout note above):
+    the fast path that :class:`~bmclib.losses.BMCLoss` uses. :func:`decompose` wraps it."""
     wrist = j[:, 0]  # (3, N)
     fj = j[:, 1:].unflatten(1, (_NUM_F, 4))  # (3, 5, 4, N) finger joints
     parents = torch.cat([wrist[:, None, None].expand(-1, _NUM_F, 1, -1), fj[:, :, :3]], dim=2)
@@ -335,7 +336,7 @@ def decompose(joints: Tensor, *, check: bool = True) -> Decomposition:
     if check:
         validate_joints(joints)
     j, batch = to_component_major(joints.to(compute_dtype(joints.dtype)), 2)  # (3, 21, N)
-    p = _decompose_cm(j)
+    p = decompose_cm(j)
     return Decomposition(
         wrist=p.wrist.T.reshape(batch + (3,)),
         bones=p.bones.permute(3, 1, 2, 0).reshape(batch + (sk.NUM_BONES, 3)),

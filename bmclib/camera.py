@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import skeleton as sk
 
-__all__ = ["project", "pixel_rays", "root_depth", "from_2p5d", "to_2p5d"]
+__all__ = ["project", "pixel_rays", "normalised_coords", "root_depth", "from_2p5d", "to_2p5d"]
 
 
 def project(xyz: Tensor, K: Tensor) -> Tensor:
@@ -41,7 +41,7 @@ def pixel_rays(K: Tensor, u: Tensor, v: Tensor) -> Tensor:
     return d / d.norm(dim=-1, keepdim=True)
 
 
-def _normalised_coords(uv: Tensor, K: Tensor) -> Tensor:
+def normalised_coords(uv: Tensor, K: Tensor) -> Tensor:
     """``(x~, y~)`` ``(..., J, 2)`` with ``(x~, y~, 1) = K^-1 (u, v, 1)``."""
     ones = torch.ones_like(uv[..., :1])
     h = torch.cat([uv, ones], -1) @ torch.linalg.inv(K).transpose(-1, -2)  # (..., J, 3)
@@ -62,7 +62,7 @@ def root_depth(uv: Tensor, z_rel: Tensor, K: Tensor, bone: tuple[int, int] = sk.
     coordinates, squared) is clamped at ``min_a`` and a negative discriminant at 0.
     """
     n, m = bone
-    xy = _normalised_coords(uv, K)  # (..., J, 2)
+    xy = normalised_coords(uv, K)  # (..., J, 2)
     xn, yn = xy[..., n, 0], xy[..., n, 1]
     xm, ym = xy[..., m, 0], xy[..., m, 1]
     zn, zm = z_rel[..., n], z_rel[..., m]
@@ -76,7 +76,7 @@ def root_depth(uv: Tensor, z_rel: Tensor, K: Tensor, bone: tuple[int, int] = sk.
 def from_2p5d(uv: Tensor, z_rel: Tensor, root_z: Tensor, K: Tensor) -> Tensor:
     """Joints ``(..., J, 3)`` from pixels, root-relative depths and the root depth
     (all depths in the same units): ``J_k = (Z + z_k) K^-1 (u_k, v_k, 1)``."""
-    xy = _normalised_coords(uv, K)
+    xy = normalised_coords(uv, K)
     depth = (root_z[..., None] + z_rel)[..., None]  # (..., J, 1)
     return torch.cat([xy * depth, depth], -1)
 

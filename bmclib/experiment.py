@@ -82,11 +82,11 @@ def _run_one(cfg_dict: dict[str, Any], eval_cache: str, results_runs: str, limit
 
     from .evaluate import evaluate_run
     from .limits import BMCLimits
-    from .train import TrainConfig, _from_dict, train
+    from .train import TrainConfig, config_from_dict, train
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = _from_dict(TrainConfig, cfg_dict, cfg_dict["name"])
+    cfg = config_from_dict(TrainConfig, cfg_dict, cfg_dict["name"])
     run_dir = Path(cfg.out) / cfg.name
     if retrain:  # resumes from a checkpoint of an interrupted run
         train(cfg, device=device, progress=progress, on_log=on_log)

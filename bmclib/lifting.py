@@ -44,11 +44,11 @@ import torch
 from torch import Tensor, nn
 
 from . import skeleton as sk
-from .camera import _normalised_coords, from_2p5d, root_depth, to_2p5d
+from .camera import normalised_coords, from_2p5d, root_depth, to_2p5d
 from .limits import BMCLimits
 from .losses import BMCLoss
 
-__all__ = ["LiftingConfig", "Lifter", "KeypointSet", "PoseBMC", "bone_ratios", "keypoint_set", "make_sets",
+__all__ = ["LiftingConfig", "Lifter", "KeypointSet", "PoseBMC", "bone_ratios", "keypoint_set", "make_sets", "predict_depths",
            "train_lifter", "lift", "refine",
            "evaluate_lifter", "run_lifting", "RUNS", "root_extent", "guarded_bmc"]
 
@@ -166,7 +166,7 @@ def make_sets(cfg: LiftingConfig) -> dict[str, KeypointSet]:
 
 def _features(uv: Tensor, K: Tensor) -> Tensor:
     """``(B, 42)``: normalised camera coordinates, wrist-centred, divided by their mean spread."""
-    p = _normalised_coords(uv, K)
+    p = normalised_coords(uv, K)
     p = p - p[:, :1]
     spread = p.norm(dim=-1).mean(1, keepdim=True).clamp_min(1e-6)
     return (p / spread[..., None]).flatten(1)
@@ -288,7 +288,8 @@ def refine(z_rel: Tensor, uv: Tensor, K: Tensor, limits: BMCLimits, steps: int =
 
 
 @torch.no_grad()
-def _predict(model: Lifter, s: KeypointSet) -> Tensor:
+def predict_depths(model: Lifter, s: KeypointSet) -> Tensor:
+    """The lifter's root-relative depths ``(N, 21)`` (reference-bone units) for a keypoint set."""
     return model(s.uv, s.K)
 
 
@@ -321,14 +322,14 @@ def run_lifting(cfg: LiftingConfig, runs: tuple[str, ...] = RUNS, results_root: 
         if run == "source3d_refine":
             if base_model is None:
                 base_model, _ = train_lifter(cfg, sets, "source3d", progress=progress)
-            z = refine(_predict(base_model, sets["test"]), sets["test"].uv, sets["test"].K, limits,
+            z = refine(predict_depths(base_model, sets["test"]), sets["test"].uv, sets["test"].K, limits,
                        cfg.refine_steps, cfg.refine_lr, cfg.refine_prior)
             log: list[dict[str, float]] = []
         else:
             model, log = train_lifter(cfg, sets, run, limits, progress=progress)
             if run == "source3d":
                 base_model = model
-            z = _predict(model, sets["test"])
+            z = predict_depths(model, sets["test"])
         metrics = evaluate_lifter(z, sets["test"], limits)
         name = f"lifting_{cfg.preset}_{run}_seed{cfg.seed}"
         write_metrics(name, metrics, Path(results_root) / "runs", config={**cfg.to_dict(), "run": run},

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from . import skeleton as sk
-from .biomech import EPS_DEGENERATE, _decompose_cm, compute_dtype, to_component_major, validate_joints
+from .biomech import EPS_DEGENERATE, decompose_cm, compute_dtype, to_component_major, validate_joints
 from .limits import BMCLimits
 
 __all__ = ["BMCLoss", "BMCLossOutput", "interval_loss", "polygon_distance", "TERM_NAMES", "VIOLATION_TOL", "violations",
@@ -225,7 +225,7 @@ class BMCLoss(nn.Module):
 
     def _terms_eager(self, joints: Tensor) -> tuple[Tensor, ...]:
         j, _ = to_component_major(joints.to(compute_dtype(joints.dtype)), 2)  # (3, 21, N)
-        p = _decompose_cm(j)
+        p = decompose_cm(j)
         low, high, verts, normals, offsets, offsets_col = self._consts(j.dtype)
         # scale normalisation by the reference bone (floored at EPS_DEGENERATE of the pose size)
         ref = p.lengths[self.ref_finger, self.ref_k].clamp_min(EPS_DEGENERATE * p.palm.scale)  # (N,)

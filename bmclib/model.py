@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from . import skeleton as sk
-from .camera import _normalised_coords, from_2p5d, root_depth
+from .camera import normalised_coords, from_2p5d, root_depth
 
 __all__ = ["ModelConfig", "ResNet", "HandPoseNet", "PoseOutput", "soft_argmax", "load_backbone_weights",
            "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -221,7 +221,7 @@ class HandPoseNet(nn.Module):
         z_rel = z_rel - z_rel[:, :1]  # root-relative by construction
         K = K.float()
         z_closed = root_depth(uv, z_rel, K).clamp(1.0, 100.0).detach()  # stabiliser: no gradient; 1..100 bones away
-        xy = _normalised_coords(uv, K)  # (B, 21, 2)
+        xy = normalised_coords(uv, K)  # (B, 21, 2)
         # the MLP sees detached 2.5D: the root loss trains the residual, not the keypoints
         feats_root = torch.cat([z_rel.detach(), xy.detach().flatten(1), z_closed[:, None] / 20.0], 1)
         root = z_closed + self.refine(feats_root)[:, 0]

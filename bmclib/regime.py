@@ -171,7 +171,7 @@ def run_cell(population: str, noise_px: float, seed: int, cfg: RegimeConfig) -> 
     ``{"rows": [...], ...}``; one row per (method, limits) plus the source-only baseline."""
     import torch
 
-    from .lifting import _predict, evaluate_lifter, refine, train_lifter
+    from .lifting import predict_depths, evaluate_lifter, refine, train_lifter
 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -179,7 +179,7 @@ def run_cell(population: str, noise_px: float, seed: int, cfg: RegimeConfig) -> 
     lcfg = cfg.lifting(noise_px, seed)
     base, _ = train_lifter(lcfg, sets, "source3d", progress=False)
     test = sets["test"]
-    z0 = _predict(base, test)
+    z0 = predict_depths(base, test)
     rows = []
 
     def row(method: str, rule: str, z) -> dict[str, Any]:
@@ -201,7 +201,7 @@ def run_cell(population: str, noise_px: float, seed: int, cfg: RegimeConfig) -> 
         if "lifter" in cfg.methods:
             model, _ = train_lifter(ft_cfg, sets, "target2d_bmc", limits, progress=False, exact_lengths=exact,
                                     init=base)
-            rows.append(row("lifter", rule, _predict(model, test)))
+            rows.append(row("lifter", rule, predict_depths(model, test)))
     return {"rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -217,7 +217,7 @@ def lambda_study(cfg: RegimeConfig, lambdas: tuple[float, ...] = (0.1, 0.3, 1.0,
     from tqdm.auto import tqdm
 
     from .data.synth import DOMAINS
-    from .lifting import _predict, evaluate_lifter, keypoint_set, train_lifter
+    from .lifting import predict_depths, evaluate_lifter, keypoint_set, train_lifter
     from .results import provenance, write_json_atomic, write_text_atomic
 
     rows = []
@@ -231,14 +231,14 @@ def lambda_study(cfg: RegimeConfig, lambdas: tuple[float, ...] = (0.1, 0.3, 1.0,
                 "test": keypoint_set(dom, cfg.n_test, cfg.image_size, 0.0, s + 3).with_noise(noise_px, g)}
         lcfg = cfg.lifting(noise_px, seed)
         base, _ = train_lifter(lcfg, sets, "source3d", progress=False)
-        m0 = evaluate_lifter(_predict(base, sets["test"]), sets["test"])
+        m0 = evaluate_lifter(predict_depths(base, sets["test"]), sets["test"])
         rows.append({"seed": seed, "lambda": 0.0, **{k: m0[k] for k in ("depth_mm", "depth_abs_mm", "epe_3d_mm")}})
         bar.update(1)
         limits = fit_rule("source_quantile", sets["source"].xyz.double(), None, cfg)
         for lam in lambdas:
             ft = dataclasses.replace(lcfg, steps=cfg.finetune_steps, lr=cfg.finetune_lr, lambda_bmc=lam)
             model, _ = train_lifter(ft, sets, "target2d_bmc", limits, progress=False, init=base)
-            m = evaluate_lifter(_predict(model, sets["test"]), sets["test"])
+            m = evaluate_lifter(predict_depths(model, sets["test"]), sets["test"])
             rows.append({"seed": seed, "lambda": lam, **{k: m[k] for k in ("depth_mm", "depth_abs_mm", "epe_3d_mm")}})
             bar.update(1)
     bar.close()
@@ -273,7 +273,7 @@ def finetune_control(cfg: RegimeConfig, population: str = "continuous", results_
     import torch
     from tqdm.auto import tqdm
 
-    from .lifting import _predict, evaluate_lifter, train_lifter
+    from .lifting import predict_depths, evaluate_lifter, train_lifter
     from .results import provenance, write_json_atomic
 
     rows = []
@@ -287,7 +287,7 @@ def finetune_control(cfg: RegimeConfig, population: str = "continuous", results_
             ft, _ = train_lifter(dataclasses.replace(lcfg, steps=cfg.finetune_steps, lr=cfg.finetune_lr), sets,
                                  "source3d", progress=False, init=base)
             for name, model in (("none", base), ("finetune_without_bmc", ft)):
-                m = evaluate_lifter(_predict(model, sets["test"]), sets["test"])
+                m = evaluate_lifter(predict_depths(model, sets["test"]), sets["test"])
                 rows.append({"population": population, "noise_px": noise, "seed": seed, "method": name,
                              **{k: m[k] for k in ("depth_mm", "depth_abs_mm", "epe_3d_mm")}})
             bar.update(1)

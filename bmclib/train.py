@@ -35,7 +35,8 @@ from .losses import BMCLoss
 from .model import HandPoseNet, ModelConfig
 from .validate import load_checkpoint
 
-__all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "compute_losses", "same_config",
+__all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "config_from_dict", "make_bmc_loss",
+           "compute_losses", "same_config",
            "saved_config", "bmc_weight", "bmc_pose", "batch_layout", "validate_config", "LEGACY_DEFAULTS"]
 
 
@@ -112,7 +113,9 @@ def preset(preset_name: str, /, **overrides: Any) -> TrainConfig:
     return TrainConfig(preset=preset_name, **kw)
 
 
-def _from_dict(cls, data: dict[str, Any], where: str):
+def config_from_dict(cls, data: dict[str, Any], where: str):
+    """``cls(**data)`` for a config dataclass (nested ``model`` / ``augment`` mappings too);
+    unknown keys are a ``ValueError`` naming ``where``. Types are checked by :func:`validate_config`."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(names)
     if unknown:
@@ -122,7 +125,7 @@ def _from_dict(cls, data: dict[str, Any], where: str):
         if k in ("model", "augment"):
             if not isinstance(v, dict):
                 raise ValueError(f"{where}: {k} must be a mapping of {k} config keys, got {v!r}")
-            v = _from_dict(ModelConfig if k == "model" else AugmentConfig, v, f"{where}: {k}")
+            v = config_from_dict(ModelConfig if k == "model" else AugmentConfig, v, f"{where}: {k}")
         kw[k] = v
     return cls(**kw)
 
@@ -134,7 +137,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {"loss_2d": "image", "bmc_root": "model"}
 
 def saved_config(saved: dict[str, Any], where: str) -> TrainConfig:
     """The :class:`TrainConfig` of a config saved with a checkpoint or a metrics file."""
-    return _from_dict(TrainConfig, {**LEGACY_DEFAULTS, **dict(saved)}, where)
+    return config_from_dict(TrainConfig, {**LEGACY_DEFAULTS, **dict(saved)}, where)
 
 
 def same_config(saved: dict[str, Any], cfg: TrainConfig) -> bool:
@@ -187,13 +190,14 @@ def load_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
     base = preset(name).to_dict()
     base.update({k: v for k, v in data.items()})
     base.update(overrides)
-    cfg = _from_dict(TrainConfig, base, str(path))
+    cfg = config_from_dict(TrainConfig, base, str(path))
     validate_config(cfg, f"{path}: config")
     return cfg
 
 
 # ----------------------------------------------------------------------------- losses
-def _bmc_loss(cfg: TrainConfig, limits: BMCLimits) -> BMCLoss:
+def make_bmc_loss(cfg: TrainConfig, limits: BMCLimits) -> BMCLoss:
+    """The per-sample BMC loss a run trains with (its lambdas and ``bmc_terms`` ablation)."""
     lam_rb = cfg.lambda_rb if cfg.bmc_terms in ("bl+rb", "all") else 0.0
     lam_a = cfg.lambda_a if cfg.bmc_terms == "all" else 0.0
     validate_config(cfg)
@@ -417,7 +421,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     if dev.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     limits = resolve_limits(cfg, source) if cfg.use_bmc else None
-    bmc = _bmc_loss(cfg, limits).to(dev) if cfg.use_bmc else None
+    bmc = make_bmc_loss(cfg, limits).to(dev) if cfg.use_bmc else None
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

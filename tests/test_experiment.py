@@ -92,9 +92,9 @@ def test_an_interrupted_run_resumes_inside_the_experiment(roots, capsys):
     name = "tiny_1_source3d_seed1"
     full = torch.load(Path(roots["runs_root"], name, "checkpoint.pt"), weights_only=False)
     Path(roots["runs_root"], name, "checkpoint.pt").unlink()
-    from bmclib.train import TrainConfig, _from_dict
+    from bmclib.train import TrainConfig, config_from_dict
 
-    train(_from_dict(TrainConfig, full["config"], "test"), progress=False, stop_after=3)  # "killed" at step 3
+    train(config_from_dict(TrainConfig, full["config"], "test"), progress=False, stop_after=3)  # "killed" at step 3
     capsys.readouterr()
     run_experiment("tiny", [1], ["1_source3d"], progress=False, **roots)
     out = capsys.readouterr().out

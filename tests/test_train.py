@@ -13,7 +13,7 @@ from bmclib.data.synth import generate_dataset
 from bmclib.evaluate import evaluate_arrays, evaluate_run, pck_auc, procrustes_align
 from bmclib.limits import BMCLimits
 from bmclib.model import HandPoseNet
-from bmclib.train import (_bmc_loss, batch_layout, bmc_pose, bmc_weight, compute_losses, load_config, load_trained,
+from bmclib.train import (make_bmc_loss, batch_layout, bmc_pose, bmc_weight, compute_losses, load_config, load_trained,
                           preset, same_config, train)
 
 from conftest import free_port
@@ -128,7 +128,7 @@ def test_bmc_depth_gradient_reaches_only_the_relative_depths(data, tmp_path):
         out = net(batch.images, batch.K)
         for t in (out.uv, out.z_rel, out.root):
             t.retain_grad()
-        terms = compute_losses(out, batch, cfg, _bmc_loss(cfg, BMCLimits.default()))
+        terms = compute_losses(out, batch, cfg, make_bmc_loss(cfg, BMCLimits.default()))
         assert terms["bmc"] > 0  # an untrained net is implausible
         terms["total"].backward()
         grads[mode] = [None if t.grad is None else t.grad.abs().sum().item() for t in (out.uv, out.z_rel, out.root)]
@@ -139,12 +139,12 @@ def test_bmc_depth_gradient_reaches_only_the_relative_depths(data, tmp_path):
     cfg = _cfg(data, tmp_path, bmc_root="model", w_2d=0.0, w_z=0.0, w_root=0.0)  # benchmark v1
     out = net(batch.images, batch.K)
     out.root.retain_grad()
-    compute_losses(out, batch, cfg, _bmc_loss(cfg, BMCLimits.default()))["total"].backward()
+    compute_losses(out, batch, cfg, make_bmc_loss(cfg, BMCLimits.default()))["total"].backward()
     assert out.root.grad.abs().sum() > 0
     uv, z, root = grads["depth"]
     assert (uv is None or uv == 0) and (root is None or root == 0) and z > 0
     with pytest.raises(ValueError, match="bmc_grad"):
-        _bmc_loss(_cfg(data, tmp_path, bmc_grad="uv"), None)
+        make_bmc_loss(_cfg(data, tmp_path, bmc_grad="uv"), None)
 
 
 def test_bmc_warmup_schedule_and_log(data, tmp_path):
@@ -183,9 +183,9 @@ def test_checkpoints_from_before_a_new_config_field_still_match(data, tmp_path):
 def _ddp_worker(rank, world, port, cfg_dict, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank))
     torch.set_num_threads(1)
-    from bmclib.train import TrainConfig, _from_dict, train as run
+    from bmclib.train import TrainConfig, config_from_dict, train as run
 
-    run(_from_dict(TrainConfig, cfg_dict, "test"), device="cpu", progress=False)
+    run(config_from_dict(TrainConfig, cfg_dict, "test"), device="cpu", progress=False)
     import torch.distributed as dist
 
     dist.destroy_process_group()
@@ -303,14 +303,14 @@ def test_2d_loss_units_and_the_logged_pull_ratio(data, tmp_path):
     for units in ("px", "image"):
         cfg = _cfg(data, tmp_path, loss_2d=units)
         out = net(batch.images, batch.K)
-        terms[units] = compute_losses(out, batch, cfg, _bmc_loss(cfg, BMCLimits.default()), pulls=True)
+        terms[units] = compute_losses(out, batch, cfg, make_bmc_loss(cfg, BMCLimits.default()), pulls=True)
     S = batch.images.shape[-1]
     assert float(terms["px"]["2d"]) == pytest.approx(S * float(terms["image"]["2d"]), rel=1e-5)
     # the same BMC pull against a 2D pull S times stronger in pixels
     assert float(terms["image"]["bmc_pull_ratio"]) == pytest.approx(S * float(terms["px"]["bmc_pull_ratio"]), rel=1e-4)
     assert float(terms["px"]["bmc_pull_ratio_p90"]) > 0
     with pytest.raises(ValueError, match="loss_2d"):
-        _bmc_loss(_cfg(data, tmp_path, loss_2d="mm"), BMCLimits.default())
+        make_bmc_loss(_cfg(data, tmp_path, loss_2d="mm"), BMCLimits.default())
 
 
 def test_training_logs_the_pull_ratio(data, tmp_path):
@@ -337,7 +337,7 @@ def test_bmc_with_the_closed_form_root_cannot_inflate_the_depths(data, tmp_path)
     spread = {}
     for mode in ("closed_form", "model"):
         cfg = _cfg(data, tmp_path, bmc_grad="depth", bmc_root=mode)
-        loss = _bmc_loss(cfg, limits)
+        loss = make_bmc_loss(cfg, limits)
         z = z0.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=0.05)
         for _ in range(300):

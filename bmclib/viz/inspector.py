@@ -192,10 +192,10 @@ class PredictionSet:
 def _hand_update(fig, joints, colors=None, start: int = 0) -> None:
     """Move the 5 finger traces of ``fig`` starting at ``start`` to ``joints``."""
     from .plotly3d import _view
-    from .static import _chains
+    from .static import finger_chains
 
     j = np.asarray(joints, dtype=np.float64)
-    for f, chain in enumerate(_chains()):
+    for f, chain in enumerate(finger_chains()):
         x, y, z = _view(j[chain])
         tr = fig.data[start + f]
         tr.x, tr.y, tr.z = x, y, z

@@ -16,7 +16,7 @@ import torch
 
 from .. import skeleton as sk
 from . import FINGER_COLORS
-from .static import _chains, _np
+from .static import finger_chains, to_numpy
 
 __all__ = ["hand_traces", "frame_traces", "hand_figure"]
 
@@ -32,9 +32,9 @@ def hand_traces(joints, name: str = "hand", color: str | None = None, joint_colo
     (e.g. red for joints that violate a limit)."""
     import plotly.graph_objects as go
 
-    j = _np(joints)
+    j = to_numpy(joints)
     out = []
-    for f, chain in enumerate(_chains()):
+    for f, chain in enumerate(finger_chains()):
         x, y, z = _view(j[chain])
         mc = [joint_colors[i] for i in chain] if joint_colors is not None else (color or FINGER_COLORS[f])
         out.append(go.Scatter3d(x=x, y=y, z=z, mode="lines+markers", name=f"{name}: {sk.FINGER_NAMES[f]}",
@@ -64,7 +64,7 @@ def frame_traces(joints, length: float = 0.25) -> list:
 
     from ..biomech import decompose
 
-    j = torch.as_tensor(_np(joints))
+    j = torch.as_tensor(to_numpy(joints))
     d = decompose(j)
     jn, s = j.numpy(), length * float(d.scale)
     roots = list(sk.ROOT_BONE_JOINTS)

@@ -22,7 +22,7 @@ import torch
 from .. import skeleton as sk
 from . import FINGER_COLORS
 
-__all__ = ["draw_hand_3d", "draw_hand_2d", "decomposition_figure", "envelope_figure", "loss_curves",
+__all__ = ["to_numpy", "finger_chains", "draw_hand_3d", "draw_hand_2d", "decomposition_figure", "envelope_figure", "loss_curves",
            "pose_views", "prediction_figure", "compare_runs_figure", "true_depth_figure", "save"]
 
 
@@ -33,19 +33,21 @@ def _plt():
     return plt
 
 
-def _np(x) -> np.ndarray:
+def to_numpy(x) -> np.ndarray:
+    """A tensor or array-like as a float64 numpy array (detached, on the CPU)."""
     return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
 
 
-def _chains() -> list[list[int]]:
+def finger_chains() -> list[list[int]]:
+    """Five joint chains from the wrist to each fingertip, for drawing a hand as lines."""
     return [[0, *joints] for joints in sk.FINGER_JOINTS]
 
 
 def draw_hand_3d(ax, joints, color: str | None = None, label: str | None = None, alpha: float = 1.0, lw: float = 2.0):
     """Draw a hand ``(21, 3)`` into a 3D axis, one colour per finger (or one ``color``).
     Camera frame shown with y up (the camera's -y) and depth going away."""
-    j = _np(joints)
-    for f, chain in enumerate(_chains()):
+    j = to_numpy(joints)
+    for f, chain in enumerate(finger_chains()):
         p = j[chain]
         ax.plot(p[:, 0], p[:, 2], -p[:, 1], color=color or FINGER_COLORS[f], alpha=alpha, lw=lw,
                 label=label if f == 0 else None, marker="o", ms=2.5)
@@ -66,8 +68,8 @@ def _equal_3d(ax, j: np.ndarray) -> None:
 
 def draw_hand_2d(ax, uv, color: str | None = None, label: str | None = None, alpha: float = 1.0, lw: float = 1.5):
     """Draw 2D keypoints ``(21, 2)`` (pixels) over an image axis."""
-    p2 = _np(uv)
-    for f, chain in enumerate(_chains()):
+    p2 = to_numpy(uv)
+    for f, chain in enumerate(finger_chains()):
         p = p2[chain]
         ax.plot(p[:, 0], p[:, 1], color=color or FINGER_COLORS[f], alpha=alpha, lw=lw, marker="o", ms=2,
                 label=label if f == 0 else None)
@@ -80,7 +82,7 @@ def decomposition_figure(joints, frames: bool = True, normals: bool = True):
     from ..biomech import decompose
 
     plt = _plt()
-    j = torch.as_tensor(_np(joints))
+    j = torch.as_tensor(to_numpy(joints))
     d = decompose(j)
     fig = plt.figure(figsize=(10, 4.5))
     ax = fig.add_subplot(1, 2, 1, projection="3d")
@@ -124,17 +126,17 @@ def envelope_figure(limits, joints=None, max_points: int = 4000, highlight=None,
     ids = list(range(15)) if joint_ids is None else list(joint_ids)
 
     def angles_deg(x):
-        x = _np(x)
+        x = to_numpy(x)
         norm, _ = normalize_scale(torch.from_numpy(x))
         return np.degrees(decompose(norm).angles.reshape(-1, 15, 2).numpy())
 
     pts = None
     if joints is not None:
-        x = _np(joints)
+        x = to_numpy(joints)
         if len(x) > max_points:
             x = x[np.random.default_rng(0).choice(len(x), max_points, replace=False)]
         pts = angles_deg(x)
-    hl = angles_deg(_np(highlight)[None]) if highlight is not None else None
+    hl = angles_deg(to_numpy(highlight)[None]) if highlight is not None else None
     cols = 3 if len(ids) > 3 else len(ids)
     rows = -(-len(ids) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols, 2.4 * rows), squeeze=False)
@@ -187,11 +189,11 @@ def pose_views(poses: dict[str, Any], elev: float = 15.0, azims: Sequence[float]
     plt = _plt()
     colors = ["black", "#e6550d", "#3182bd", "#31a354", "#756bb1"]
     fig = plt.figure(figsize=(4 * len(azims), 4))
-    allj = np.concatenate([_np(p) - _np(p)[:1] for p in poses.values()])
+    allj = np.concatenate([to_numpy(p) - to_numpy(p)[:1] for p in poses.values()])
     for i, az in enumerate(azims):
         ax = fig.add_subplot(1, len(azims), i + 1, projection="3d")
         for (name, p), c in zip(poses.items(), colors):
-            draw_hand_3d(ax, _np(p) - _np(p)[:1], color=c, label=name, lw=1.5)
+            draw_hand_3d(ax, to_numpy(p) - to_numpy(p)[:1], color=c, label=name, lw=1.5)
         _equal_3d(ax, allj)
         ax.view_init(elev=elev, azim=az)
         if i == 0:
@@ -212,7 +214,7 @@ def prediction_figure(image, uv_pred, uv_gt, xyz_pred, xyz_gt, title: str = "", 
     ax.set_axis_off()
     ax.set_title(title, fontsize=8)
     ax3 = fig.add_subplot(1, 3, 2, projection="3d")
-    p, g = _np(xyz_pred), _np(xyz_gt)
+    p, g = to_numpy(xyz_pred), to_numpy(xyz_gt)
     draw_hand_3d(ax3, g - g[:1], color="black", label="ground truth", lw=1.2)
     draw_hand_3d(ax3, p - p[:1], label="prediction", lw=1.5)
     _equal_3d(ax3, np.concatenate([g - g[:1], p - p[:1]]))
@@ -240,10 +242,10 @@ def compare_runs_figure(images, gt_xyz, preds: dict[str, Any], elev: float = 15.
         ax = fig.add_subplot(n, 1 + len(runs), i * (1 + len(runs)) + 1)
         ax.imshow(np.asarray(images[i]))
         ax.set_axis_off()
-        g = _np(gt_xyz[i])
+        g = to_numpy(gt_xyz[i])
         g = g - g[:1]
         for k, run in enumerate(runs):
-            p = _np(preds[run][i])
+            p = to_numpy(preds[run][i])
             p = p - p[:1]
             ax3 = fig.add_subplot(n, 1 + len(runs), i * (1 + len(runs)) + 2 + k, projection="3d")
             draw_hand_3d(ax3, g, color="black", lw=1.0, alpha=0.7)
