@@ -45,17 +45,43 @@ def load_predictions(path: str | os.PathLike) -> np.ndarray:
     return xyz
 
 
-def audit(xyz: np.ndarray, limits: BMCLimits | None = None) -> dict:
+def audit(xyz: np.ndarray, limits: BMCLimits | None = None, side: str = "right") -> dict:
     """Violations of ``xyz (N, 21, 3)`` against ``limits`` (default: literature limits).
 
     Returns per-term violation rates (43 terms), the share of implausible poses and joints,
     and per-sample distances (the exact BMC terms) for ranking the worst samples. Poses with a
     NaN / inf coordinate are counted in ``non_finite`` and left out of every rate (their
-    per-sample values are NaN)."""
-    from .losses import BMCLoss
+    per-sample values are NaN).
 
+    ``side``: ``"right"`` (BMC's limits are a right hand's) or ``"left"`` (mirrored into right
+    hands first, :func:`bmclib.skeleton.mirror_joints`). The result's ``mirrored_implausible_poses``
+    is the share the poses would have mirrored; far below ``implausible_poses``, the input is
+    probably of the other side, and ``side_hint`` says so."""
+    from . import skeleton as sk
+
+    if side not in ("right", "left"):
+        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
     limits = limits or BMCLimits.default()
     j = torch.from_numpy(np.asarray(xyz, dtype=np.float64))
+    if side == "left":
+        j = sk.mirror_joints(j)
+    result = _audit_right(j, limits)
+    other = _audit_right(sk.mirror_joints(j), limits)
+    result["side"] = side
+    result["mirrored_implausible_poses"] = other["implausible_poses"]
+    result["side_hint"] = ""
+    if other["implausible_poses"] < 0.5 * result["implausible_poses"] - 0.05:
+        flip = "left" if side == "right" else "right"
+        result["side_hint"] = (f"{100 * result['implausible_poses']:.1f}% of the poses are implausible as {side} "
+                               f"hands but {100 * other['implausible_poses']:.1f}% mirrored: are they {flip} hands? "
+                               f"(bmc audit --side {flip})")
+    return result
+
+
+def _audit_right(j: torch.Tensor, limits: BMCLimits) -> dict:
+    """:func:`audit` of right-hand joints ``(N, 21, 3)`` float64."""
+    from .losses import BMCLoss
+
     finite = torch.isfinite(j).all(-1).all(-1)
     if not bool(finite.any()):
         raise ValueError(f"audit: none of the {len(j)} poses is finite")
@@ -80,7 +106,8 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
     out.mkdir(parents=True, exist_ok=True)
     order = np.argsort(-np.nan_to_num(result["total"], nan=-np.inf))[:worst]
     lines = [f"# Plausibility audit: {name}", "",
-             f"{result['n']} poses against limits: {result['limits']}.", "",
+             f"{result['n']} poses ({result.get('side', 'right')} hands) against limits: {result['limits']}.", "",
+             *([f"**{result['side_hint']}**", ""] if result.get("side_hint") else []),
              f"- implausible poses (any term outside): **{100 * result['implausible_poses']:.1f}%**",
              f"- joint-angle terms outside their polygons: **{100 * result['implausible_joints']:.1f}%**",
              f"- non-finite poses (left out of every rate): {result['non_finite']}", "",

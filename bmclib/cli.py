@@ -255,16 +255,20 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limits", help="limits JSON (default: literature limits)")
     p.add_argument("--out", default="audit", help="folder for audit.md and audit.csv")
     p.add_argument("--worst", type=int, default=10, help="how many of the worst samples to list")
+    p.add_argument("--side", choices=["right", "left"], default="right",
+                   help="handedness of the poses (left hands are mirrored into right ones first)")
 
 
 def _audit(a: argparse.Namespace) -> int:
     from .audit import audit, load_predictions, write_audit
     from .limits import BMCLimits
 
-    result = audit(load_predictions(a.pred), BMCLimits.load(a.limits) if a.limits else None)
+    result = audit(load_predictions(a.pred), BMCLimits.load(a.limits) if a.limits else None, side=a.side)
     path = write_audit(result, a.out, Path(a.pred).name, a.worst)
-    print(f"{result['n']} poses: {100 * result['implausible_poses']:.1f}% implausible, "
+    print(f"{result['n']} poses ({a.side} hands): {100 * result['implausible_poses']:.1f}% implausible, "
           f"{100 * result['implausible_joints']:.1f}% of joint-angle terms outside; wrote {path}")
+    if result["side_hint"]:
+        print(f"bmc audit: {result['side_hint']}", file=sys.stderr)
     return 0
 
 

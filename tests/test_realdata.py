@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bmclib import skeleton as sk
 from bmclib.audit import TERM_NAMES, audit, load_predictions, write_audit
 from bmclib.biomech import decompose
 from bmclib.cli import main
@@ -215,6 +216,25 @@ def test_audit_counts_implausible_poses(tmp_path):
     assert main(["audit", str(tmp_path / "p.json"), "--out", str(tmp_path / "cli")]) == 0
     assert (tmp_path / "cli" / "audit.md").is_file()
     assert main(["audit", str(tmp_path / "missing.json")]) == 2
+
+
+def test_audit_side_and_the_left_hand_hint(tmp_path, capsys):
+    right = generate_batch("target", 20, 64, torch.Generator().manual_seed(2)).xyz.numpy()
+    left = sk.mirror_joints(right)  # the same hands, as left hands
+    as_right = audit(left)
+    assert as_right["implausible_poses"] > 0.5 and "--side left" in as_right["side_hint"]
+    as_left = audit(left, side="left")  # mirrored back: exactly the right hands' audit
+    assert as_left["implausible_poses"] == audit(right)["implausible_poses"] == 0.0
+    assert as_left["side_hint"] == "" and np.array_equal(as_left["term_rate"], audit(right)["term_rate"])
+    np.save(tmp_path / "left.npy", left)
+    assert main(["audit", str(tmp_path / "left.npy"), "--out", str(tmp_path / "a")]) == 0
+    assert "are they left hands?" in capsys.readouterr().err
+    assert "are they left hands?" in (tmp_path / "a" / "audit.md").read_text()
+    assert main(["audit", str(tmp_path / "left.npy"), "--side", "left", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr()
+    assert "(left hands): 0.0% implausible" in out.out and "are they" not in out.err
+    with pytest.raises(ValueError, match="side must be"):
+        audit(right, side="both")
 
 
 def test_fit_limits_cli_from_npy_and_cache(tmp_path, capsys):
