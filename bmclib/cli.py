@@ -6,6 +6,7 @@ value at fault (``bmc COMMAND: ...``) on bad input; argparse's own usage errors 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -310,13 +311,9 @@ def _tables(a: argparse.Namespace) -> int:
 def _module(name: str):
     """``(add_arguments, run)`` of a module that also runs on its own (``python -m bmclib.NAME``)."""
     def args(p: argparse.ArgumentParser) -> None:
-        import importlib
-
         importlib.import_module(f"bmclib.{name}").add_cli_arguments(p)
 
     def run(a: argparse.Namespace) -> int:
-        import importlib
-
         return importlib.import_module(f"bmclib.{name}").cli_main(a)
     return args, run
 

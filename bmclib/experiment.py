@@ -30,13 +30,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .data.synth import PRESETS as SYNTH_SIZES
+from .data.synth import PRESETS as DATA_SIZES  # synthetic data per preset (one home: data.synth)
 from .runs import RUNS, run_name
 
 __all__ = ["RUNS", "prepare_data", "run_experiment", "build_table"]
 
-#: synthetic data per training preset: (training, evaluation) images per domain
-DATA_SIZES = SYNTH_SIZES
 
 
 def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, progress: bool = True,

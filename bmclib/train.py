@@ -427,10 +427,8 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     elif cfg.optimizer == "adam":
         opt = torch.optim.Adam(params, lr=cfg.lr)
-    elif cfg.optimizer == "sgd":
+    else:  # "sgd": validate_config admits only these three
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    else:
-        raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {cfg.optimizer!r}")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     start = 0
     ckpt_path = run_dir / "checkpoint.pt"

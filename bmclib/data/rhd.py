@@ -62,9 +62,11 @@ def read_rhd_annotations(root: str | os.PathLike, split: str) -> dict:
             arr = as_array(a[key], path, key, (None, None))
             if arr.shape != shape:
                 raise ValueError(f"{path}: sample {i} {key!r} has shape {arr.shape}, expected {shape}")
-            check_finite(arr[None], path, key, ids=[i])
             a[key] = arr
-        check_intrinsics(a["K"][None], path, ids=[i])
+    ids = list(anno)  # values: one batched check per field over all samples
+    for key in ("xyz", "uv_vis"):
+        check_finite(np.stack([anno[i][key] for i in ids]), path, key, ids=ids)
+    check_intrinsics(np.stack([anno[i]["K"] for i in ids]), path, ids=ids)
     return anno
 
 
