@@ -326,6 +326,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "experiment": ("the synthetic benchmark: all runs x seeds, then the table and figure", _experiment_args,
                    _experiment),
     "regime": ("the regime map: where BMC can turn 2D into depth (keypoints, resumable)", *_module("regime")),
+    "model-study": ("which keypoint network: candidates trained on source 3D, 2D error on source validation",
+                    *_module("model_study")),
     "balance": ("the 2D-loss / BMC pull on the keypoints, on a source validation split", *_module("balance")),
     "tables": ("rebuild every table and its figure from results/runs/*/metrics.json", _tables_args, _tables),
     "reproduce": ("synthetic data + every notebook through papermill (make reproduce)", *_module("reproduce")),

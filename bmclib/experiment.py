@@ -33,7 +33,7 @@ from typing import Any
 from .data.synth import PRESETS as DATA_SIZES  # synthetic data per preset (one home: data.synth)
 from .runs import RUNS, run_name
 
-__all__ = ["RUNS", "prepare_data", "run_experiment", "build_table"]
+__all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "build_table"]
 
 
 
@@ -177,28 +177,35 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
         print(f"[done] {name}: depth {m['depth_mm']:.2f} mm, 3D {m['epe_3d_mm']:.2f} mm, 2D {m['epe_2d_px']:.2f} px",
               flush=True)
 
+    run_jobs(todo, jobs, progress, report, on_log=on_log)
+    return build_table(preset, results_root, bench.name if bench is not None else None)
+
+
+def run_jobs(todo: list[tuple[str, tuple]], jobs: int, progress: bool, report, on_log=None) -> None:
+    """Run ``todo`` (``(name, arguments of _run_one)``) one after the other, or ``jobs`` at once in
+    worker processes with ``cores / jobs`` threads each; ``report(name, metrics)`` after each.
+    A failed run does not stop the others; a ``RuntimeError`` names the failed ones at the end."""
     if jobs == 1 or len(todo) <= 1:
         for name, args in todo:
             report(name, _run_one(*args, progress, on_log=on_log))
-    else:
-        import multiprocessing as mp
-        import os
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        return
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        print(f"{len(todo)} runs in {jobs} processes with {threads} thread(s) each", flush=True)
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_run_one, *args, False, threads): name for name, args in todo}
-            failed = []
-            for fut in as_completed(futures):  # a failed run does not stop the others
-                try:
-                    report(futures[fut], fut.result())
-                except Exception as e:  # noqa: BLE001 - reported with its run, raised below
-                    print(f"[failed] {futures[fut]}: {type(e).__name__}: {e}", flush=True)
-                    failed.append(futures[fut])
-        if failed:
-            raise RuntimeError(f"runs failed: {failed} (the others finished; re-run to retry these)")
-    return build_table(preset, results_root, bench.name if bench is not None else None)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    print(f"{len(todo)} runs in {jobs} processes with {threads} thread(s) each", flush=True)
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_one, *args, False, threads): name for name, args in todo}
+        failed = []
+        for fut in as_completed(futures):  # a failed run does not stop the others
+            try:
+                report(futures[fut], fut.result())
+            except Exception as e:  # noqa: BLE001 - reported with its run, raised below
+                print(f"[failed] {futures[fut]}: {type(e).__name__}: {e}", flush=True)
+                failed.append(futures[fut])
+    if failed:
+        raise RuntimeError(f"runs failed: {failed} (the others finished; re-run to retry these)")
 
 
 def build_table(preset: str, results_root: str = "results", bench: str | None = None) -> Path:

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+import torch.nn.functional as F
 
 from . import skeleton as sk
 from .camera import normalised_coords, from_2p5d, root_depth
@@ -104,20 +105,30 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin = c(64)
+        self.stage_channels: list[int] = []  # channels of layer1 .. layer4's outputs
         for i, (n, w) in enumerate(zip(layers, (64, 128, 256, 512))):
             blocks = []
             for j in range(n):
                 blocks.append(block(cin, c(w), (1 if i == 0 else 2) if j == 0 else 1, norm))
                 cin = c(w) * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+            self.stage_channels.append(cin)
         self.out_channels = cin
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)[-1]  # stride 32
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """The outputs of ``layer1`` .. ``layer4`` (strides 4, 8, 16, 32)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))  # stride 32
+        out = []
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+            out.append(x)
+        return out
 
 
 def load_backbone_weights(backbone: ResNet, state_dict: dict[str, Tensor]) -> list[str]:
@@ -158,12 +169,19 @@ def soft_argmax(logits: Tensor, beta: Tensor, stride: float) -> tuple[Tensor, Te
 
 @dataclass
 class ModelConfig:
+    """``decoder``: ``"deconv"`` (the paper's: transposed convolutions on the stride-32
+    features alone) or ``"skip"`` (top-down, each upsampling step adds a 1x1 projection of the
+    backbone stage at that stride, as in a feature pyramid, so the latent heatmaps see the
+    spatial detail of the early stages). Either way ``deconv`` upsampling steps give latent
+    heatmaps at stride ``32 / 2**deconv`` (3: 1/4 of the crop)."""
+
     backbone: str = "resnet50"
     width: float = 1.0
     norm: str = "batch"
     head_channels: int = 256
     deconv: int = 3  # upsampling layers after the stride-32 features: stride 32 / 2^deconv
     refine_hidden: int = 128
+    decoder: str = "deconv"  # "deconv" or "skip"
 
     @property
     def stride(self) -> int:
@@ -186,6 +204,29 @@ class PoseOutput:
     heatmaps: Tensor
 
 
+class SkipDecoder(nn.Module):
+    """Top-down decoder with lateral skips: ``up`` times, upsample x2 (nearest), add a 1x1
+    projection of the backbone stage at the new stride, then a 3x3 conv + norm + ReLU."""
+
+    def __init__(self, stage_channels: list[int], channels: int, up: int, norm: str):
+        super().__init__()
+        if not 0 <= up <= 3:
+            raise ValueError(f"the skip decoder upsamples 0-3 times (stride 32 to 4), got deconv={up}")
+        self.top = nn.Sequential(nn.Conv2d(stage_channels[3], channels, 1, bias=False), _norm_layer(norm, channels),
+                                 nn.ReLU(inplace=True))
+        self.lateral = nn.ModuleList(nn.Conv2d(stage_channels[2 - i], channels, 1, bias=False) for i in range(up))
+        self.smooth = nn.ModuleList(nn.Sequential(nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+                                                  _norm_layer(norm, channels), nn.ReLU(inplace=True))
+                                    for _ in range(up))
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        x = self.top(feats[3])
+        for i, (lat, smooth) in enumerate(zip(self.lateral, self.smooth)):
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest") + lat(feats[2 - i])
+            x = smooth(x)
+        return x
+
+
 class HandPoseNet(nn.Module):
     """ResNet + 2.5D head + closed-form root depth with an MLP residual."""
 
@@ -195,10 +236,17 @@ class HandPoseNet(nn.Module):
         self.backbone = ResNet(cfg.backbone, cfg.width, cfg.norm)
         layers, c = [], self.backbone.out_channels
         hc = max(8, int(round(cfg.head_channels * cfg.width)))
-        for _ in range(cfg.deconv):
-            layers += [nn.ConvTranspose2d(c, hc, 4, 2, 1, bias=False), _norm_layer(cfg.norm, hc), nn.ReLU(inplace=True)]
+        if cfg.decoder == "skip":
+            self.upsample = SkipDecoder(self.backbone.stage_channels, hc, cfg.deconv, cfg.norm)
             c = hc
-        self.upsample = nn.Sequential(*layers)
+        elif cfg.decoder == "deconv":
+            for _ in range(cfg.deconv):
+                layers += [nn.ConvTranspose2d(c, hc, 4, 2, 1, bias=False), _norm_layer(cfg.norm, hc),
+                           nn.ReLU(inplace=True)]
+                c = hc
+            self.upsample = nn.Sequential(*layers)
+        else:
+            raise ValueError(f"decoder must be 'deconv' or 'skip', got {cfg.decoder!r}")
         self.head = nn.Conv2d(c, 2 * sk.NUM_JOINTS, 1)  # 21 latent heatmaps + 21 latent depth maps
         self.beta = nn.Parameter(torch.ones(sk.NUM_JOINTS))  # learnable inverse temperature
         self.refine = nn.Sequential(nn.Linear(21 + 42 + 1, cfg.refine_hidden), nn.ReLU(inplace=True),
@@ -213,7 +261,11 @@ class HandPoseNet(nn.Module):
         """images ``(B, 3, S, S)`` in [0, 1]; K ``(B, 3, 3)``; scale ``(B,)`` metres (optional)."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images: expected (B, 3, S, S), got {tuple(images.shape)}")
-        feats = self.upsample(self.backbone((images - self.mean) / self.std))
+        x = (images - self.mean) / self.std
+        if self.config.decoder == "skip":
+            feats = self.upsample(self.backbone.features(x))
+        else:
+            feats = self.upsample(self.backbone(x))
         maps = self.head(feats).float()  # the geometry runs in float32 even under autocast
         stride = images.shape[-1] / maps.shape[-1]
         uv, prob = soft_argmax(maps[:, :21], self.beta.float(), stride)

@@ -36,7 +36,7 @@ from .model import HandPoseNet, ModelConfig
 from .validate import load_checkpoint
 
 __all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "config_from_dict", "make_bmc_loss",
-           "compute_losses", "same_config",
+           "compute_losses", "same_config", "heatmap_loss", "gaussian_heatmaps",
            "saved_config", "bmc_weight", "bmc_pose", "batch_layout", "validate_config", "LEGACY_DEFAULTS"]
 
 
@@ -64,6 +64,10 @@ class TrainConfig:
     loss_2d: str = "px"  # units of the 2D L1: "px" (pixels of the crop) or "image" (image widths, benchmark v1)
     w_z: float = 1.0
     w_root: float = 0.1
+    # auxiliary Gaussian-heatmap loss on the latent heatmaps (0: off, the paper's configuration):
+    # cross-entropy of the spatial softmax against a Gaussian of heatmap_sigma cells at the 2D label
+    w_heatmap: float = 0.0
+    heatmap_sigma: float = 1.0
     use_bmc: bool = False
     lambda_bl: float = 1.0
     lambda_rb: float = 1.0
@@ -209,6 +213,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "image_size": (32, None, True), "batch_size": (1, None, True), "steps": (1, None, True),
     "lr": (0, None, False), "weight_decay": (0, None, True), "warmup": (0, None, True),
     "ratio_3d": (0, 1, False), "w_2d": (0, None, True), "w_z": (0, None, True), "w_root": (0, None, True),
+    "w_heatmap": (0, None, True), "heatmap_sigma": (0, None, False),
     "lambda_bl": (0, None, True), "lambda_rb": (0, None, True), "lambda_a": (0, None, True),
     "bmc_start": (0, None, True), "bmc_ramp": (0, None, True), "seed": (0, None, True),
     "checkpoint_every": (1, None, True), "log_every": (1, None, True),
@@ -222,6 +227,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "bmc_terms": ("bl", "bl+rb", "all"), "bmc_grad": ("all", "depth"), "loss_2d": ("px", "image"),
     "bmc_root": ("closed_form", "model"), "optimizer": ("adamw", "adam", "sgd"),
     "model.backbone": ("resnet18", "resnet34", "resnet50"), "model.norm": ("batch", "group"),
+    "model.decoder": ("deconv", "skip"),
 }
 
 
@@ -292,6 +298,28 @@ def bmc_pose(out, K: Tensor, cfg: TrainConfig) -> Tensor:
     return out.joints_norm.float()
 
 
+def gaussian_heatmaps(uv: Tensor, size: int, h: int, w: int, sigma: float) -> Tensor:
+    """Normalised Gaussians ``(B, J, h, w)`` of ``sigma`` heatmap cells at ``uv (B, J, 2)`` (crop
+    pixels, pixel centres at integers; cells as in :func:`bmclib.model.soft_argmax`)."""
+    stride_x, stride_y = size / w, size / h
+    cx = (uv[..., 0] - (stride_x - 1) / 2) / stride_x  # label in cell units
+    cy = (uv[..., 1] - (stride_y - 1) / 2) / stride_y
+    xs = torch.arange(w, device=uv.device, dtype=uv.dtype)
+    ys = torch.arange(h, device=uv.device, dtype=uv.dtype)
+    gx = torch.exp(-0.5 * ((xs - cx[..., None]) / sigma) ** 2)  # (B, J, w)
+    gy = torch.exp(-0.5 * ((ys - cy[..., None]) / sigma) ** 2)  # (B, J, h)
+    g = gy[..., :, None] * gx[..., None, :]
+    return g / g.sum((-2, -1), keepdim=True).clamp_min(1e-30)
+
+
+def heatmap_loss(prob: Tensor, uv: Tensor, size: int, sigma: float) -> Tensor:
+    """Per-sample cross-entropy ``(B,)`` (mean over joints) of the latent heatmaps' spatial
+    softmax ``prob (B, J, h, w)`` against Gaussians at the 2D labels ``uv``; its minimum is the
+    Gaussians' entropy, not 0."""
+    target = gaussian_heatmaps(uv.float(), size, prob.shape[-2], prob.shape[-1], sigma)
+    return -(target * torch.log(prob.float().clamp_min(1e-12))).sum((-2, -1)).mean(-1)
+
+
 def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale: float = 1.0,
                    pulls: bool = False) -> dict[str, Tensor]:
     """Loss terms of one batch; each is a sum over the samples it applies to divided by the
@@ -326,6 +354,9 @@ def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale:
         zero = out.uv.sum() * 0
         terms["z"], terms["root"] = zero, zero
     total = cfg.w_2d * terms["2d"] + cfg.w_z * terms["z"] + cfg.w_root * terms["root"]
+    if cfg.w_heatmap > 0:
+        terms["heatmap"] = heatmap_loss(out.heatmaps, batch.uv, S, cfg.heatmap_sigma).sum() / B
+        total = total + cfg.w_heatmap * terms["heatmap"]
     bmc_total = None
     if bmc is not None:
         r = bmc(bmc_pose(out, batch.K, cfg))
