@@ -70,13 +70,31 @@ def _prepare_freihand_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="training", choices=["training", "evaluation"], help="which split")
     p.add_argument("--labels", default="3d", choices=["3d", "2d"], help="2d: keep 2D labels only (weak supervision)")
     p.add_argument("--versions", type=int, nargs="+", help="image versions to include (default: all)")
+    p.add_argument("--size", type=int, help="resize the images to this side in px, K and labels following "
+                                            "(default: FreiHAND's own 224)")
     p.add_argument("--force", action="store_true", help="replace an existing cache in --out")
 
 
 def _prepare_freihand(a: argparse.Namespace) -> int:
     from .data.freihand import freihand_to_cache
 
-    print(f"wrote {freihand_to_cache(a.root, a.out, a.split, a.labels, a.versions, overwrite=a.force)}")
+    print(f"wrote {freihand_to_cache(a.root, a.out, a.split, a.labels, a.versions, overwrite=a.force, size=a.size)}")
+    return 0
+
+
+def _predict_freihand_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder (with checkpoint.pt)")
+    p.add_argument("root", help="FreiHAND-layout folder (images, {split}_K.json, {split}_scale.json)")
+    p.add_argument("--split", default="evaluation", choices=["training", "evaluation"], help="which split")
+    p.add_argument("--out", required=True, help="pred.json to write (FreiHAND's submission format)")
+    p.add_argument("--device", default="cpu", help="torch device")
+
+
+def _predict_freihand(a: argparse.Namespace) -> int:
+    from .evaluate import predict_freihand, write_pred_json
+
+    xyz = predict_freihand(a.run, a.root, a.split, a.device)
+    print(f"wrote {write_pred_json(a.out, xyz)} ({len(xyz)} samples; vertices are zeros: joints only)")
     return 0
 
 
@@ -91,6 +109,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bmc", action="store_true", help="add the biomechanical losses")
     p.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     p.add_argument("--seed", type=int, help="random seed (default: 0)")
+    p.add_argument("--limits", help="BMC limits: 'source' (fit on --source), 'default' (literature) or a JSON "
+                                    "written by bmc fit-limits (default: source)")
     p.add_argument("--out", help="runs folder (default: data/runs)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
 
@@ -99,7 +119,7 @@ def _train(a: argparse.Namespace) -> int:
     from .train import load_config, preset, train
 
     over = {k: v for k, v in (("source", a.source), ("weak", a.weak), ("name", a.name), ("steps", a.steps),
-                              ("seed", a.seed), ("out", a.out)) if v is not None}
+                              ("seed", a.seed), ("out", a.out), ("limits", a.limits)) if v is not None}
     if a.bmc:
         over["use_bmc"] = True
     cfg = load_config(a.config, **over) if a.config else preset(a.preset, **over)
@@ -219,6 +239,9 @@ def _fit_limits_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="limits JSON to write")
     p.add_argument("--coverage", type=float, default=0.999, help="share of each joint's points inside its polygon")
     p.add_argument("--margin", type=float, default=0.0, help="dilate polygons by this many radians")
+    p.add_argument("--interval-coverage", type=float, default=1.0,
+                   help="share of the lengths / root angles / curvatures inside their intervals (1.0: min..max; "
+                        "benchmark v2 uses 0.99 with --coverage 0.99)")
     p.add_argument("--figure", help="hull figure path (default: next to --out, .png)")
 
 
@@ -241,7 +264,8 @@ def _fit_limits(a: argparse.Namespace) -> int:
             raise FileNotFoundError(f"no such file or folder: {path}")
         joints = np.load(path, allow_pickle=False)
     try:
-        limits = BMCLimits.fit(joints, coverage=a.coverage, margin=a.margin, source=str(path))
+        limits = BMCLimits.fit(joints, coverage=a.coverage, margin=a.margin, interval_coverage=a.interval_coverage,
+                               source=str(path))
     except ValueError as e:
         raise ValueError(f"{a.data}: {e}") from None
     out = limits.save(a.out)
@@ -342,6 +366,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "prepare-ho3d": ("convert HO-3D v2 / v3 into a prepared cache", _prepare_ho3d_args, _prepare_ho3d),
     "verify-cache": ("check prepared caches: sizes, checksums of annotations and image bytes, labels",
                      _verify_cache_args, _verify_cache),
+    "predict-freihand": ("a trained run's pred.json on a FreiHAND-layout split (for the server or eval-freihand)",
+                         _predict_freihand_args, _predict_freihand),
     "eval-freihand": ("score FreiHAND-format predictions like the official benchmark", _eval_freihand_args,
                       _eval_freihand),
 }

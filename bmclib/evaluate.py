@@ -34,7 +34,7 @@ from .losses import BMCLoss
 
 __all__ = ["procrustes_align", "pck_auc", "evaluate_arrays", "predict_cache", "evaluate_run", "write_metrics",
            "freihand_keypoint_scores", "freihand_keypoint_scores_loop", "pinhole_split", "read_pred_json", "write_pred_json",
-           "write_freihand_report", "true_depth_poses", "mean_bmc", "true_depth_bmc_curve"]
+           "write_freihand_report", "predict_freihand", "true_depth_poses", "mean_bmc", "true_depth_bmc_curve"]
 
 
 def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -154,6 +154,49 @@ def predict_cache(model, cache, batch_size: int = 64, device: str = "cpu") -> di
         xyz.append(out.joints.cpu().numpy())
         z.append(out.z_rel.cpu().numpy())
     return {"uv": np.concatenate(uv), "xyz": np.concatenate(xyz), "z_rel": np.concatenate(z)}
+
+
+def predict_freihand(run_dir: str | os.PathLike, root: str | os.PathLike, split: str = "evaluation",
+                     device: str = "cpu", batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """A trained run's absolute 3D joints ``(N, 21, 3)`` (metres, camera frame) on one split of a
+    FreiHAND-layout folder, as the FreiHAND server takes them: each (hand-centred) image resized
+    to the run's crop with ``K`` following, and the metric scale from ``{split}_scale.json``
+    (FreiHAND's evaluation split ships K and scale, no labels). The first image version only."""
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from .data.crop import crop_resize
+    from .data.freihand import _resize_affine, read_split
+    from .train import load_trained
+
+    model, cfg = load_trained(run_dir, device)
+    data = read_split(root, split)
+    n, S = data["n"], cfg.image_size
+    out = []
+    bar = tqdm(total=n, desc=f"predict {split}", unit="img", disable=not progress)
+    for start in range(0, n, batch_size):
+        idx = range(start, min(start + batch_size, n))
+        imgs, Ks = [], []
+        for i in idx:
+            path = data["images"][i]
+            try:
+                with Image.open(path) as im:
+                    arr = np.asarray(im.convert("RGB"))
+            except OSError as e:
+                raise ValueError(f"{path}: cannot be decoded ({e})") from None
+            if arr.shape[0] != arr.shape[1]:
+                raise ValueError(f"{path}: expected a square image, got {arr.shape[1]}x{arr.shape[0]}")
+            native = arr.shape[0]
+            imgs.append(arr if native == S else crop_resize(arr, (0.0, 0.0, float(native)), S)[0])
+            Ks.append(_resize_affine(native, S) @ data["K"][i])
+        images = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float().div_(255).to(device)
+        K = torch.from_numpy(np.stack(Ks)).float().to(device)
+        scale = torch.from_numpy(data["scale"][list(idx)]).float().to(device)
+        with torch.no_grad():
+            out.append(model(images, K, scale).joints.cpu().numpy().astype(np.float64))
+        bar.update(len(idx))
+    bar.close()
+    return np.concatenate(out)
 
 
 def write_metrics(run_name: str, metrics: dict[str, Any], root: str | os.PathLike = "results/runs", **prov: Any) -> Path:

@@ -88,3 +88,37 @@ def test_network_outputs(hands):
         net(hands.images.float(), hands.K.float())
     with pytest.raises(ValueError, match="backbone"):
         ResNet("resnet19")
+
+
+def test_skip_decoder_keeps_backbone_names_and_gives_stride_4_heatmaps(hands):
+    net = HandPoseNet(ModelConfig(backbone="resnet18", width=0.125, deconv=3, head_channels=32, decoder="skip")).eval()
+    # the backbone is the same module (torchvision's names), the decoder sits beside it
+    assert set(net.backbone.state_dict()) == set(ResNet("resnet18", width=0.125).state_dict())
+    imgs = hands.images.permute(0, 3, 1, 2).float() / 255
+    out = net(imgs, hands.K.float())
+    assert out.heatmaps.shape == (16, 21, 16, 16)  # 64 px / 4
+    assert torch.allclose(out.heatmaps.sum((2, 3)), torch.ones(16, 21), atol=1e-5)
+    # the early stages reach the heatmaps: a gradient flows from uv into layer1 through the lateral path
+    net.zero_grad()
+    out.uv.sum().backward()
+    assert net.upsample.lateral[2].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="decoder"):
+        HandPoseNet(ModelConfig(backbone="resnet18", width=0.125, decoder="unet"))
+    with pytest.raises(ValueError, match="0-3 times"):
+        HandPoseNet(ModelConfig(backbone="resnet18", width=0.125, deconv=4, decoder="skip"))
+
+
+def test_heatmap_loss_is_smallest_at_the_label():
+    from bmclib.train import gaussian_heatmaps, heatmap_loss
+
+    size, cells = 64, 16
+    uv = torch.tensor([[[21.5, 37.5]]])  # the centre of cell (row 9, column 5) at stride 4
+    g = gaussian_heatmaps(uv, size, cells, cells, sigma=1.0)
+    assert float(g.sum()) == pytest.approx(1.0)
+    assert divmod(int(g.flatten().argmax()), cells) == (9, 5)
+    # cross-entropy of a softmax against the target: lowest when the softmax is the target itself,
+    # higher for the same Gaussian one cell off, and far higher for a uniform map
+    at = heatmap_loss(g, uv, size, 1.0)
+    off = heatmap_loss(torch.roll(g, 1, dims=-1), uv, size, 1.0)
+    flat = heatmap_loss(torch.full_like(g, 1 / cells ** 2), uv, size, 1.0)
+    assert float(at) < float(off) < float(flat)

@@ -250,3 +250,59 @@ def test_fit_limits_cli_from_npy_and_cache(tmp_path, capsys):
     assert plausible(b.xyz, lim).float().mean() > 0.9
     assert main(["fit-limits", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.json")]) == 2
     assert "nothing" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the real-data recipe
+def test_freihand_resize_keeps_labels_on_the_hand(freihand, tmp_path):
+    """--size: the images shrink and K follows, so the projected labels land where the hand is."""
+    root, b = freihand
+    full = PreparedCache(freihand_to_cache(root, tmp_path / "full", versions=[0], progress=False))
+    small = PreparedCache(freihand_to_cache(root, tmp_path / "small", versions=[0], progress=False, size=64))
+    assert small.size == 64 and full.size == 224
+    k = 64 / 224
+    np.testing.assert_allclose(small.annotations["uv"], (full.annotations["uv"] + 0.5) * k - 0.5, atol=1e-4)
+    np.testing.assert_allclose(small.annotations["xyz"], full.annotations["xyz"])  # the camera frame is unchanged
+    # the resized images show the hand where the resized labels say: the fixture's hand masks, read at the
+    # keypoints, agree between the full images and the resized ones
+    for i in range(3):
+        m_full = b.masks[i].numpy() > 127
+        m_small = np.asarray(Image.fromarray(b.masks[i].numpy()).resize((64, 64), Image.Resampling.BILINEAR)) > 127
+        at = lambda m, uv: m[np.clip(np.round(uv[:, 1]).astype(int), 0, m.shape[0] - 1),  # noqa: E731
+                             np.clip(np.round(uv[:, 0]).astype(int), 0, m.shape[1] - 1)]
+        on_full, on_small = at(m_full, full.annotations["uv"][i]), at(m_small, small.annotations["uv"][i])
+        assert on_full.mean() > 0.5 and (on_full == on_small).mean() >= 0.85
+
+
+@pytest.mark.slow
+def test_real_data_recipe_end_to_end(rhd, freihand, tmp_path):
+    """data_scripts/real_data_recipe.sh on the RHD and FreiHAND fixtures with the tiny preset: convert,
+    fit limits on RHD, train without and with BMC, predict FreiHAND's evaluation split, score it."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rhd_root, _ = rhd
+    fh_src, b = freihand
+    fh = tmp_path / "FreiHAND"
+    shutil.copytree(fh_src, fh)
+    (fh / "evaluation_xyz.json").write_text(json.dumps(b.xyz[3:5].numpy().tolist()))  # the 2022 archive's labels
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "BMC": f"{sys.executable} -m bmclib.cli", "PATH": f"{Path(sys.executable).parent}:"
+           + os.environ["PATH"], "DEVICE": "cpu"}
+    r = subprocess.run(["bash", str(repo / "data_scripts" / "real_data_recipe.sh"), str(rhd_root), str(fh),
+                        str(tmp_path / "out"), "tiny"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    limits = json.loads((tmp_path / "out" / "limits_rhd.json").read_text())
+    assert "rhd_training" in json.dumps(limits["meta"])  # fitted on RHD, never on FreiHAND
+    for run in ("no_bmc", "bmc"):
+        xyz, verts = read_pred_json(tmp_path / "out" / run / "pred.json")
+        assert xyz.shape == (2, 21, 3) and np.isfinite(xyz).all()
+        assert (xyz[:, :, 2] > 0).all()  # absolute camera coordinates, in front of the camera
+        scores = dict(line.split(":") for line in (tmp_path / "out" / run / "scores.txt").read_text().splitlines())
+        assert set(scores) == {"xyz_mean3d", "xyz_auc3d", "xyz_al_mean3d", "xyz_al_auc3d"}
+        assert np.isfinite([float(v) for v in scores.values()]).all()
+    cfg = torch.load(tmp_path / "out" / "runs" / "bmc" / "checkpoint.pt", weights_only=True)["config"]
+    assert cfg["use_bmc"] and cfg["limits"].endswith("limits_rhd.json")
+    assert not torch.load(tmp_path / "out" / "runs" / "no_bmc" / "checkpoint.pt", weights_only=True)["config"]["use_bmc"]

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..validate import as_array, check_in_front, check_intrinsics, check_positive
 from .cache import CacheWriter
+from .crop import crop_resize
 
 __all__ = ["SPLITS", "split_paths", "write_split", "read_split", "freihand_to_cache"]
 
@@ -58,6 +59,13 @@ def _load_json(path: Path, what: str):
     from ..results import read_json
 
     return read_json(path, f"FreiHAND layout: missing {what}: expected {path}")
+
+
+def _resize_affine(native: int, size: int) -> np.ndarray:
+    """The ``3 x 3`` map of pixel coordinates (centres at integers) from a ``native``-px image
+    to the same image resized to ``size`` px (what :func:`crop_resize` does for the whole image)."""
+    k = size / native
+    return np.array([[k, 0.0, 0.5 * k - 0.5], [0.0, k, 0.5 * k - 0.5], [0.0, 0.0, 1.0]])
 
 
 def read_split(root: str | os.PathLike, split: str = "training") -> dict[str, Any]:
@@ -106,13 +114,15 @@ def read_split(root: str | os.PathLike, split: str = "training") -> dict[str, An
 
 def freihand_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: str = "training",
                       labels: str = "3d", versions: Iterable[int] | None = None, overwrite: bool = False,
-                      progress: bool = True) -> Path:
+                      progress: bool = True, size: int | None = None) -> Path:
     """Convert one split of a FreiHAND-layout folder into a prepared cache.
 
     Args:
         labels: ``"3d"`` keeps xyz and scale; ``"2d"`` stores uv only (xyz and scale NaN),
             for the weakly supervised role.
         versions: image versions to include (default: all there are).
+        size: resize the (square, hand-centred) images to this side, ``K`` and ``uv`` following
+            exactly (default: keep FreiHAND's 224 px).
     """
     from PIL import Image
     from tqdm.auto import tqdm
@@ -131,10 +141,13 @@ def freihand_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: st
     if any(not 0 <= v < n_versions for v in versions):
         raise ValueError(f"versions must be within 0..{n_versions - 1}, got {versions}")
     with Image.open(data["images"][0]) as im:
-        size = im.size[0]
+        native = im.size[0]
         if im.size[0] != im.size[1]:
             raise ValueError(f"{data['images'][0]}: expected square images, got {im.size}")
     xyz, K = data["xyz"], data["K"]
+    size = size or native
+    A = _resize_affine(native, size)
+    K = A @ K
     uv = project(torch.from_numpy(xyz), torch.from_numpy(K)).numpy()
     total = n * len(versions)
     source = {"kind": "freihand-layout", "root": str(Path(root).resolve()), "split": split, "labels": labels,
@@ -152,9 +165,10 @@ def freihand_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: st
                             arr = np.asarray(im.convert("RGB"))
                     except OSError as e:
                         raise ValueError(f"{path}: cannot be decoded ({e})") from None
-                    if arr.shape != (size, size, 3):
-                        raise ValueError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, the split's are {size}x{size}")
-                    imgs[j] = arr
+                    if arr.shape != (native, native, 3):
+                        raise ValueError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, the split's are "
+                                         f"{native}x{native}")
+                    imgs[j] = arr if native == size else crop_resize(arr, (0.0, 0.0, float(native)), size)[0]
                 keep3d = labels == "3d"
                 w.write(vi * n + start, imgs, uv=uv[idx], K=K[idx],
                         xyz=xyz[idx] if keep3d else np.full((len(idx), 21, 3), np.nan),
