@@ -140,7 +140,10 @@ def cli_main(a: argparse.Namespace) -> int:
         rows = run_jobs(a.preset, a.jobs, a.steps, repeats=a.repeats or 3)
         table, config = format_jobs_table(rows), {"preset": a.preset, "jobs": a.jobs, "steps": a.steps}
     elif a.what == "train":
-        rows = [r for d in devices for r in run_train(device=d)]
+        from .train import PRESETS
+
+        # the gpu preset (ResNet-50 at 128 px) takes minutes a step on a small CPU: CUDA only
+        rows = [r for d in devices for r in run_train([p for p in PRESETS if d != "cpu" or p != "gpu"], device=d)]
         table, config = format_train_table(rows), {"devices": devices}
     else:
         rows = run(a.batch, devices, a.repeats or 7, a.min_time, compile=not a.no_compile)
@@ -199,30 +202,37 @@ def format_synth_table(rows: list[dict]) -> str:
 
 
 
-def _train_step(name: str, dev: torch.device):
+def _train_step(name: str, dev: torch.device, overrides: dict | None = None):
     """``step(use_bmc)``: one forward, backward and optimiser step of preset ``name`` on a fixed
-    batch of random images of the preset's size (and the batch size)."""
+    batch of random images of the preset's size, laid out as a weakly supervised run's step
+    (``batch_size`` + ``batch_weak`` samples, benchmark v2's ``equal``: twice the batch size),
+    with the preset's AMP, channels_last and (compiled) BMC loss on CUDA."""
     from .camera import project
     from .data.loader import Batch
     from .limits import BMCLimits
     from .model import HandPoseNet
     from .train import make_bmc_loss, compute_losses, preset
 
-    cfg = preset(name)
+    cfg = preset(name, **(overrides or {}))
     model = HandPoseNet(cfg.model).to(dev)
+    cuda = dev.type == "cuda"
+    if cuda and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    B, S = cfg.batch_size, cfg.image_size
+    B, S = 2 * cfg.batch_size, cfg.image_size
     g = torch.Generator().manual_seed(0)
     K = torch.tensor([[S * 4.0, 0, S / 2], [0, S * 4.0, S / 2], [0, 0, 1]]).expand(B, 3, 3)
     joints = random_poses(B) + torch.tensor([0.0, 0.0, 0.6])
-    batch = Batch(torch.rand(B, 3, S, S, generator=g), project(joints, K), joints, K,
-                  torch.ones(B, dtype=torch.bool), sk.reference_length(joints)).to(dev)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    has_3d = torch.arange(B) < cfg.batch_size
+    batch = Batch(torch.rand(B, 3, S, S, generator=g), project(joints, K), joints, K, has_3d,
+                  sk.reference_length(joints)).to(dev)
+    images = batch.images.contiguous(memory_format=torch.channels_last) if cuda and cfg.channels_last else batch.images
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp)
     bmc = make_bmc_loss(cfg, BMCLimits.default()).to(dev)
 
     def step(use_bmc: bool = True):
         with amp:
-            out = model(batch.images, batch.K)
+            out = model(images, batch.K)
         loss = compute_losses(out, batch, cfg, bmc if use_bmc else None)["total"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -231,19 +241,24 @@ def _train_step(name: str, dev: torch.device):
     return step, cfg
 
 
-def run_train(presets=("tiny", "cpu", "gpu"), steps: int = 5, device: str | None = None) -> list[dict]:
-    """Training throughput per preset (forward, backward and optimiser step on random images
-    of the preset's size, after 2 warm-up steps), with and without the BMC loss, and the BMC
-    loss's share of the step time."""
+def run_train(presets=("tiny", "cpu", "cpu-long"), steps: int = 5, device: str | None = None,
+              overrides: dict | None = None) -> list[dict]:
+    """Training throughput per preset (forward, backward and optimiser step of a weakly supervised
+    step on random images, after 3 warm-up steps: a compiled BMC loss compiles there), with and
+    without the BMC loss, the BMC loss's share of the step time, and the peak memory on CUDA."""
     dev = torch.device(device or "cpu")
     rows = []
     for name in presets:
-        step, cfg = _train_step(name, dev)
+        step, cfg = _train_step(name, dev, overrides)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
         result = {use_bmc: statistics.median(time_it(lambda: step(use_bmc), dev, min_time=0.0, repeats=steps,
-                                                     warmup=2)) for use_bmc in (False, True)}
+                                                     warmup=3)) for use_bmc in (False, True)}
+        B = 2 * cfg.batch_size
         rows.append({"preset": name, "device": str(dev), "backbone": f"{cfg.model.backbone} x{cfg.model.width}",
-                     "image": cfg.image_size, "batch": cfg.batch_size, "images_per_s": cfg.batch_size / result[True],
-                     "bmc_share": max(0.0, 1 - result[False] / result[True])})
+                     "decoder": cfg.model.decoder, "image": cfg.image_size, "batch": B, "images_per_s": B / result[True],
+                     "bmc_share": max(0.0, 1 - result[False] / result[True]), "compiled_bmc": cfg.compile_bmc,
+                     "peak_mem_gb": torch.cuda.max_memory_allocated(dev) / 2 ** 30 if dev.type == "cuda" else None})
     return rows
 
 
@@ -296,11 +311,13 @@ def format_jobs_table(rows: list[dict]) -> str:
 
 
 def format_train_table(rows: list[dict]) -> str:
-    lines = ["| preset | device | backbone | image | batch | images/s (with BMC) | BMC share of step |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = ["| preset | device | backbone | decoder | image | batch (3D + weak) | images/s (with BMC) | "
+             "BMC share of step | BMC compiled | peak memory (GB) |", "|---|---|---|---|---:|---:|---:|---:|---|---:|"]
     for r in rows:
-        lines.append(f"| {r['preset']} | {r['device']} | {r['backbone']} | {r['image']} | {r['batch']} | "
-                     f"{r['images_per_s']:,.1f} | {100 * r['bmc_share']:.1f}% |")
+        mem = "" if r.get("peak_mem_gb") is None else f"{r['peak_mem_gb']:.2f}"
+        lines.append(f"| {r['preset']} | {r['device']} | {r['backbone']} | {r.get('decoder', 'deconv')} | {r['image']} | "
+                     f"{r['batch']} | {r['images_per_s']:,.1f} | {100 * r['bmc_share']:.1f}% | "
+                     f"{'yes' if r.get('compiled_bmc') else 'no'} | {mem} |")
     return "\n".join(lines)
 
 

@@ -146,8 +146,9 @@ def _evaluate(a: argparse.Namespace) -> int:
 
 def _experiment_args(p: argparse.ArgumentParser) -> None:
     from .experiment import RUNS
+    from .train import PRESETS
 
-    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="data size and training preset")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="data size and training preset")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every run")
     p.add_argument("--runs", nargs="+", help=f"runs to do (default: all of the benchmark's; v1: {', '.join(RUNS)})")
     p.add_argument("--benchmark", help="a pre-registered benchmark file, e.g. results/benchmark_v2.yaml "
@@ -352,6 +353,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "regime": ("the regime map: where BMC can turn 2D into depth (keypoints, resumable)", *_module("regime")),
     "model-study": ("which keypoint network: candidates trained on source 3D, 2D error on source validation",
                     *_module("model_study")),
+    "gpu-check": ("render, train runs 1-4 briefly, evaluate, and print images/s, BMC share and peak memory",
+                  *_module("gpu_check")),
     "balance": ("the 2D-loss / BMC pull on the keypoints, on a source validation split", *_module("balance")),
     "tables": ("rebuild every table and its figure from results/runs/*/metrics.json", _tables_args, _tables),
     "reproduce": ("synthetic data + every notebook through papermill (make reproduce)", *_module("reproduce")),

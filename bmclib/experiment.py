@@ -38,21 +38,23 @@ __all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "build_table"]
 
 
 def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, progress: bool = True,
-                 benchmark=None) -> dict[str, Path]:
+                 benchmark=None, sizes: tuple[int, int] | None = None, device: str | None = None) -> dict[str, Path]:
     """Both domains for a preset (made once), and the target's 3D cache for the oracle run.
     With a :class:`~bmclib.benchmark.Benchmark`, its data settings (populations) and its own
-    folder ``<name>_<preset>_<size>px_seed<k>``."""
+    folder ``<name>_<preset>_<size>px_seed<k>``. ``sizes``: (training, evaluation) images per
+    domain instead of the preset's (the folder name then says them); ``device``: render there."""
     from .data.freihand import freihand_to_cache
     from .data.synth import generate_dataset
 
     prefix = f"{benchmark.name}_" if benchmark is not None else ""
-    root = Path(root) / f"{prefix}{preset}_{image_size}px_seed{seed}"
-    n_train, n_eval = DATA_SIZES[preset]
+    n_train, n_eval = sizes or DATA_SIZES[preset]
+    counts = f"_{n_train}+{n_eval}" if sizes else ""
+    root = Path(root) / f"{prefix}{preset}_{image_size}px{counts}_seed{seed}"
     data = benchmark.data if benchmark is not None else {}
     for i, domain in enumerate(("source", "target")):
         if not (root / domain / "cache" / "evaluation" / "meta.json").is_file():
             generate_dataset(str(root / domain), domain, n_train, n_eval, seed=seed * 10 + i, size=image_size,
-                             progress=progress, overwrite=True, n_hands=data.get(f"n_hands_{domain}"),
+                             device=device, progress=progress, overwrite=True, n_hands=data.get(f"n_hands_{domain}"),
                              population_seed=int(data.get("population_seed", 0)) + i)
     oracle = root / "target" / "cache" / "training_3d"
     if not (oracle / "meta.json").is_file():
@@ -94,7 +96,8 @@ def _run_one(cfg_dict: dict[str, Any], eval_cache: str, results_runs: str, limit
 def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None = None, data_root: str = "data/synth",
                    runs_root: str = "data/runs", results_root: str = "results", force: bool = False,
                    progress: bool = True, device: str | None = None, overrides: dict[str, Any] | None = None,
-                   on_log=None, jobs: int = 1, evaluate_only: bool = False, benchmark: str | None = None) -> Path:
+                   on_log=None, jobs: int = 1, evaluate_only: bool = False, benchmark: str | None = None,
+                   data_sizes: tuple[int, int] | None = None) -> Path:
     """Train and evaluate ``runs`` x ``seeds``; returns the table's path.
 
     ``jobs > 1`` trains that many runs at once in worker processes with ``cores / jobs``
@@ -103,7 +106,8 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
     two-thread run (``bmc bench jobs``, cpu preset). Results do depend slightly on the thread
     count (float summation order), so a run is reproduced exactly only with the same ``jobs``.
     ``evaluate_only`` re-evaluates the runs trained to the end (new metrics, other limits)
-    and trains nothing. ``benchmark``: a pre-registered benchmark file
+    and trains nothing. ``data_sizes``: (training, evaluation) images per domain instead of the
+    preset's (a quick check; its own data folder). ``benchmark``: a pre-registered benchmark file
     (:mod:`bmclib.benchmark`, e.g. ``results/benchmark_v2.yaml``) whose runs, data, limits
     rule, lambdas and loss balance replace benchmark v1's (:data:`RUNS`)."""
     from .data.cache import PreparedCache
@@ -130,7 +134,8 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
 
         overrides = {**LEGACY_DEFAULTS, **(overrides or {})}
     base = make_preset(preset, **overrides)
-    data = prepare_data(data_root, preset, base.image_size, progress=progress, benchmark=bench)
+    data = prepare_data(data_root, preset, base.image_size, progress=progress, benchmark=bench, sizes=data_sizes,
+                        device=device)
     # one set of limits for training (BMC runs) and for the plausibility metric of every run
     limits_path = data["root"] / "limits_source.json"
     if not limits_path.is_file():

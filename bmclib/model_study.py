@@ -132,7 +132,9 @@ def study_table(preset: str, results_root: str = "results", runs_root: str = "da
 
 
 def add_cli_arguments(p) -> None:
-    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"], help="data size and training preset")
+    from .train import PRESETS
+
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="data size and training preset")
     p.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), help="candidates to train (default: all)")
     p.add_argument("--steps", type=int, nargs="+", default=[3000], help="step budgets (one run per budget)")
     p.add_argument("--image-size", type=int, help="crop side in px (default: the preset's)")

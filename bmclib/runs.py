@@ -34,7 +34,7 @@ RUNS: dict[str, dict[str, Any]] = {
 }
 
 #: ``[lifting_]<preset>_[<bench>_]<run>_seed<k>``
-NAME_RE = re.compile(r"^(?P<prefix>lifting_)?(?P<preset>tiny|cpu|gpu)_(?:(?P<bench>v\d+)_)?(?P<run>.+)_seed(?P<seed>\d+)$")
+NAME_RE = re.compile(r"^(?P<prefix>lifting_)?(?P<preset>tiny|cpu-long|cpu|gpu)_(?:(?P<bench>v\d+)_)?(?P<run>.+)_seed(?P<seed>\d+)$")
 
 
 def run_name(preset: str, run: str, seed: int, bench: str | None = None) -> str:

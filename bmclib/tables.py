@@ -169,7 +169,7 @@ def paired_effects(sub: pd.DataFrame, metric: str, base_run: str = "1_source3d",
         vs_flat = 100 * (piv[run].dropna() / flat_v.reindex(piv[run].dropna().index) - 1)
         gap = np.nan
         if weak_run in piv and oracle_run in piv:
-            g = piv[[run, weak_run, oracle_run]].dropna()
+            g = piv[list(dict.fromkeys([run, weak_run, oracle_run]))].dropna()  # run may be one of the two
             if len(g):
                 gap = float((100 * (g[weak_run] - g[run]) / (g[weak_run] - g[oracle_run])).mean())
         rows.append({"run": run, "seeds paired": len(both), f"{metric} - run 1 (mean)": float(diff.mean()) if len(diff) else np.nan,

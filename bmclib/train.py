@@ -85,6 +85,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    compile_bmc: bool = False  # BMCLoss(compile=True): fuses its ~700 small ops (one compile per batch shape)
     channels_last: bool = True  # on CUDA
     checkpoint_every: int = 200
     log_every: int = 10
@@ -102,6 +103,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(model=ModelConfig(backbone="resnet18", width=0.25, deconv=3, head_channels=128, refine_hidden=64),
                 image_size=64, batch_size=32, steps=15000, warmup=300, lr=2e-3, checkpoint_every=1000,
                 log_every=100),
+    "cpu-long": dict(model=ModelConfig(backbone="resnet18", width=0.5, deconv=3, head_channels=128, refine_hidden=64,
+                                       decoder="skip"),
+                     image_size=96, batch_size=32, steps=20000, warmup=500, lr=2e-3, checkpoint_every=1000,
+                     log_every=100, w_heatmap=1.0),
     # the paper's setting
     "gpu": dict(model=ModelConfig(backbone="resnet50", width=1.0, deconv=3), image_size=128, batch_size=64,
                 steps=30000, warmup=1000, lr=5e-4, checkpoint_every=2000, log_every=50),
@@ -205,7 +210,7 @@ def make_bmc_loss(cfg: TrainConfig, limits: BMCLimits) -> BMCLoss:
     lam_rb = cfg.lambda_rb if cfg.bmc_terms in ("bl+rb", "all") else 0.0
     lam_a = cfg.lambda_a if cfg.bmc_terms == "all" else 0.0
     validate_config(cfg)
-    return BMCLoss(limits, cfg.lambda_bl, lam_rb, lam_a, reduction="none", check=False)
+    return BMCLoss(limits, cfg.lambda_bl, lam_rb, lam_a, reduction="none", check=False, compile=cfg.compile_bmc)
 
 
 #: (lowest, highest, whether the lowest is allowed) of each numeric config field; None = unbounded

@@ -125,3 +125,32 @@ def test_benchmark_v2_file_drives_the_experiment(tmp_path):
     run_experiment("tiny", [0], ["2_target2d"], progress=False, **roots)
     v1 = _metrics(roots["results_root"], "tiny_2_target2d_seed0")["provenance"]["config"]
     assert (v1["loss_2d"], v1["bmc_root"], v1["batch_weak"]) == ("image", "model", None)
+
+
+@pytest.mark.slow
+def test_gpu_check_script_on_the_cpu(tmp_path):
+    """data_scripts/gpu_check.sh as a fresh GPU machine runs it, here with --device cpu and a tiny size:
+    it renders both domains, prints the throughput table, trains and evaluates runs 1-4 and writes
+    its summary with provenance."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["bash", str(repo / "data_scripts" / "gpu_check.sh"), "--device", "cpu", "--preset", "tiny",
+                        "--num", "64", "--num-eval", "32", "--steps", "4", "--data", str(tmp_path / "data"),
+                        "--results", str(tmp_path / "results")],
+                       cwd=repo, env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "CUDA: False" in r.stdout and "BMC share of step" in r.stdout
+    saved = json.loads((tmp_path / "results" / "gpu_check.json").read_text())
+    s = saved["summary"]
+    assert s["device"] == "cpu" and s["steps"] == 4 and s["render_images_per_s"] > 0
+    assert set(s["runs"]) == {"1_source3d", "2_target2d", "3_bmc_all", "4_target3d_oracle"}
+    assert all(r["epe_2d_px"] > 0 for r in s["runs"].values())
+    assert s["throughput"][0]["images_per_s"] > 0 and s["throughput"][0]["peak_mem_gb"] is None
+    assert saved["provenance"]["made_by"] == "bmc gpu-check"
+    assert "| 3_bmc_all |" in (tmp_path / "results" / "gpu_check.md").read_text()

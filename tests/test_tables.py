@@ -54,3 +54,22 @@ def test_a_broken_metrics_file_is_named(tmp_path):
     (tmp_path / "runs" / "cpu_2_target2d_seed0" / "metrics.json").write_text("{not json")
     with pytest.raises(ValueError, match="cpu_2_target2d_seed0/metrics.json"):
         build_all(tmp_path)
+
+
+def test_paired_effects_with_every_run_of_the_gap():
+    """Paired per seed against run 1; the oracle gap recovered reads 0% for run 2 and 100% for the oracle
+    itself (those two rows select a column twice: they used to raise 'duplicate labels')."""
+    import pandas as pd
+
+    from bmclib.tables import paired_effects
+
+    vals = {"1_source3d": (40.0, 42.0), "2_target2d": (36.0, 38.0), "3_bmc_all": (30.0, 30.0),
+            "4_target3d_oracle": (20.0, 22.0)}
+    sub = pd.DataFrame([{"run": r, "seed": s, "m": v[s], "depth_flat_mm": 40.0} for r, v in vals.items() for s in (0, 1)])
+    eff = paired_effects(sub, "m").set_index("run")
+    assert eff.loc["2_target2d", "oracle gap recovered (%)"] == pytest.approx(0.0)
+    assert eff.loc["4_target3d_oracle", "oracle gap recovered (%)"] == pytest.approx(100.0)
+    assert eff.loc["3_bmc_all", "oracle gap recovered (%)"] == pytest.approx(100 * (6 / 16 + 8 / 16) / 2)
+    assert eff.loc["3_bmc_all", "m - run 1 (mean)"] == pytest.approx(-11.0)
+    assert eff.loc["3_bmc_all", "vs flat hand (%)"] == pytest.approx(-25.0)
+    assert eff.loc["1_source3d", "seeds paired"] == 2

@@ -374,7 +374,7 @@ def generate_batch(domain: str | Domain, n: int, size: int = 128, generator: tor
 #: home of these numbers: ``bmc synth --preset``, ``bmc experiment`` and ``bmc reproduce`` use
 #: them (``bmc synth`` made 256 + 64 / 20,000 + 2,000 before, the experiment 128 + 32 / 12,000
 #: + 1,000, which the committed benchmark runs were trained on).
-PRESETS = {"tiny": (128, 32), "cpu": (12000, 1000), "gpu": (100000, 5000)}
+PRESETS = {"tiny": (128, 32), "cpu": (12000, 1000), "cpu-long": (24000, 2000), "gpu": (100000, 5000)}
 _CHUNK = 64  # samples per generator stream: output does not depend on the batch size used
 
 
