@@ -93,6 +93,7 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
               only: list[str] | None = None, device: str | None = None) -> float:
     """Run the reproduction; returns the total seconds. ``only`` restricts to some steps
     (``data`` or notebook names / number prefixes)."""
+    from .benchmark import DEFAULT_BENCHMARK, load_benchmark
     from .experiment import prepare_data
     from .results import write_json_atomic
     from .train import preset as train_preset
@@ -109,7 +110,7 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
         t0 = time.perf_counter()
         head = f"[{i}/{len(steps)}] {step}"
         if step == "data":
-            digest = _digest(preset)
+            digest = _digest(preset, "v2")
         else:
             params = {**notebook_parameters(step, preset), **roots, "preset": preset}
             if device:
@@ -121,7 +122,8 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
             continue
         print(f"{head} ...", flush=True)
         if step == "data":
-            prepare_data(roots["data_root"], preset, train_preset(preset).image_size, progress=False)
+            prepare_data(roots["data_root"], preset, train_preset(preset).image_size, progress=False,
+                         benchmark=load_benchmark(DEFAULT_BENCHMARK))
             what = roots["data_root"]
         else:
             what = run_notebook(step, params, Path(results_root) / "notebooks")

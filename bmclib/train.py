@@ -431,7 +431,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
 
     ``stop_after`` ends the process's work after that many steps of this call (a
     stand-in for a kill, used by the resume test). ``on_log(row)`` is called with every logged
-    row (e.g. to draw live loss curves in a notebook)."""
+    row and the run's name under ``"run"`` (e.g. to draw live loss curves in a notebook)."""
     from tqdm.auto import tqdm
 
     validate_config(cfg)
@@ -543,7 +543,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
                     writer.add_scalar(k, v, done)
             bar.set_postfix(loss=f"{row['total']:.4f}")
             if on_log is not None:
-                on_log(row)
+                on_log({"run": cfg.name, **row})
         if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                           "step": done, "config": cfg.to_dict()}, ckpt_path)

@@ -132,11 +132,8 @@ def test_gpu_check_script_on_the_cpu(tmp_path):
     """data_scripts/gpu_check.sh as a fresh GPU machine runs it, here with --device cpu and a tiny size:
     it renders both domains, prints the throughput table, trains and evaluates runs 1-4 and writes
     its summary with provenance."""
-    import json
-    import os
     import subprocess
     import sys
-    from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
     r = subprocess.run(["bash", str(repo / "data_scripts" / "gpu_check.sh"), "--device", "cpu", "--preset", "tiny",
@@ -154,3 +151,24 @@ def test_gpu_check_script_on_the_cpu(tmp_path):
     assert s["throughput"][0]["images_per_s"] > 0 and s["throughput"][0]["peak_mem_gb"] is None
     assert saved["provenance"]["made_by"] == "bmc gpu-check"
     assert "| 3_bmc_all |" in (tmp_path / "results" / "gpu_check.md").read_text()
+
+
+def test_model_study_trains_candidates_on_source_and_skips_finished_ones(tmp_path, capsys):
+    from bmclib.model_study import run_study
+
+    kw = dict(preset="tiny", candidates=["deconv", "skip_heatmap"], steps=(2,), data_root=str(tmp_path / "data"),
+              runs_root=str(tmp_path / "runs"), results_root=str(tmp_path / "results"), progress=False)
+    table = run_study(**kw)
+    csv = (tmp_path / "results" / "tables" / "model_study.csv").read_text().splitlines()
+    assert len(csv) == 3 and "epe_2d_pct_crop" in csv[0]
+    assert {line.split(",")[0] for line in csv[1:]} == {"deconv", "skip_heatmap"}
+    metrics = json.loads((tmp_path / "results" / "model_study" / "study_tiny_skip_heatmap_2steps_seed0" /
+                          "metrics.json").read_text())
+    cfg = metrics["provenance"]["config"]
+    assert cfg["model"]["decoder"] == "skip" and cfg["w_heatmap"] == 1.0 and cfg["weak"] == ""
+    # evaluated on the source domain's evaluation split (source validation), never on target-test
+    assert "/source/cache/evaluation" in metrics["provenance"]["data"]["eval_cache"]
+    assert "source validation" in table.read_text()
+    capsys.readouterr()
+    run_study(**kw)
+    assert capsys.readouterr().out.count("[skip]") == 2
