@@ -48,7 +48,7 @@ def run_study(preset: str = "cpu", candidates: list[str] | None = None, steps: t
     from dataclasses import asdict
 
     from .benchmark import load_benchmark
-    from .experiment import _run_one, _trained_steps, prepare_data, run_jobs
+    from .experiment import _trained_steps, prepare_data, run_jobs
     from .train import preset as make_preset
 
     candidates = candidates or list(CANDIDATES)
