@@ -33,7 +33,7 @@ from typing import Any
 from .data.synth import PRESETS as DATA_SIZES  # synthetic data per preset (one home: data.synth)
 from .runs import RUNS, run_name
 
-__all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "build_table"]
+__all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "trained_steps", "build_table"]
 
 
 
@@ -63,7 +63,7 @@ def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, 
             "target_3d": oracle, "eval": root / "target" / "cache" / "evaluation", "root": root}
 
 
-def _trained_steps(run_dir: Path, cfg) -> int:
+def trained_steps(run_dir: Path, cfg) -> int:
     """Steps done by the checkpoint in ``run_dir`` if it was saved with ``cfg`` (else 0)."""
     from .train import same_config
     from .validate import load_checkpoint
@@ -163,7 +163,7 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
             run_dir = Path(runs_root) / name
             metrics_file = Path(results_root) / "runs" / name / "metrics.json"
             # finished = trained here to the last step with this config, and evaluated since
-            trained = _trained_steps(run_dir, cfg) == cfg.steps
+            trained = trained_steps(run_dir, cfg) == cfg.steps
             if evaluate_only:
                 if trained:
                     todo.append((name, (cfg.to_dict(), *where, False, device)))

@@ -48,7 +48,7 @@ def run_study(preset: str = "cpu", candidates: list[str] | None = None, steps: t
     from dataclasses import asdict
 
     from .benchmark import load_benchmark
-    from .experiment import _trained_steps, prepare_data, run_jobs
+    from .experiment import trained_steps, prepare_data, run_jobs
     from .train import preset as make_preset
 
     candidates = candidates or list(CANDIDATES)
@@ -78,7 +78,7 @@ def run_study(preset: str = "cpu", candidates: list[str] | None = None, steps: t
             cfg = make_preset(preset, **overrides, model=type(base.model)(**model), image_size=size, steps=n,
                               warmup=min(base.warmup, n // 10), name=name, seed=seed, source=str(data["source"]),
                               weak="", out=runs_root)
-            if _trained_steps(Path(runs_root) / name, cfg) == n and (out_runs / name / "metrics.json").is_file():
+            if trained_steps(Path(runs_root) / name, cfg) == n and (out_runs / name / "metrics.json").is_file():
                 print(f"[skip] {name}: trained and evaluated")
                 continue
             todo.append((name, (cfg.to_dict(), str(src_eval), str(out_runs), str(limits_path), True, device)))
