@@ -4,7 +4,9 @@ A run mixes a 3D-labelled prepared cache with a 2D-only one at a set ratio. Loss
 L1 on 2D (every sample), L1 on root-relative depth and on the root depth (3D-labelled
 samples), and the BMC losses on every sample's predicted 3D pose; each switchable.
 Runs are deterministic on the CPU for a seed, checkpoint atomically every N steps and
-resume exactly; under ``torchrun`` they use DistributedDataParallel.
+resume exactly; under ``torchrun`` they use DistributedDataParallel. The configuration
+(:class:`TrainConfig`, the presets, reading and checking configs) lives in :mod:`bmclib.config`;
+its names are re-exported here.
 
 Usage::
 
@@ -14,12 +16,10 @@ Usage::
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,180 +28,18 @@ import torch
 from torch import Tensor
 
 from .camera import from_2p5d, root_depth
+from .config import (LEGACY_DEFAULTS, PRESETS, TrainConfig, config_from_dict, load_config, preset, same_config,
+                     saved_config, validate_config)
 from .data.cache import PreparedCache
-from .data.loader import AugmentConfig, MixedSampler, augment
+from .data.loader import MixedSampler, augment
 from .limits import BMCLimits
 from .losses import BMCLoss
-from .model import HandPoseNet, ModelConfig
+from .model import HandPoseNet
 from .validate import load_checkpoint
 
 __all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "config_from_dict", "make_bmc_loss",
            "compute_losses", "same_config", "heatmap_loss", "gaussian_heatmaps",
            "saved_config", "bmc_weight", "bmc_pose", "batch_layout", "validate_config", "LEGACY_DEFAULTS"]
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on (saved with every checkpoint and result)."""
-
-    name: str = "run"
-    preset: str = "cpu"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    image_size: int = 128
-    batch_size: int = 32
-    steps: int = 1000
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup: int = 50
-    optimizer: str = "adamw"  # "adamw", "adam" or "sgd"
-    ratio_3d: float = 0.5  # share of each batch from the 3D-labelled set (1.0: 3D only), when batch_weak is None
-    # None: batch_size samples split by ratio_3d; an int: batch_size 3D-labelled samples plus this
-    # many from the weak set (every run then sees the same 3D supervision as a 3D-only run)
-    batch_weak: int | None = None
-    source: str = ""  # prepared cache with 3D labels
-    weak: str = ""  # prepared cache used with 2D labels only ("" = none)
-    w_2d: float = 1.0
-    loss_2d: str = "px"  # units of the 2D L1: "px" (pixels of the crop) or "image" (image widths, benchmark v1)
-    w_z: float = 1.0
-    w_root: float = 0.1
-    # auxiliary Gaussian-heatmap loss on the latent heatmaps (0: off, the paper's configuration):
-    # cross-entropy of the spatial softmax against a Gaussian of heatmap_sigma cells at the 2D label
-    w_heatmap: float = 0.0
-    heatmap_sigma: float = 1.0
-    use_bmc: bool = False
-    lambda_bl: float = 1.0
-    lambda_rb: float = 1.0
-    lambda_a: float = 1.0
-    bmc_terms: str = "all"  # "bl", "bl+rb" or "all" (ablations)
-    bmc_grad: str = "all"  # "all": BMC trains uv, z_rel and root (the paper); "depth": z_rel only
-    # the root of the pose BMC judges: "closed_form" (differentiable closed-form root from uv and
-    # z_rel, guarded: the reference bone is held at length 1) or "model" (the network's detached
-    # root + residual, benchmark v1: with bmc_grad "depth" it let the depths inflate without bound)
-    bmc_root: str = "closed_form"
-    root_margin: float = 0.05  # the guard: BMC only where |z_9 - z_10| < 1 - root_margin (else a hinge)
-    bmc_start: int = 0  # step at which BMC switches on (a warm-up for the keypoints) ...
-    bmc_ramp: int = 0  # ... then its weight rises linearly from 0 to 1 over this many steps
-    limits: str = "source"  # "source" (fit on the 3D set), "default" (literature) or a JSON path
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    seed: int = 0
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    compile_bmc: bool = False  # BMCLoss(compile=True): fuses its ~700 small ops (one compile per batch shape)
-    channels_last: bool = True  # on CUDA
-    checkpoint_every: int = 200
-    log_every: int = 10
-    out: str = "data/runs"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # CI: seconds
-    "tiny": dict(model=ModelConfig(backbone="resnet18", width=0.125, deconv=2, head_channels=64, refine_hidden=32),
-                 image_size=64, batch_size=8, steps=6, warmup=2, checkpoint_every=3, log_every=1),
-    # a laptop CPU: ~13 min per run on 2 cores (1,200 steps did not learn the task; 15,000 begin to)
-    "cpu": dict(model=ModelConfig(backbone="resnet18", width=0.25, deconv=3, head_channels=128, refine_hidden=64),
-                image_size=64, batch_size=32, steps=15000, warmup=300, lr=2e-3, checkpoint_every=1000,
-                log_every=100),
-    "cpu-long": dict(model=ModelConfig(backbone="resnet18", width=0.5, deconv=3, head_channels=128, refine_hidden=64,
-                                       decoder="skip"),
-                     image_size=96, batch_size=32, steps=20000, warmup=500, lr=2e-3, checkpoint_every=1000,
-                     log_every=100, w_heatmap=1.0),
-    # the paper's setting
-    "gpu": dict(model=ModelConfig(backbone="resnet50", width=1.0, deconv=3), image_size=128, batch_size=64,
-                steps=30000, warmup=1000, lr=5e-4, checkpoint_every=2000, log_every=50),
-}
-
-
-def preset(preset_name: str, /, **overrides: Any) -> TrainConfig:
-    """The config of a preset (``tiny`` / ``cpu`` / ``gpu``) with some fields overridden."""
-    if preset_name not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset_name!r}")
-    kw = dict(PRESETS[preset_name])
-    kw.update(overrides)
-    return TrainConfig(preset=preset_name, **kw)
-
-
-def config_from_dict(cls, data: dict[str, Any], where: str):
-    """``cls(**data)`` for a config dataclass (nested ``model`` / ``augment`` mappings too);
-    unknown keys are a ``ValueError`` naming ``where``. Types are checked by :func:`validate_config`."""
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(names)
-    if unknown:
-        raise ValueError(f"{where}: unknown config keys {sorted(unknown)}")
-    kw = {}
-    for k, v in data.items():
-        if k in ("model", "augment"):
-            if not isinstance(v, dict):
-                raise ValueError(f"{where}: {k} must be a mapping of {k} config keys, got {v!r}")
-            v = config_from_dict(ModelConfig if k == "model" else AugmentConfig, v, f"{where}: {k}")
-        kw[k] = v
-    return cls(**kw)
-
-
-#: Fields whose default changed after checkpoints were first written: a saved config without
-#: them was trained with these values (benchmark v1), not with today's defaults.
-LEGACY_DEFAULTS: dict[str, Any] = {"loss_2d": "image", "bmc_root": "model"}
-
-
-def saved_config(saved: dict[str, Any], where: str) -> TrainConfig:
-    """The :class:`TrainConfig` of a config saved with a checkpoint or a metrics file."""
-    return config_from_dict(TrainConfig, {**LEGACY_DEFAULTS, **dict(saved)}, where)
-
-
-def same_config(saved: dict[str, Any], cfg: TrainConfig) -> bool:
-    """Whether a config saved with a checkpoint equals ``cfg``. Fields added to
-    :class:`TrainConfig` after the checkpoint was written take their defaults (which keep
-    the old behaviour), so older checkpoints still resume and still count as finished; paths
-    are compared after making them absolute (relative ones against the working directory)."""
-    try:
-        a = saved_config(saved, "checkpoint").to_dict()
-    except (TypeError, ValueError):
-        return False
-    b = cfg.to_dict()
-    for key in _PATH_FIELDS:  # "data/x" from the repository root and "/abs/repo/data/x" are one file
-        a[key], b[key] = _norm_path(a[key]), _norm_path(b[key])
-    return a == b
-
-
-_PATH_FIELDS = ("source", "weak", "limits", "out")
-
-
-def _norm_path(value: str) -> str:
-    if not value or value in ("source", "default"):  # no file, or a keyword of ``limits``
-        return value
-    return os.path.normpath(os.path.abspath(value))
-
-
-def load_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
-    """A config from YAML or JSON: ``preset:`` picks the defaults, other keys override them."""
-    from .results import read_text
-
-    path = Path(path)
-    text = read_text(path, f"config file not found: {path}")
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of config keys, got a {type(data).__name__}")
-    name = data.pop("preset", "cpu")
-    if not isinstance(name, str) or name not in PRESETS:
-        raise ValueError(f"{path}: preset must be one of {sorted(PRESETS)}, got {name!r}")
-    base = preset(name).to_dict()
-    base.update({k: v for k, v in data.items()})
-    base.update(overrides)
-    cfg = config_from_dict(TrainConfig, base, str(path))
-    validate_config(cfg, f"{path}: config")
-    return cfg
 
 
 # ----------------------------------------------------------------------------- losses
@@ -211,60 +49,6 @@ def make_bmc_loss(cfg: TrainConfig, limits: BMCLimits) -> BMCLoss:
     lam_a = cfg.lambda_a if cfg.bmc_terms == "all" else 0.0
     validate_config(cfg)
     return BMCLoss(limits, cfg.lambda_bl, lam_rb, lam_a, reduction="none", check=False, compile=cfg.compile_bmc)
-
-
-#: (lowest, highest, whether the lowest is allowed) of each numeric config field; None = unbounded
-_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
-    "image_size": (32, None, True), "batch_size": (1, None, True), "steps": (1, None, True),
-    "lr": (0, None, False), "weight_decay": (0, None, True), "warmup": (0, None, True),
-    "ratio_3d": (0, 1, False), "w_2d": (0, None, True), "w_z": (0, None, True), "w_root": (0, None, True),
-    "w_heatmap": (0, None, True), "heatmap_sigma": (0, None, False),
-    "lambda_bl": (0, None, True), "lambda_rb": (0, None, True), "lambda_a": (0, None, True),
-    "bmc_start": (0, None, True), "bmc_ramp": (0, None, True), "seed": (0, None, True),
-    "checkpoint_every": (1, None, True), "log_every": (1, None, True),
-    "model.width": (0, None, False), "model.head_channels": (1, None, True), "model.deconv": (0, 5, True),
-    "model.refine_hidden": (1, None, True),
-    "augment.rotation_deg": (0, 180, True), "augment.scale": (0, 1, True), "augment.translate": (0, 1, True),
-    "augment.brightness": (0, 1, True), "augment.contrast": (0, 1, True), "augment.saturation": (0, 1, True),
-}
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "bmc_terms": ("bl", "bl+rb", "all"), "bmc_grad": ("all", "depth"), "loss_2d": ("px", "image"),
-    "bmc_root": ("closed_form", "model"), "optimizer": ("adamw", "adam", "sgd"),
-    "model.backbone": ("resnet18", "resnet34", "resnet50"), "model.norm": ("batch", "group"),
-    "model.decoder": ("deconv", "skip"),
-}
-
-
-def validate_config(cfg: TrainConfig, where: str = "config") -> None:
-    """Raise ``ValueError`` naming the field for a config value the loop cannot use: a wrong
-    type (``steps: ten``, ``batch_size: 8.5``, ``use_bmc: 'no'``: nothing is coerced), a value
-    out of range (``steps: 0``, a negative warm-up, ``w_2d: .nan``) or an unknown choice."""
-    from .validate import check_fields
-
-    check_fields(cfg, where)
-
-    def get(name: str):
-        obj = cfg
-        for part in name.split("."):
-            obj = getattr(obj, part)
-        return obj
-
-    for name, allowed in _CHOICES.items():
-        if get(name) not in allowed:
-            raise ValueError(f"{where}.{name} must be one of {allowed}, got {get(name)!r}")
-    for name, (lo, hi, lo_ok) in _RANGES.items():
-        v = get(name)
-        if lo is not None and (v < lo or (v == lo and not lo_ok)):
-            raise ValueError(f"{where}.{name} must be {'>=' if lo_ok else '>'} {lo}, got {v!r}")
-        if hi is not None and v > hi:
-            raise ValueError(f"{where}.{name} must be <= {hi}, got {v!r}")
-    if cfg.batch_weak is not None and cfg.batch_weak < 0:
-        raise ValueError(f"{where}.batch_weak must be None or an int >= 0, got {cfg.batch_weak!r}")
-    if not 0.0 <= cfg.root_margin < 1.0:
-        raise ValueError(f"{where}.root_margin must be in [0, 1), got {cfg.root_margin!r}")
-    if not cfg.name or cfg.name in (".", "..") or "/" in cfg.name or os.sep in cfg.name:
-        raise ValueError(f"{where}.name must be a folder name (not empty, no '/'), got {cfg.name!r}")
 
 
 def batch_layout(cfg: TrainConfig, has_weak: bool) -> tuple[int, float]:
