@@ -122,3 +122,41 @@ def test_static_figures_write_files(tmp_path, pose):
         p = save(fig, tmp_path / f"{name}.png")
         assert p.stat().st_size > 5000, name
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_with_picture_carries_a_png_and_no_html():
+    """Executed notebooks read on GitHub / offline: a plotly figure or a widget comes with a PNG twin,
+    and without text/html (which such viewers would pick and show blank)."""
+    import base64
+
+    from bmclib.handmodel import template_pose
+    from bmclib.viz.plotly3d import hand_figure
+    from bmclib.viz.static import WithPicture, pose_views
+
+    pose = template_pose(dtype=torch.float64)
+    bundle = WithPicture(hand_figure(pose), pose_views({"hand": pose}))._repr_mimebundle_()
+    assert "text/html" not in bundle
+    assert base64.b64decode(bundle["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(bundle["application/vnd.plotly.v1+json"]["data"]) == 5  # the five fingers
+
+    class Widget:  # what ipywidgets returns
+        def _repr_mimebundle_(self, include=None, exclude=None):
+            return {"text/plain": "HBox(children=(...))", "text/html": "<div/>",
+                    "application/vnd.jupyter.widget-view+json": {"model_id": "x"}}
+
+    bundle = WithPicture(Widget(), pose_views({"hand": pose}), note="the inspector")._repr_mimebundle_()
+    assert set(bundle) == {"text/plain", "image/png", "application/vnd.jupyter.widget-view+json"}
+    assert bundle["text/plain"] == "the inspector"
+
+
+def test_widget_pictures(pose):
+    """The inspector and the browser each give a static picture with their widget (issue 16: executed
+    notebooks showed 'HBox(children=...)' where widgets cannot run)."""
+    pytest.importorskip("ipywidgets")
+    pytest.importorskip("anywidget")
+    from bmclib.viz.inspector import PoseInspector, PredictionBrowser
+
+    for obj in (PoseInspector(pose), PredictionBrowser(_prediction_set(), "a", "b")):
+        bundle = obj.picture()._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle and len(bundle["image/png"]) > 1000
+        assert "HBox" not in bundle["text/plain"] and "interactive in JupyterLab" in bundle["text/plain"]

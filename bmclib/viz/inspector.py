@@ -217,7 +217,8 @@ class PoseInspector:
 
         self.state = PoseState(joints, limits)
         self.fig = go.FigureWidget(hand_traces(self.state.joints, name="pose"))
-        self.fig.update_layout(height=420, margin=dict(l=0, r=0, t=0, b=0), uirevision="keep",
+        # one pose: no legend (it was cut to "pose: thu"); margins keep the axis titles inside
+        self.fig.update_layout(height=420, margin=dict(l=10, r=10, t=10, b=10), uirevision="keep", showlegend=False,
                                scene=dict(aspectmode="data", xaxis_title="x", yaxis_title="depth", zaxis_title="up"))
         self.envelope = go.FigureWidget()
         self.envelope.add_scatter(x=[], y=[], mode="lines", name="envelope", line=dict(color="#e6550d"))
@@ -314,6 +315,16 @@ class PoseInspector:
             f"violating joints: {int(bad.sum())}</div>")
         self._draw_envelope()
 
+    def picture(self):
+        """The widget with a static picture of its current state (shown where widgets cannot run)."""
+        from .static import WithPicture, pose_views
+
+        r = self.state.readout()
+        title = (f"pose inspector: BMC bone length {r['bone_length']:.4f}, root bones {r['root_bone']:.4f}, "
+                 f"angles {r['angle']:.4f}; {int(self.state.violating_joints().sum())} joints out of limits")
+        return WithPicture(self.widget, pose_views({"pose": self.state.joints}, title=title),
+                           note="PoseInspector: interactive in JupyterLab (a picture of its first state elsewhere)")
+
 
 class PredictionBrowser:
     """Pick a sample (or the worst ones of a run): image with 2D overlay, predicted vs ground-truth
@@ -379,8 +390,10 @@ class PredictionBrowser:
             ax.imshow(np.asarray(d.images[i]))
             if d.gt_uv is not None:
                 draw_hand_2d(ax, d.gt_uv[i], color="white", lw=1)
-            if d.preds[self.run_a]["uv"] is not None:
-                draw_hand_2d(ax, d.preds[self.run_a]["uv"][i])
+            for run, color in ((self.run_a, "#3182bd"), (self.run_b, "#e6550d")):  # both runs' 2D
+                if d.preds[run]["uv"] is not None:
+                    draw_hand_2d(ax, d.preds[run]["uv"][i], color=color, label=run)
+            ax.legend(fontsize=6, loc="lower left", framealpha=0.6)
             ax.set_axis_off()
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
@@ -400,3 +413,14 @@ class PredictionBrowser:
                             f"({sk.JOINT_NAMES[int(e.argmax())]})</td><td>{int(bad.sum())}</td></tr>")
         self.info.value = (f"<b>sample {i}</b><table><tr><th>run</th><th>mean 3D error (mm)</th>"
                            f"<th>worst joint (mm)</th><th>joints out of limits</th></tr>{''.join(rows)}</table>")
+        self.current = i
+
+    def picture(self):
+        """The widget with a static picture of the sample it shows (where widgets cannot run)."""
+        from .static import WithPicture, compare_runs_figure
+
+        d, i = self.data, self.current
+        images = d.images[[i]] if d.images is not None else np.zeros((1, 8, 8, 3), np.uint8)
+        fig = compare_runs_figure(images, d.gt_xyz[[i]], {r: d.preds[r]["xyz"][[i]] for r in (self.run_a, self.run_b)})
+        return WithPicture(self.widget, fig,
+                           note="PredictionBrowser: interactive in JupyterLab (a picture of its first sample elsewhere)")

@@ -23,7 +23,7 @@ from .. import skeleton as sk
 from . import FINGER_COLORS
 
 __all__ = ["to_numpy", "finger_chains", "draw_hand_3d", "draw_hand_2d", "decomposition_figure", "envelope_figure", "loss_curves",
-           "pose_views", "prediction_figure", "compare_runs_figure", "true_depth_figure", "save"]
+           "pose_views", "prediction_figure", "compare_runs_figure", "true_depth_figure", "save", "WithPicture"]
 
 
 def _plt():
@@ -183,21 +183,27 @@ def loss_curves(logs: dict[str, list[dict[str, float]]], keys: Sequence[str] = (
     return fig
 
 
-def pose_views(poses: dict[str, Any], elev: float = 15.0, azims: Sequence[float] = (-60.0, 30.0)):
-    """Several 3D poses (root-relative, same units) in one set of views: each pose its own
-    colour, ground truth first if named ``"ground truth"``."""
+def pose_views(poses: dict[str, Any], elev: float = 15.0, azims: Sequence[float] = (-60.0, 30.0), title: str = ""):
+    """Several 3D poses (root-relative, same units) in one set of views. The first pose (the
+    reference: ground truth, or the pose before an edit) is a wide light-grey band, the others
+    thin coloured lines over it, so where they agree both stay visible. One pose alone keeps
+    its finger colours."""
     plt = _plt()
-    colors = ["black", "#e6550d", "#3182bd", "#31a354", "#756bb1"]
+    colors = ["#e6550d", "#3182bd", "#31a354", "#756bb1"]
     fig = plt.figure(figsize=(4 * len(azims), 4))
     allj = np.concatenate([to_numpy(p) - to_numpy(p)[:1] for p in poses.values()])
     for i, az in enumerate(azims):
         ax = fig.add_subplot(1, len(azims), i + 1, projection="3d")
-        for (name, p), c in zip(poses.items(), colors):
-            draw_hand_3d(ax, to_numpy(p) - to_numpy(p)[:1], color=c, label=name, lw=1.5)
+        for k, (name, p) in enumerate(poses.items()):
+            style = dict(color=None, lw=1.8) if len(poses) == 1 else \
+                dict(color="#9e9e9e", lw=5.0, alpha=0.45) if k == 0 else dict(color=colors[(k - 1) % 4], lw=1.5)
+            draw_hand_3d(ax, to_numpy(p) - to_numpy(p)[:1], label=name, **style)
         _equal_3d(ax, allj)
         ax.view_init(elev=elev, azim=az)
-        if i == 0:
+        if i == 0 and len(poses) > 1:
             ax.legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -226,8 +232,13 @@ def prediction_figure(image, uv_pred, uv_gt, xyz_pred, xyz_gt, title: str = "", 
         for j in np.flatnonzero(np.asarray(violations)):
             colors[int(j)] = "#de2d26"
     axe.bar(range(21), err, color=colors)
-    axe.set_xlabel("joint")
-    axe.set_ylabel("3D error (mm)")
+    axe.set_xticks(range(21), sk.JOINT_NAMES, rotation=90, fontsize=6)
+    axe.set_ylabel("3D error, root-relative (mm)")
+    if violations is not None and np.asarray(violations).any():
+        from matplotlib.patches import Patch
+
+        axe.legend(handles=[Patch(color="#de2d26", label="angle or bone out of limits"),
+                            Patch(color="#9ecae1", label="within limits")], fontsize=6)
     fig.tight_layout()
     return fig
 
@@ -299,3 +310,34 @@ def save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
         fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     return path
+
+
+class WithPicture:
+    """An interactive object (a plotly figure, an ipywidget) that also carries a PNG of its
+    matplotlib twin. A live JupyterLab shows the interactive view; viewers that render neither
+    plotly.js nor widgets (GitHub, nbviewer, an executed notebook opened offline, nbconvert)
+    show the picture. The bundle has no ``text/html``, which those viewers would pick (and show
+    blank) before the PNG."""
+
+    def __init__(self, obj, figure, note: str = "", dpi: int = 100):
+        import base64
+        import io
+
+        buf = io.BytesIO()
+        figure.savefig(buf, format="png", dpi=dpi)
+        _plt().close(figure)
+        self.obj, self.png, self.note = obj, base64.b64encode(buf.getvalue()).decode("ascii"), note
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        if hasattr(self.obj, "to_plotly_json"):  # a plotly figure: its own MIME type, no HTML
+            import json
+
+            import plotly.io as pio
+
+            bundle = {"application/vnd.plotly.v1+json": json.loads(pio.to_json(self.obj, validate=False))}
+        else:
+            bundle = dict(self.obj._repr_mimebundle_(include=include, exclude=exclude))
+            bundle.pop("text/html", None)
+        bundle["image/png"] = self.png
+        bundle["text/plain"] = self.note or f"<{type(self.obj).__name__}: interactive in JupyterLab; a picture elsewhere>"
+        return bundle
