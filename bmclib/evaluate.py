@@ -163,7 +163,7 @@ def predict_freihand(run_dir: str | os.PathLike, root: str | os.PathLike, split:
     to the run's crop with ``K`` following, and the metric scale from ``{split}_scale.json``
     (FreiHAND's evaluation split ships K and scale, no labels). The first image version only."""
     from PIL import Image
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from .data.crop import crop_resize
     from .data.freihand import _resize_affine, read_split

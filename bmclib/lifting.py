@@ -211,7 +211,7 @@ def train_lifter(cfg: LiftingConfig, sets: dict[str, KeypointSet], run: str, lim
     """Train one run's lifter; returns it and its log (one row per 50 steps). ``exact_lengths``
     (BMC runs): each hand's own bone ratios instead of the length intervals (:class:`PoseBMC`,
     an upper bound). ``init``: start from this lifter's weights (a fine-tune)."""
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     if run not in RUNS:
         raise ValueError(f"run must be one of {RUNS}, got {run!r}")

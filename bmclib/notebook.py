@@ -20,7 +20,8 @@ __all__ = ["setup", "write_notebook_metrics"]
 
 def setup(seed: int = 0, device: str = "auto", quiet: bool = False) -> torch.device:
     """Seed python, numpy and torch; pick ``device`` (``"auto"``: CUDA when there is one). Asking
-    for CUDA where there is none falls back to the CPU with a visible note."""
+    for CUDA where there is none falls back to the CPU with a visible note. In a notebook kernel,
+    progress bars become text lines updated in place (:mod:`bmclib.progress`)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -29,6 +30,15 @@ def setup(seed: int = 0, device: str = "auto", quiet: bool = False) -> torch.dev
         print(f"NOTE: device {device!r} asked for, but no CUDA device is available: running on the CPU")
         want = "cpu"
     dev = torch.device(want)
+    try:  # in a notebook kernel: progress bars that end in their final state in the executed copy
+        from IPython import get_ipython
+
+        from .progress import use_display_handles
+
+        shell = get_ipython()
+        use_display_handles(shell is not None and type(shell).__name__ == "ZMQInteractiveShell")
+    except ImportError:
+        pass
     if not quiet:
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
         print(f"seed {seed}; device {dev} = {name}; torch {torch.__version__}")

@@ -214,7 +214,7 @@ def lambda_study(cfg: RegimeConfig, lambdas: tuple[float, ...] = (0.1, 0.3, 1.0,
     more than 1% worse than without BMC. Writes ``runs/lambda_source_val_<preset>.json`` and
     ``tables/lambda_source_val[_<preset>].md``; returns the table."""
     import torch
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from .data.synth import DOMAINS
     from .lifting import predict_depths, evaluate_lifter, keypoint_set, train_lifter
@@ -271,7 +271,7 @@ def finetune_control(cfg: RegimeConfig, population: str = "continuous", results_
     ``runs/regime_control_<preset>.json`` (depth, absolute depth and 3D error of the source-only
     lifter and of its BMC-free fine-tune, per noise and seed) and returns it."""
     import torch
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from .lifting import predict_depths, evaluate_lifter, train_lifter
     from .results import provenance, write_json_atomic
@@ -321,7 +321,7 @@ def _worker(args) -> str:
 def run_regime_map(cfg: RegimeConfig, results_root: str | os.PathLike = "results", jobs: int = 1,
                    force: bool = False, progress: bool = True) -> Path:
     """Every missing cell of the map (resumable), then the table and the figure; returns the table."""
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     out_dir = Path(results_root) / "runs" / f"regime_{cfg.preset}"
     todo = []

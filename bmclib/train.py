@@ -216,7 +216,7 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     ``stop_after`` ends the process's work after that many steps of this call (a
     stand-in for a kill, used by the resume test). ``on_log(row)`` is called with every logged
     row and the run's name under ``"run"`` (e.g. to draw live loss curves in a notebook)."""
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     validate_config(cfg)
     rank, world = _distributed()

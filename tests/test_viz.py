@@ -160,3 +160,34 @@ def test_widget_pictures(pose):
         bundle = obj.picture()._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in bundle and len(bundle["image/png"]) > 1000
         assert "HBox" not in bundle["text/plain"] and "interactive in JupyterLab" in bundle["text/plain"]
+
+
+def test_notebook_progress_bars_end_in_their_final_state(monkeypatch):
+    """In a notebook kernel a bar is one text output updated in place (an executed notebook keeps the last
+    update: '100%| 10/10'), not a widget stored in its first state ('0%| 0/10')."""
+    pytest.importorskip("IPython")
+    import IPython.display
+
+    from bmclib import progress
+
+    shown = []
+
+    class Handle:
+        def update(self, bundle, raw=False):
+            shown[-1] = bundle["text/plain"]
+
+    def display(bundle, raw=False, display_id=False):
+        shown.append(bundle["text/plain"])
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    progress.use_display_handles(True)
+    try:
+        bar = progress.tqdm(total=10, desc="steps", mininterval=0)
+        for _ in range(10):
+            bar.update(1)
+        bar.close()
+    finally:
+        progress.use_display_handles(False)
+    assert len(shown) == 1 and "10/10" in shown[0] and "100%" in shown[0]
+    assert type(progress.tqdm(total=1, disable=True)).__module__.startswith("tqdm")  # a terminal: tqdm itself

@@ -125,7 +125,7 @@ def freihand_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: st
             exactly (default: keep FreiHAND's 224 px).
     """
     from PIL import Image
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     from ..camera import project
     import torch

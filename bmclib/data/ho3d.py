@@ -72,7 +72,7 @@ def read_ho3d_meta(path: str | os.PathLike, evaluation: bool = False) -> dict:
 def ho3d_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: str = "train", size: int = 128,
                   overwrite: bool = False, progress: bool = True) -> Path:
     from PIL import Image
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     if split not in ("train", "evaluation"):
         raise ValueError(f"split must be 'train' or 'evaluation', got {split!r}")

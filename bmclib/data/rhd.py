@@ -89,7 +89,7 @@ def _rhd_image(path: Path, sample, mode: str | None) -> np.ndarray:
 def rhd_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: str = "training", size: int = 128,
                  labels: str = "3d", overwrite: bool = False, progress: bool = True) -> Path:
     """Convert one RHD split into a prepared cache of right-hand ``size`` crops."""
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     if labels not in ("3d", "2d"):
         raise ValueError(f"labels must be '3d' or '2d', got {labels!r}")

@@ -448,7 +448,7 @@ def _render_layout(root, domain: str, num_train: int, num_eval: int, seed: int, 
 
     import numpy as np
     from PIL import Image
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     from .freihand import split_paths, write_split
 
