@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -49,7 +50,7 @@ from .limits import BMCLimits
 from .losses import BMCLoss
 
 __all__ = ["LiftingConfig", "Lifter", "KeypointSet", "PoseBMC", "bone_ratios", "keypoint_set", "make_sets", "predict_depths",
-           "train_lifter", "lift", "refine",
+           "train_lifter", "lift", "refine", "refine_predictions",
            "evaluate_lifter", "run_lifting", "RUNS", "root_extent", "guarded_bmc"]
 
 RUNS = ("source3d", "source3d_refine", "target2d_bmc", "target2d_bmc_unguarded", "target2d_bmc_literature",
@@ -285,6 +286,32 @@ def refine(z_rel: Tensor, uv: Tensor, K: Tensor, limits: BMCLimits, steps: int =
             opt.step()
         out.append(torch.cat([torch.zeros_like(z[:, :1]), z[:, 1:]], 1).detach())
     return torch.cat(out)
+
+
+def refine_predictions(xyz, K, limits: BMCLimits, steps: int = 200, lr: float = 0.02, prior: float = 0.1,
+                       batch_size: int = 4096) -> Tensor:
+    """Test-time BMC refinement of any model's 3D predictions ``xyz (N, 21, 3)`` (camera frame,
+    right hands, absolute: the root's depth included) with intrinsics ``K (N, 3, 3)``: each
+    joint moves along its camera ray only, so the 2D projections stay exactly as predicted,
+    while :func:`refine` moves the depths into the limits (the closed-form root depth in the
+    graph; ``prior`` keeps them near the prediction). The result keeps each prediction's own
+    reference-bone length as its metric scale. Returns ``(N, 21, 3)`` float64."""
+    from .camera import project
+
+    j = torch.as_tensor(np.asarray(xyz), dtype=torch.float64)
+    Kt = torch.as_tensor(np.asarray(K), dtype=torch.float64)
+    if j.dim() != 3 or j.shape[1:] != (21, 3):
+        raise ValueError(f"refine: xyz must be (N, 21, 3), got {tuple(j.shape)}")
+    if Kt.shape != (len(j), 3, 3):
+        raise ValueError(f"refine: K must be ({len(j)}, 3, 3) (one per prediction), got {tuple(Kt.shape)}")
+    if not bool((j[..., 2] > 0).all()):
+        raise ValueError("refine: every joint must be in front of the camera (z > 0): absolute camera-frame "
+                         "predictions are needed, not root-relative ones")
+    uv = project(j, Kt)
+    scale = sk.reference_length(j)
+    z_rel = (j[..., 2] - j[:, :1, 2]) / scale[:, None]
+    z = refine(z_rel, uv, Kt, limits, steps=steps, lr=lr, prior=prior, batch_size=batch_size)
+    return lift(z, uv, Kt) * scale[:, None, None]
 
 
 @torch.no_grad()

@@ -32,7 +32,7 @@ BENCHMARK_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm
                      ("depth_corr", "depth correlation"), ("depth_spread", "depth spread (pred / true)"),
                      ("implausible_joints", "implausible joints"),
                      ("bmc_pred", "BMC of prediction"), ("bmc_true_depth", "BMC of true depth on predicted 2D")]
-V2_METRICS = [("abs_3d_depth_part_mm", "depth part of the 3D error (mm)"), ("abs_3d_2d_part_mm", "2D part of the 3D error (mm)"),
+V2_METRICS = [("epe_2d_pct_crop", "2D EPE (% of crop)"), ("abs_3d_depth_part_mm", "depth part of the 3D error (mm)"), ("abs_3d_2d_part_mm", "2D part of the 3D error (mm)"),
               ("depth_abs_mm", "absolute depth error (mm)"), ("depth_vs_flat_pct", "depth vs flat hand (%)")]
 LIFTING_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"),
                    ("auc_3d", "AUC 0-50 mm")]
@@ -40,7 +40,8 @@ LIFTING_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"
 
 def collect(results_root: str | os.PathLike = "results") -> pd.DataFrame:
     """One row per ``runs/<name>/metrics.json``: kind (``benchmark`` / ``lifting``), preset, run,
-    seed, commit, the metrics, and the file. Folders with other names are ignored."""
+    seed, commit, the metrics (and ``epe_2d_pct_crop``, the 2D error in % of the run's crop),
+    and the file. Folders with other names are ignored."""
     rows = []
     for f in sorted(Path(results_root, "runs").glob("*/metrics.json")):
         m = parse_run_name(f.parent.name)
@@ -51,8 +52,12 @@ def collect(results_root: str | os.PathLike = "results") -> pd.DataFrame:
             metrics, prov = data["metrics"], data.get("provenance", {})
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(f"{f}: not a metrics file ({e})") from e
-        rows.append({**m, "commit": prov.get("git_commit", "?"), "file": str(f),
-                     **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
+        row = {**m, "commit": prov.get("git_commit", "?"), "file": str(f),
+               **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+        size = (prov.get("config") or {}).get("image_size")
+        if isinstance(size, int) and "epe_2d_px" in row:  # the 2D error as a share of the crop
+            row["epe_2d_pct_crop"] = 100.0 * row["epe_2d_px"] / size
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
