@@ -1,9 +1,15 @@
 """Plausibility audit of 3D hand predictions, and figures of fitted limits.
 
-``bmc audit pred.json [--limits L]`` reads FreiHAND-format predictions (``[xyz, verts]``)
-or this project's ``predictions.npz`` and reports, against BMC limits, the share of
-poses and of each joint / term outside them and the worst samples: a Markdown report
-and a CSV of per-sample violations. No benchmark measures this today.
+``bmc audit pred.json [--limits L]`` reads FreiHAND-format predictions (``[xyz, verts]``),
+this project's ``predictions.npz`` or a ``.npy``, and reports, against BMC limits, how far
+each of the 43 terms of each pose lies outside them **in real units**: degrees for the joint
+angles and the palm's angular distances, % of the bone's length for bone lengths, % of the
+interval's width for palm curvatures. The headline counts what is outside by more than a
+tolerance (:data:`DEFAULT_TOLERANCE`: 5 degrees, 10%), where a model's error is something a
+person would see; the strict rates (any excess at all) follow. Written: ``audit.md``
+(summary, per-term rates, worst samples), ``audit.csv`` (one row per sample, excesses in real
+units) and ``audit.html`` (the worst samples drawn, each with the line that opens it in the
+pose inspector).
 """
 from __future__ import annotations
 
@@ -17,7 +23,40 @@ from .limits import BMCLimits
 from .losses import TERM_NAMES, VIOLATION_TOL
 from .validate import as_array, check_finite
 
-__all__ = ["TERM_NAMES", "load_predictions", "audit", "write_audit", "plot_limits"]
+__all__ = ["TERM_NAMES", "TERM_UNITS", "DEFAULT_TOLERANCE", "term_excess", "degenerate_intervals", "load_predictions",
+           "audit", "write_audit", "plot_limits"]
+
+#: the unit of each term's excess (:func:`term_excess`), in :data:`TERM_NAMES` order
+TERM_UNITS: tuple[str, ...] = ("% length",) * 20 + ("% range",) * 4 + ("deg",) * 19
+
+#: how far outside a term must be to count in the audit's headline, per unit
+DEFAULT_TOLERANCE: dict[str, float] = {"deg": 5.0, "% length": 10.0, "% range": 10.0}
+
+
+def term_excess(per_term: np.ndarray, limits: BMCLimits) -> np.ndarray:
+    """The exact BMC terms ``(N, 43)`` (distances outside the limits in the loss's units) in real
+    units: bone lengths in % of the interval's midpoint (the bone's typical length), palm
+    curvatures in % of the interval's width, angular distances and joint angles in degrees."""
+    per = np.asarray(per_term, dtype=np.float64)
+    mid = limits.bone_length.mean(1)
+    width = np.maximum(limits.root_curvature[:, 1] - limits.root_curvature[:, 0], 1e-9)
+    return np.concatenate([100 * per[:, :20] / mid, 100 * per[:, 20:24] / width, np.degrees(per[:, 24:])], 1)
+
+
+def degenerate_intervals(limits: BMCLimits, rel: float = 1e-6) -> list[str]:
+    """Terms whose interval has (next to) zero width: every pose that is not exactly on it reads
+    implausible there (benchmark v1's thumb-index curvature was fitted as [0, 0])."""
+    out = []
+    for name, iv, scale in (("length", limits.bone_length, 1.0), ("root angle", limits.root_angle, 1.0),
+                            ("curvature", limits.root_curvature, 1.0)):
+        w = iv[:, 1] - iv[:, 0]
+        ref = np.maximum(np.abs(iv).max(1), scale)
+        for i in np.flatnonzero(w <= rel * ref):
+            if name == "length" and np.allclose(iv[i], 1.0):  # the reference bone: 1 by definition
+                continue
+            base = 0 if name == "length" else (20 if name == "curvature" else 24)
+            out.append(TERM_NAMES[base + int(i)])
+    return out
 
 
 def load_predictions(path: str | os.PathLike) -> np.ndarray:
@@ -45,13 +84,19 @@ def load_predictions(path: str | os.PathLike) -> np.ndarray:
     return xyz
 
 
-def audit(xyz: np.ndarray, limits: BMCLimits | None = None, side: str = "right") -> dict:
+def audit(xyz: np.ndarray, limits: BMCLimits | None = None, side: str = "right",
+          tolerance: dict[str, float] | None = None) -> dict:
     """Violations of ``xyz (N, 21, 3)`` against ``limits`` (default: literature limits).
 
-    Returns per-term violation rates (43 terms), the share of implausible poses and joints,
-    and per-sample distances (the exact BMC terms) for ranking the worst samples. Poses with a
-    NaN / inf coordinate are counted in ``non_finite`` and left out of every rate (their
-    per-sample values are NaN).
+    Returns, per term (43), the share of poses outside at all (``term_rate``) and by more than
+    the tolerance (``term_rate_tol``; ``tolerance`` per unit of :data:`TERM_UNITS`, default
+    :data:`DEFAULT_TOLERANCE`); per pose, whether any term is outside by more than the
+    tolerance (``implausible_poses_tol``) or at all (``implausible_poses``); the same for the 15
+    joint-angle terms (``implausible_joints_tol`` / ``implausible_joints``); per sample the
+    exact terms (``per_sample``), their excess in real units (``excess``) and the weighted total
+    for ranking; the worst excess of each term; and the limits' degenerate intervals
+    (``degenerate``). Poses with a NaN / inf coordinate are counted in ``non_finite`` and left
+    out of every rate (their per-sample values are NaN).
 
     ``side``: ``"right"`` (BMC's limits are a right hand's) or ``"left"`` (mirrored into right
     hands first, :func:`bmclib.skeleton.mirror_joints`). The result's ``mirrored_implausible_poses``
@@ -62,11 +107,17 @@ def audit(xyz: np.ndarray, limits: BMCLimits | None = None, side: str = "right")
     if side not in ("right", "left"):
         raise ValueError(f"side must be 'right' or 'left', got {side!r}")
     limits = limits or BMCLimits.default()
+    tol = {**DEFAULT_TOLERANCE, **(tolerance or {})}
+    unknown = set(tol) - set(DEFAULT_TOLERANCE)
+    if unknown or any(not np.isfinite(v) or v < 0 for v in tol.values()):
+        raise ValueError(f"tolerance: expected non-negative values for {sorted(DEFAULT_TOLERANCE)}, got {tol}")
     j = torch.from_numpy(np.asarray(xyz, dtype=np.float64))
     if side == "left":
         j = sk.mirror_joints(j)
-    result = _audit_right(j, limits)
-    other = _audit_right(sk.mirror_joints(j), limits)
+    result = _audit_right(j, limits, tol)
+    other = _audit_right(sk.mirror_joints(j), limits, tol)
+    result["degenerate"] = degenerate_intervals(limits)
+    result["xyz"] = j.numpy()  # the audited (right-hand) poses, for drawing the worst
     result["side"] = side
     result["mirrored_implausible_poses"] = other["implausible_poses"]
     result["side_hint"] = ""
@@ -78,7 +129,7 @@ def audit(xyz: np.ndarray, limits: BMCLimits | None = None, side: str = "right")
     return result
 
 
-def _audit_right(j: torch.Tensor, limits: BMCLimits) -> dict:
+def _audit_right(j: torch.Tensor, limits: BMCLimits, tol: dict[str, float]) -> dict:
     """:func:`audit` of right-hand joints ``(N, 21, 3)`` float64."""
     from .losses import BMCLoss
 
@@ -90,14 +141,27 @@ def _audit_right(j: torch.Tensor, limits: BMCLimits) -> dict:
     per = out.per_term.numpy()  # (N, 43)
     per[~finite.numpy()] = np.nan  # non-finite poses are reported, never scored
     total = np.where(finite.numpy(), out.total.numpy(), np.nan)
-    bad = per[finite.numpy()] > VIOLATION_TOL
+    ok = finite.numpy()
+    bad = per[ok] > VIOLATION_TOL
+    excess = term_excess(per, limits)
+    far = bad & (excess[ok] > np.array([tol[u] for u in TERM_UNITS]))  # a violation at all, and by more than tol
     return {"n": int(len(j)), "non_finite": int((~finite).sum()), "term_rate": bad.mean(0),
             "implausible_poses": float(bad.any(1).mean()), "implausible_joints": float(bad[:, 28:].mean()),
-            "per_sample": per, "total": total, "limits": limits.meta.get("source", "?")}
+            "term_rate_tol": far.mean(0), "implausible_poses_tol": float(far.any(1).mean()),
+            "implausible_joints_tol": float(far[:, 28:].mean()), "tolerance": dict(tol),
+            "worst_excess": excess[ok].max(0), "per_sample": per, "excess": excess, "total": total,
+            "limits": limits.meta.get("source", "?")}
 
 
-def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictions", worst: int = 10) -> Path:
-    """``audit.md`` (summary, per-term rates, worst samples) and ``audit.csv`` (per sample)."""
+def _tol_text(tol: dict[str, float]) -> str:
+    return f"{tol['deg']:g} degrees for angles, {tol['% length']:g}% for bone lengths, {tol['% range']:g}% of the range for palm curvatures"
+
+
+def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictions", worst: int = 10,
+                pred_path: str | os.PathLike | None = None) -> Path:
+    """``audit.md`` (headline, per-term rates, worst samples), ``audit.csv`` (one row per sample:
+    the BMC total, the worst term and every term's excess in real units) and ``audit.html``
+    (the worst samples drawn, each with the code that opens it in the pose inspector)."""
     import csv
 
     from .results import atomic_path, write_text_atomic
@@ -105,26 +169,88 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     order = np.argsort(-np.nan_to_num(result["total"], nan=-np.inf))[:worst]
+    tol = result.get("tolerance", DEFAULT_TOLERANCE)
+    ex = result["excess"]
     lines = [f"# Plausibility audit: {name}", "",
              f"{result['n']} poses ({result.get('side', 'right')} hands) against limits: {result['limits']}.", "",
              *([f"**{result['side_hint']}**", ""] if result.get("side_hint") else []),
-             f"- implausible poses (any term outside): **{100 * result['implausible_poses']:.1f}%**",
-             f"- joint-angle terms outside their polygons: **{100 * result['implausible_joints']:.1f}%**",
+             *([f"**Warning: the limits have degenerate (zero-width) intervals: {', '.join(result['degenerate'])}. "
+                "Every pose not exactly on them reads implausible there; refit with quantile intervals "
+                "(`bmc fit-limits --interval-coverage 0.99`).**", ""] if result.get("degenerate") else []),
+             f"Tolerance: {_tol_text(tol)} (`--tol-deg`, `--tol-pct`).", "",
+             f"- poses with a term outside its limits by more than the tolerance: "
+             f"**{100 * result['implausible_poses_tol']:.1f}%**",
+             f"- joint-angle terms outside their polygons by more than {tol['deg']:g} degrees: "
+             f"**{100 * result['implausible_joints_tol']:.1f}%**",
+             f"- strictly (any excess at all): {100 * result['implausible_poses']:.1f}% of poses, "
+             f"{100 * result['implausible_joints']:.1f}% of joint-angle terms",
              f"- non-finite poses (left out of every rate): {result['non_finite']}", "",
-             "| term | outside |", "|---|---:|"]
-    lines += [f"| {t} | {100 * r:.1f}% |" for t, r in zip(TERM_NAMES, result["term_rate"])]
-    lines += ["", f"Worst {len(order)} samples (weighted BMC total):", "", "| sample | BMC total | worst term |",
-              "|---:|---:|---|"]
+             "| term | outside by > tolerance | outside at all | worst excess |", "|---|---:|---:|---:|"]
+    lines += [f"| {t} | {100 * rt:.1f}% | {100 * r:.1f}% | {w:.1f} {u} |" for t, rt, r, w, u in
+              zip(TERM_NAMES, result["term_rate_tol"], result["term_rate"], result["worst_excess"], TERM_UNITS)]
+    lines += ["", f"Worst {len(order)} samples (weighted BMC total; `audit.html` draws them):", "",
+              "| sample | BMC total | worst term | its excess |", "|---:|---:|---|---:|"]
     for i in order:
-        k = int(np.argmax(result["per_sample"][i]))
-        lines.append(f"| {i} | {result['total'][i]:.4f} | {TERM_NAMES[k]} ({result['per_sample'][i, k]:.3f}) |")
+        k = int(np.nanargmax(ex[i] / np.array([tol[u] or 1.0 for u in TERM_UNITS])))
+        lines.append(f"| {i} | {result['total'][i]:.4f} | {TERM_NAMES[k]} | {ex[i, k]:.1f} {TERM_UNITS[k]} |")
     write_text_atomic(out / "audit.md", "\n".join(lines) + "\n")
     with atomic_path(out / "audit.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["sample", "bmc_total", *TERM_NAMES])
-        for i, row in enumerate(result["per_sample"]):
-            w.writerow([i, f"{result['total'][i]:.6g}"] + [f"{v:.6g}" for v in row])
+        w.writerow(["sample", "bmc_total", "worst_term", "worst_excess", "worst_unit",
+                    *(f"{t} ({u})" for t, u in zip(TERM_NAMES, TERM_UNITS))])
+        for i, row in enumerate(ex):
+            if np.isfinite(row).all():
+                k = int(np.argmax(row / np.array([tol[u] or 1.0 for u in TERM_UNITS])))
+                worst_cells = [TERM_NAMES[k], f"{row[k]:.4g}", TERM_UNITS[k]]
+            else:
+                worst_cells = ["non-finite pose", "", ""]
+            w.writerow([i, f"{result['total'][i]:.6g}", *worst_cells] + [f"{v:.4g}" for v in row])
+    _write_html(result, out / "audit.html", name, order, pred_path)
     return out / "audit.md"
+
+
+def _write_html(result: dict, path: Path, name: str, order: np.ndarray, pred_path) -> None:
+    """The worst samples drawn (3D pose, joints over their limits in red), each with the lines that
+    open it in the pose inspector of notebook 06."""
+    import base64
+    import html
+    import io
+
+    from .results import write_text_atomic
+
+    xyz = result.get("xyz")
+    ex = result["excess"]
+    tol = result.get("tolerance", DEFAULT_TOLERANCE)
+    rows = []
+    for i in order:
+        img = ""
+        if xyz is not None and np.isfinite(xyz[i]).all():
+            from .viz.static import _plt, pose_views
+
+            fig = pose_views({f"sample {i}": xyz[i]}, azims=(-60.0,))
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=70)
+            _plt().close(fig)
+            img = f'<img alt="sample {i}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+        far = [f"{html.escape(TERM_NAMES[k])}: {ex[i, k]:.1f} {TERM_UNITS[k]}"
+               for k in np.argsort(-ex[i]) if ex[i, k] > tol[TERM_UNITS[k]]][:6]
+        src = html.escape(str(pred_path)) if pred_path else "PRED"
+        code = html.escape("from bmclib.audit import load_predictions\nfrom bmclib.viz.inspector import PoseInspector\n"
+                           f"pose = load_predictions(\"{src}\")[{int(i)}]\n"
+                           + ("pose = pose * [-1, 1, 1]  # a left hand, mirrored as the audit did\n"
+                              if result.get("side") == "left" else "")
+                           + "PoseInspector(pose - pose[0]).widget  # in JupyterLab")
+        rows.append(f'<section id="sample-{int(i)}"><h2><a href="#sample-{int(i)}">sample {int(i)}</a>: BMC '
+                    f'{result["total"][i]:.4f}</h2>{img}<ul>' + "".join(f"<li>{t}</li>" for t in far)
+                    + f"</ul><pre>{code}</pre></section>")
+    index = " ".join(f'<a href="#sample-{int(i)}">{int(i)}</a>' for i in order)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>audit: {html.escape(name)}</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:auto} pre{background:#f4f4f4;padding:.5em}"
+            "section{border-top:1px solid #ccc}</style></head><body>"
+            f"<h1>Plausibility audit: {html.escape(name)}</h1><p>{result['n']} poses; "
+            f"{100 * result['implausible_poses_tol']:.1f}% with a term outside by more than the tolerance "
+            f"({html.escape(_tol_text(tol))}). Worst samples: {index}</p>" + "".join(rows) + "</body></html>")
+    write_text_atomic(path, page)
 
 
 def plot_limits(limits: BMCLimits, joints: np.ndarray | None, path: str | os.PathLike,

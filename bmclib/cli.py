@@ -283,16 +283,25 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worst", type=int, default=10, help="how many of the worst samples to list")
     p.add_argument("--side", choices=["right", "left"], default="right",
                    help="handedness of the poses (left hands are mirrored into right ones first)")
+    p.add_argument("--tol-deg", type=float, default=5.0, help="tolerance for joint angles and palm angles (degrees)")
+    p.add_argument("--tol-pct", type=float, default=10.0,
+                   help="tolerance for bone lengths (%% of the bone) and palm curvatures (%% of their range)")
 
 
 def _audit(a: argparse.Namespace) -> int:
     from .audit import audit, load_predictions, write_audit
     from .limits import BMCLimits
 
-    result = audit(load_predictions(a.pred), BMCLimits.load(a.limits) if a.limits else None, side=a.side)
-    path = write_audit(result, a.out, Path(a.pred).name, a.worst)
-    print(f"{result['n']} poses ({a.side} hands): {100 * result['implausible_poses']:.1f}% implausible, "
-          f"{100 * result['implausible_joints']:.1f}% of joint-angle terms outside; wrote {path}")
+    result = audit(load_predictions(a.pred), BMCLimits.load(a.limits) if a.limits else None, side=a.side,
+                   tolerance={"deg": a.tol_deg, "% length": a.tol_pct, "% range": a.tol_pct})
+    path = write_audit(result, a.out, Path(a.pred).name, a.worst, pred_path=a.pred)
+    print(f"{result['n']} poses ({a.side} hands): {100 * result['implausible_poses_tol']:.1f}% with a term outside "
+          f"by more than {a.tol_deg:g} deg / {a.tol_pct:g}% ({100 * result['implausible_poses']:.1f}% outside at all), "
+          f"{100 * result['implausible_joints_tol']:.1f}% of joint-angle terms outside by more than {a.tol_deg:g} deg; "
+          f"wrote {path} and audit.html")
+    if result["degenerate"]:
+        print(f"bmc audit: warning: degenerate (zero-width) limit intervals: {', '.join(result['degenerate'])}",
+              file=sys.stderr)
     if result["side_hint"]:
         print(f"bmc audit: {result['side_hint']}", file=sys.stderr)
     return 0

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from bmclib import skeleton as sk
-from bmclib.audit import TERM_NAMES, audit, load_predictions, write_audit
+from bmclib.audit import TERM_NAMES, TERM_UNITS, audit, load_predictions, write_audit
 from bmclib.biomech import decompose
 from bmclib.cli import main
 from bmclib.data.cache import PreparedCache
@@ -204,11 +204,28 @@ def test_audit_counts_implausible_poses(tmp_path):
     broken = {TERM_NAMES[i] for i, t in enumerate(res_bad["term_rate"]) if t > 0}
     assert "length index_dip->index_tip" in broken
     assert set(np.argsort(-res_bad["total"])[:5]) == {0, 1, 2, 3, 4}  # the stretched ones are the worst
-    md = write_audit(res_bad, tmp_path / "a", worst=5)
+    # real units: the tip bone is now 3x the middle phalanx, several times its own typical length
+    k = TERM_NAMES.index("length index_dip->index_tip")
+    assert TERM_UNITS[k] == "% length" and 150 < res_bad["worst_excess"][k] < 500
+    assert res_bad["implausible_poses_tol"] == pytest.approx(0.25)
+    assert res_bad["term_rate_tol"][k] == pytest.approx(0.25)
+    # the tolerance decides the headline: 0 gives the strict rates, a huge one nothing
+    strict = audit(bad, tolerance={"deg": 0.0, "% length": 0.0, "% range": 0.0})
+    assert strict["implausible_poses_tol"] == strict["implausible_poses"]
+    assert audit(bad, tolerance={"deg": 1e6, "% length": 1e6, "% range": 1e6})["implausible_poses_tol"] == 0.0
+    with pytest.raises(ValueError, match="tolerance"):
+        audit(bad, tolerance={"deg": -1.0})
+    md = write_audit(res_bad, tmp_path / "a", worst=5, pred_path="p.json")
     text = md.read_text()
-    assert "implausible poses (any term outside): **25.0%**" in text
+    assert "poses with a term outside its limits by more than the tolerance: **25.0%**" in text
+    assert "strictly (any excess at all): 25.0% of poses" in text
     assert all(f"| {i} |" in text for i in range(5))
-    assert (tmp_path / "a" / "audit.csv").read_text().count("\n") == 21
+    csv_rows = (tmp_path / "a" / "audit.csv").read_text().splitlines()
+    assert len(csv_rows) == 21 and "length index_dip->index_tip (% length)" in csv_rows[0]
+    assert csv_rows[1].split(",")[2] == "length index_dip->index_tip"  # sample 0's worst term
+    page = (tmp_path / "a" / "audit.html").read_text()
+    assert all(f'id="sample-{i}"' in page for i in range(5)) and page.count("data:image/png;base64,") == 5
+    assert 'load_predictions("p.json")[0]' in page and "PoseInspector" in page
     write_pred_json(tmp_path / "p.json", bad)
     np.savez(tmp_path / "p.npz", xyz=bad)
     for p in ("p.json", "p.npz"):
@@ -232,9 +249,28 @@ def test_audit_side_and_the_left_hand_hint(tmp_path, capsys):
     assert "are they left hands?" in (tmp_path / "a" / "audit.md").read_text()
     assert main(["audit", str(tmp_path / "left.npy"), "--side", "left", "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr()
-    assert "(left hands): 0.0% implausible" in out.out and "are they" not in out.err
+    assert "(left hands): 0.0% with a term outside" in out.out and "are they" not in out.err
     with pytest.raises(ValueError, match="side must be"):
         audit(right, side="both")
+
+
+def test_audit_warns_about_degenerate_limits(tmp_path, capsys):
+    from dataclasses import replace
+
+    from bmclib.audit import degenerate_intervals
+    from bmclib.limits import BMCLimits
+
+    lim = BMCLimits.default()
+    assert degenerate_intervals(lim) == []  # the reference bone's [1, 1] is one by definition, not degenerate
+    curv = lim.root_curvature.copy()
+    curv[0] = 0.0  # benchmark v1's thumb-index curvature, fitted on a planar palm
+    bad = replace(lim, root_curvature=curv)
+    assert degenerate_intervals(bad) == ["curvature thumb-index"]
+    bad.save(tmp_path / "v1.json")
+    np.save(tmp_path / "p.npy", generate_batch("target", 8, 64, torch.Generator().manual_seed(2)).xyz.numpy())
+    assert main(["audit", str(tmp_path / "p.npy"), "--limits", str(tmp_path / "v1.json"), "--out", str(tmp_path)]) == 0
+    assert "degenerate (zero-width) limit intervals: curvature thumb-index" in capsys.readouterr().err
+    assert "degenerate (zero-width) intervals: curvature thumb-index" in (tmp_path / "audit.md").read_text()
 
 
 def test_fit_limits_cli_from_npy_and_cache(tmp_path, capsys):
