@@ -225,7 +225,7 @@ def test_audit_counts_implausible_poses(tmp_path):
     assert csv_rows[1].split(",")[2] == "length index_dip->index_tip"  # sample 0's worst term
     page = (tmp_path / "a" / "audit.html").read_text()
     assert all(f'id="sample-{i}"' in page for i in range(5)) and page.count("data:image/png;base64,") == 5
-    assert 'load_predictions("p.json")[0]' in page and "PoseInspector" in page
+    assert 'load_predictions(&quot;p.json&quot;)[0]' in page and "PoseInspector" in page  # HTML-escaped code
     write_pred_json(tmp_path / "p.json", bad)
     np.savez(tmp_path / "p.npz", xyz=bad)
     for p in ("p.json", "p.npz"):
