@@ -24,6 +24,7 @@ from .losses import TERM_NAMES, VIOLATION_TOL
 from .validate import as_array, check_finite
 
 __all__ = ["TERM_NAMES", "TERM_UNITS", "DEFAULT_TOLERANCE", "term_excess", "degenerate_intervals", "load_predictions",
+           "read_mediapipe", "audit_sides",
            "audit", "write_audit", "plot_limits"]
 
 #: the unit of each term's excess (:func:`term_excess`), in :data:`TERM_NAMES` order
@@ -57,6 +58,79 @@ def degenerate_intervals(limits: BMCLimits, rel: float = 1e-6) -> list[str]:
             base = 0 if name == "length" else (20 if name == "curvature" else 24)
             out.append(TERM_NAMES[base + int(i)])
     return out
+
+
+def read_mediapipe(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """Hands from MediaPipe Hands output saved as JSON: ``(xyz (N, 21, 3), sides)``, one entry
+    per detected hand, frames in order, ``sides[i]`` ``"left"`` / ``"right"`` — the side of the
+    *landmarks' geometry*, which is what the audit needs.
+
+    The file holds one frame or a list of frames, each either
+
+    * the Tasks API's ``HandLandmarkerResult`` as a mapping: ``handedness`` (per hand a list
+      of categories with ``category_name`` "Left" / "Right"), ``hand_world_landmarks`` (per hand
+      21 landmarks), optionally ``hand_landmarks``; or
+    * the legacy ``mp.solutions.hands`` output through ``MessageToDict``: ``multi_handedness``
+      (per hand ``{"classification": [{"label": ...}]}``), ``multi_hand_world_landmarks``
+      (per hand ``{"landmark": [...]}``).
+
+    A landmark is ``{"x", "y", "z"}`` or ``[x, y, z]``. World landmarks (metres, origin near the
+    hand's centre) are used as camera-frame joints (MediaPipe's x right, y down, z away from
+    the camera); MediaPipe's 21 landmarks are in our joint order. **Handedness:** the Tasks
+    API labels the subject's hand and inverts the label for a mirrored image, so the label is
+    the landmarks' side; the legacy API assumes a mirrored (selfie) input and labels the
+    subject's hand under that assumption, so its landmarks are always of the *other* side
+    than its label. Each is read accordingly. Wrong joint counts, non-finite values, unknown
+    labels and a handedness list that does not match the hands are errors naming the frame
+    and hand."""
+    from .results import read_json
+
+    path = Path(path)
+    data = read_json(path, f"MediaPipe output not found: {path}")
+    frames = data if isinstance(data, list) else [data]
+    xyz, sides = [], []
+    for f, frame in enumerate(frames):
+        if not isinstance(frame, dict):
+            raise ValueError(f"{path}: frame {f}: expected a mapping of MediaPipe results, got {type(frame).__name__}")
+        if "hand_world_landmarks" in frame or "handedness" in frame:
+            hands, labels, legacy = frame.get("hand_world_landmarks"), frame.get("handedness"), False
+            field, hfield = "hand_world_landmarks", "handedness"
+        elif "multi_hand_world_landmarks" in frame or "multi_handedness" in frame:
+            hands = [h.get("landmark") if isinstance(h, dict) else h for h in frame.get("multi_hand_world_landmarks") or []]
+            labels = [h.get("classification") if isinstance(h, dict) else h for h in frame.get("multi_handedness") or []]
+            legacy, field, hfield = True, "multi_hand_world_landmarks", "multi_handedness"
+        else:
+            raise ValueError(f"{path}: frame {f}: no MediaPipe hands (expected 'hand_world_landmarks' and "
+                             f"'handedness', or 'multi_hand_world_landmarks' and 'multi_handedness'); has {sorted(frame)}")
+        hands, labels = hands or [], labels or []
+        if len(labels) != len(hands):
+            raise ValueError(f"{path}: frame {f}: field '{hfield}': {len(labels)} handedness entries for "
+                             f"{len(hands)} hands in '{field}'")
+        for h, (marks, cats) in enumerate(zip(hands, labels)):
+            where = f"{path}: frame {f}: hand {h}"
+            if not isinstance(marks, list) or len(marks) != 21:
+                raise ValueError(f"{where}: field '{field}': expected 21 landmarks, got "
+                                 f"{len(marks) if isinstance(marks, list) else type(marks).__name__}")
+            try:
+                pts = [[m["x"], m["y"], m["z"]] if isinstance(m, dict) else list(m) for m in marks]
+                arr = np.asarray(pts, dtype=np.float64)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{where}: field '{field}': landmarks must be {{x, y, z}} or [x, y, z] ({e})") from None
+            if arr.shape != (21, 3) or not np.isfinite(arr).all():
+                raise ValueError(f"{where}: field '{field}': expected 21 finite (x, y, z), got shape {arr.shape}"
+                                 + ("" if arr.shape != (21, 3) else " with NaN / inf"))
+            top = cats[0] if isinstance(cats, list) and cats else cats
+            label = (top.get("category_name", top.get("label")) if isinstance(top, dict) else top)
+            if not isinstance(label, str) or label.lower() not in ("left", "right"):
+                raise ValueError(f"{where}: field '{hfield}': handedness must be 'Left' or 'Right', got {label!r}")
+            side = label.lower()
+            if legacy:
+                side = "left" if side == "right" else "right"
+            xyz.append(arr)
+            sides.append(side)
+    if not xyz:
+        raise ValueError(f"{path}: no hands in {len(frames)} frame(s)")
+    return np.stack(xyz), sides
 
 
 def load_predictions(path: str | os.PathLike) -> np.ndarray:
@@ -126,6 +200,25 @@ def audit(xyz: np.ndarray, limits: BMCLimits | None = None, side: str = "right",
         result["side_hint"] = (f"{100 * result['implausible_poses']:.1f}% of the poses are implausible as {side} "
                                f"hands but {100 * other['implausible_poses']:.1f}% mirrored: are they {flip} hands? "
                                f"(bmc audit --side {flip})")
+    return result
+
+
+def audit_sides(xyz: np.ndarray, sides, limits: BMCLimits | None = None, tolerance: dict[str, float] | None = None) -> dict:
+    """:func:`audit` of poses of mixed sides: ``sides`` ``(N,)`` of ``"left"`` / ``"right"`` (from a
+    reader's handedness field); left hands are mirrored into right ones, then all are audited."""
+    from . import skeleton as sk
+
+    sides = list(sides)
+    if len(sides) != len(xyz):
+        raise ValueError(f"audit: {len(sides)} sides for {len(xyz)} poses")
+    bad = sorted({s for s in sides if s not in ("left", "right")})
+    if bad:
+        raise ValueError(f"audit: sides must be 'left' or 'right', got {bad}")
+    left = np.array([s == "left" for s in sides])
+    j = np.asarray(xyz, dtype=np.float64).copy()
+    j[left] = sk.mirror_joints(j[left])
+    result = audit(j, limits, "right", tolerance)
+    result["side"] = f"{int((~left).sum())} right, {int(left.sum())} left (from the handedness field)"
     return result
 
 

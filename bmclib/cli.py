@@ -277,28 +277,48 @@ def _fit_limits(a: argparse.Namespace) -> int:
 
 
 def _audit_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pred", help="FreiHAND pred.json, predictions.npz or .npy of (N, 21, 3) joints (right hands)")
+    p.add_argument("pred", help="FreiHAND pred.json, predictions.npz or .npy of (N, 21, 3) joints, or MediaPipe "
+                                "Hands output saved as JSON (--format mediapipe)")
+    p.add_argument("--format", default="auto", choices=["auto", "freihand", "mediapipe"],
+                   help="how to read a .json (auto: MediaPipe when it has MediaPipe's fields)")
+    p.add_argument("--order", default="f", choices=["f", "mano"],
+                   help="joint order of an array: f (FreiHAND / MediaPipe) or mano (MANO's 16 joints + 5 tips)")
     p.add_argument("--limits", help="limits JSON (default: literature limits)")
-    p.add_argument("--out", default="audit", help="folder for audit.md and audit.csv")
+    p.add_argument("--out", default="audit", help="folder for audit.md, audit.csv and audit.html")
     p.add_argument("--worst", type=int, default=10, help="how many of the worst samples to list")
-    p.add_argument("--side", choices=["right", "left"], default="right",
-                   help="handedness of the poses (left hands are mirrored into right ones first)")
+    p.add_argument("--side", choices=["right", "left", "auto"], default="auto",
+                   help="handedness of the poses (left hands are mirrored into right ones first); auto: from the "
+                        "file's handedness field (MediaPipe), else right")
     p.add_argument("--tol-deg", type=float, default=5.0, help="tolerance for joint angles and palm angles (degrees)")
     p.add_argument("--tol-pct", type=float, default=10.0,
                    help="tolerance for bone lengths (%% of the bone) and palm curvatures (%% of their range)")
 
 
 def _audit(a: argparse.Namespace) -> int:
-    from .audit import audit, load_predictions, write_audit
+    from . import skeleton as sk
+    from .audit import audit, audit_sides, load_predictions, read_mediapipe, write_audit
     from .limits import BMCLimits
 
-    result = audit(load_predictions(a.pred), BMCLimits.load(a.limits) if a.limits else None, side=a.side,
-                   tolerance={"deg": a.tol_deg, "% length": a.tol_pct, "% range": a.tol_pct})
-    path = write_audit(result, a.out, Path(a.pred).name, a.worst, pred_path=a.pred)
-    print(f"{result['n']} poses ({a.side} hands): {100 * result['implausible_poses_tol']:.1f}% with a term outside "
+    limits = BMCLimits.load(a.limits) if a.limits else None
+    tol = {"deg": a.tol_deg, "% length": a.tol_pct, "% range": a.tol_pct}
+    path = Path(a.pred)
+    mediapipe = a.format == "mediapipe" or (a.format == "auto" and path.suffix == ".json" and path.is_file()
+                                            and "handedness" in path.read_text(errors="replace")[:100_000])
+    if mediapipe:
+        xyz, sides = read_mediapipe(path)
+        if a.side != "auto":
+            sides = [a.side] * len(xyz)
+        result = audit_sides(xyz, sides, limits, tol)
+    else:
+        xyz = load_predictions(path)
+        if a.order == "mano":
+            xyz = sk.from_mano(xyz)
+        result = audit(xyz, limits, side="right" if a.side == "auto" else a.side, tolerance=tol)
+    report = write_audit(result, a.out, path.name, a.worst, pred_path=a.pred)
+    print(f"{result['n']} poses ({result['side']} hands): {100 * result['implausible_poses_tol']:.1f}% with a term outside "
           f"by more than {a.tol_deg:g} deg / {a.tol_pct:g}% ({100 * result['implausible_poses']:.1f}% outside at all), "
           f"{100 * result['implausible_joints_tol']:.1f}% of joint-angle terms outside by more than {a.tol_deg:g} deg; "
-          f"wrote {path} and audit.html")
+          f"wrote {report} and audit.html")
     if result["degenerate"]:
         print(f"bmc audit: warning: degenerate (zero-width) limit intervals: {', '.join(result['degenerate'])}",
               file=sys.stderr)

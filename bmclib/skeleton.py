@@ -3,7 +3,8 @@
 This is the one module that knows index lists. Everything else imports them.
 
 Convention:
-    Joint order "F" (FreiHAND / MANO-with-tips, identical to MediaPipe Hands):
+    Joint order "F" (FreiHAND's, identical to MediaPipe Hands'; *not* MANO's, see
+    :data:`MANO_TO_F`):
     0 wrist; thumb 1-4 (CMC, MCP, IP, tip); index 5-8 (MCP, PIP, DIP, tip);
     middle 9-12; ring 13-16; little 17-20. Right hands; left hands are mirrored
     by the loaders (:func:`mirror_joints`, :func:`mirror_uv`). Bone ``b`` (0..19)
@@ -27,10 +28,10 @@ __all__ = [
     "PARENTS", "BONES", "FINGER_JOINTS", "FINGER_BONES", "ROOT_BONES",
     "ROOT_BONE_JOINTS", "FINGER_ANGLE_BONES", "ANGLE_JOINT_NAMES",
     "REFERENCE_BONE", "bone_index", "reference_length",
-    "RHD_TO_F", "HO3D_TO_F", "MEDIAPIPE_TO_F", "F_TO_RHD", "F_TO_HO3D",
+    "RHD_TO_F", "HO3D_TO_F", "MANO_TO_F", "MEDIAPIPE_TO_F", "F_TO_RHD", "F_TO_HO3D",
     "RHD_LEFT", "RHD_RIGHT",
     "reorder", "from_rhd", "to_rhd", "rhd_hand", "from_ho3d", "to_ho3d",
-    "from_mediapipe", "mirror_joints", "mirror_uv",
+    "from_mediapipe", "from_mano", "mirror_joints", "mirror_uv",
 ]
 
 NUM_JOINTS = 21
@@ -103,8 +104,13 @@ def bone_index(parent: int, child: int) -> int:
 # --- other data sets' joint orders -------------------------------------------------
 #: RHD, per hand (21 of its 42 keypoints; wrist then each finger tip -> MCP).
 RHD_TO_F: tuple[int, ...] = (0, 4, 3, 2, 1, 8, 7, 6, 5, 12, 11, 10, 9, 16, 15, 14, 13, 20, 19, 18, 17)
-#: HO-3D / MANO with fingertips appended (MANO's 16 joints then 5 tips).
+#: HO-3D / MANO with fingertips appended: MANO's 16 joints (wrist; index, middle, little, ring,
+#: thumb, three each) then the 5 tips in the order thumb, index, middle, ring, little.
 HO3D_TO_F: tuple[int, ...] = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
+#: A MANO layer's joints (manotorch, smplx: the 16 joints above) with the 5 fingertips appended
+#: thumb, index, middle, ring, little (e.g. from the MANO vertices 745, 317, 444, 556, 673, as
+#: HO-3D does): the same order as HO-3D's. Tips appended in another order need their own permutation.
+MANO_TO_F: tuple[int, ...] = HO3D_TO_F
 #: MediaPipe Hands uses our order.
 MEDIAPIPE_TO_F: tuple[int, ...] = tuple(range(NUM_JOINTS))
 #: RHD's 42 keypoints: the left hand is 0..20, the right hand 21..41.
@@ -187,6 +193,12 @@ def to_ho3d(x: ArrayLike) -> ArrayLike:
     """F order -> HO-3D / MANO-with-tips order (inverse of :func:`from_ho3d`)."""
     _check_joints(x, NUM_JOINTS, "F hand")
     return reorder(x, F_TO_HO3D)
+
+
+def from_mano(x: ArrayLike) -> ArrayLike:
+    """MANO joints with the tips appended (:data:`MANO_TO_F`) ``(..., 21, C)`` -> F order."""
+    _check_joints(x, NUM_JOINTS, "MANO hand (16 joints + 5 tips)")
+    return reorder(x, MANO_TO_F)
 
 
 def from_mediapipe(x: ArrayLike) -> ArrayLike:

@@ -342,3 +342,56 @@ def test_real_data_recipe_end_to_end(rhd, freihand, tmp_path):
     cfg = torch.load(tmp_path / "out" / "runs" / "bmc" / "checkpoint.pt", weights_only=True)["config"]
     assert cfg["use_bmc"] and cfg["limits"].endswith("limits_rhd.json")
     assert not torch.load(tmp_path / "out" / "runs" / "no_bmc" / "checkpoint.pt", weights_only=True)["config"]["use_bmc"]
+
+
+def test_mediapipe_reader_sides_and_errors(tmp_path, capsys):
+    """MediaPipe Hands output (Tasks API and legacy), the side of each hand from its handedness field, and
+    named errors for wrong joint counts, NaN, unknown labels and mismatched counts."""
+    from bmclib.audit import read_mediapipe
+
+    right = generate_batch("target", 4, 64, torch.Generator().manual_seed(2)).xyz.numpy()
+    left = sk.mirror_joints(right)
+    marks = lambda x: [{"x": float(p[0]), "y": float(p[1]), "z": float(p[2])} for p in x]  # noqa: E731
+    cat = lambda name: [{"category_name": name, "score": 0.97, "index": 0}]  # noqa: E731
+    tasks = [{"handedness": [cat("Right"), cat("Left")], "hand_world_landmarks": [marks(right[0]), marks(left[1])]},
+             {"handedness": [], "hand_world_landmarks": []},
+             {"handedness": [cat("Left")], "hand_world_landmarks": [[list(map(float, p)) for p in left[2]]]}]
+    (tmp_path / "tasks.json").write_text(json.dumps(tasks))
+    xyz, sides = read_mediapipe(tmp_path / "tasks.json")
+    assert sides == ["right", "left", "left"] and np.allclose(xyz[1], left[1])
+    assert main(["audit", str(tmp_path / "tasks.json"), "--out", str(tmp_path / "a")]) == 0  # --side auto
+    out = capsys.readouterr()
+    assert "1 right, 2 left (from the handedness field) hands): 0.0%" in out.out
+    assert "are they" not in out.err
+    # the legacy solution labels a mirrored (selfie) view: its landmarks are of the other side than the label
+    legacy = {"multi_handedness": [{"classification": [{"label": "Left", "score": 0.9, "index": 0}]}],
+              "multi_hand_world_landmarks": [{"landmark": marks(right[3])}]}
+    (tmp_path / "legacy.json").write_text(json.dumps(legacy))
+    assert read_mediapipe(tmp_path / "legacy.json")[1] == ["right"]
+    # forcing the wrong side shows in the numbers and the hint
+    assert main(["audit", str(tmp_path / "tasks.json"), "--side", "right", "--out", str(tmp_path / "b")]) == 0
+    assert "0.0%" not in capsys.readouterr().out.split("hands):")[1][:8]
+    bad_cases = {
+        "count": ({"handedness": [cat("Right")], "hand_world_landmarks": [marks(right[0])[:20]]}, "expected 21 landmarks"),
+        "nan": ({"handedness": [cat("Right")], "hand_world_landmarks": [marks(right[0])[:20] + [{"x": "nan", "y": 0, "z": 0}]]},
+                "NaN"),
+        "label": ({"handedness": [cat("Up")], "hand_world_landmarks": [marks(right[0])]}, "'Left' or 'Right', got 'Up'"),
+        "mismatch": ({"handedness": [cat("Right"), cat("Left")], "hand_world_landmarks": [marks(right[0])]},
+                     "2 handedness entries for 1 hands"),
+    }
+    for name, (frame, msg) in bad_cases.items():
+        f = tmp_path / f"bad_{name}.json"
+        f.write_text(json.dumps([frame]))
+        with pytest.raises(ValueError, match=msg) as e:
+            read_mediapipe(f)
+        assert "frame 0" in str(e.value) and f.name in str(e.value), name
+        assert main(["audit", str(f), "--format", "mediapipe", "--out", str(tmp_path / name)]) == 2
+        assert not (tmp_path / name / "audit.md").exists()
+    capsys.readouterr()
+
+
+def test_mano_order_reads_into_ours():
+    b = generate_batch("target", 3, 64, torch.Generator().manual_seed(5)).xyz.numpy()
+    mano = sk.reorder(b, sk.F_TO_HO3D)  # MANO's 16 joints, then tips thumb..little
+    assert np.array_equal(sk.from_mano(mano), b)
+    assert sk.JOINT_NAMES[sk.MANO_TO_F.index(16)] == "thumb_tip" and sk.MANO_TO_F[5:8] == (1, 2, 3)
