@@ -411,13 +411,19 @@ def _verify_cache(a: argparse.Namespace) -> int:
 
 def _tables_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", help="results root (reads runs/*/metrics.json)")
+    p.add_argument("--refine", nargs="+", metavar="RUN",
+                   help="also measure bmc refine on these benchmark-v2 runs' target-test predictions")
+    p.add_argument("--preset", default="cpu", help="preset of the --refine runs")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the --refine runs")
 
 
 def _tables(a: argparse.Namespace) -> int:
-    from .tables import build_all
+    from .tables import build_all, refine_study
 
     for path in build_all(a.results):
         print(f"wrote {path}")
+    if a.refine:
+        print(f"wrote {refine_study(a.preset, a.refine, a.seeds, a.results)}")
     return 0
 
 

@@ -25,7 +25,7 @@ from .runs import parse_run_name
 
 __all__ = ["collect", "summarise", "write_table", "synthetic_benchmark_table", "lifting_table", "build_all",
            "true_depth_study", "paired_effects", "frame_markdown", "V2_METRICS",
-           "BENCHMARK_METRICS", "LIFTING_METRICS"]
+           "BENCHMARK_METRICS", "LIFTING_METRICS", "refine_study", "REFINE_METRICS"]
 
 BENCHMARK_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("epe_2d_px", "2D EPE (px)"),
                      ("pa_mpjpe_mm", "PA-MPJPE (mm)"), ("auc_3d", "AUC 0-50 mm"),
@@ -299,3 +299,57 @@ def build_all(results_root: str | os.PathLike = "results", made_by: str = "bmc t
             out.append(regime_table(preset, results_root))
             regime_figure(preset, results_root)
     return out
+
+
+REFINE_METRICS = [("epe_3d_mm", "3D EPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"), ("depth_mm", "depth error (mm)"),
+                  ("abs_3d_depth_part_mm", "depth part of the 3D error (mm)"), ("depth_abs_mm", "absolute depth error (mm)"),
+                  ("bmc_pred", "BMC of prediction"), ("implausible_joints", "implausible joints")]
+
+
+def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results_root: str | os.PathLike = "results",
+                 bench: str = "v2", steps: int = 200, made_by: str = "bmc tables --refine") -> Path:
+    """``bmc refine`` measured on target-test: each run's predictions (``predictions.npz``) before and
+    after test-time refinement with the run's own limits and the evaluation cache's K, paired per
+    seed. ``tables/refine_<bench>_<preset>.{csv,md}``."""
+    from .data.cache import PreparedCache
+    from .evaluate import evaluate_arrays
+    from .lifting import refine_predictions
+    from .limits import BMCLimits
+    from .results import provenance
+    from .runs import run_name
+
+    rows = []
+    for run in runs:
+        for seed in seeds:
+            name = run_name(preset, run, seed, None if bench == "v1" else bench)
+            d = Path(results_root) / "runs" / name
+            if not (d / "predictions.npz").is_file():
+                continue
+            prov = json.loads((d / "metrics.json").read_text())["provenance"]
+            cache = PreparedCache(prov["data"]["eval_cache"])
+            limits = BMCLimits.load(prov["config"]["limits"])
+            with np.load(d / "predictions.npz") as z:
+                xyz, uv = z["xyz"].astype(np.float64), z["uv"].astype(np.float64)
+            a = cache.annotations
+            gt, K = a["xyz"].astype(np.float64), a["K"].astype(np.float64)
+            refined = refine_predictions(xyz, K, limits, steps=steps).numpy()
+            for stage, pred in (("before", xyz), ("after", refined)):
+                m = evaluate_arrays(pred, gt, uv, a["uv"], limits, K)
+                rows.append({"run": run, "seed": seed, "stage": stage, **{k: m[k] for k, _ in REFINE_METRICS}})
+    if not rows:
+        raise ValueError(f"no predictions of runs {list(runs)} (preset {preset!r}) under {Path(results_root) / 'runs'}")
+    df = pd.DataFrame(rows)
+    keys = [k for k, _ in REFINE_METRICS]
+    mean = df.groupby(["run", "stage"], sort=False)[keys].mean().reset_index()
+    n = df.groupby("run", sort=False)["seed"].nunique()
+    mean.insert(1, "seeds", mean["run"].map(n))
+    mean.columns = ["run", "seeds", "stage"] + [label for _, label in REFINE_METRICS]
+    stem = Path(results_root) / "tables" / f"refine_{bench}_{preset}"
+    prov = provenance(made_by=made_by, preset=preset, steps=steps)
+    md = ("# Test-time refinement of the benchmark's predictions (`bmc refine`)\n\n"
+          + frame_markdown(mean) + "\n\n"
+          f"Each run's target-test predictions, before and after {steps} steps of `lifting.refine_predictions` "
+          "(every joint on its own camera ray: the 2D is unchanged) with the run's limits; mean over seeds. "
+          f"Made by `{made_by}` at commit {prov['git_commit']}, {prov['time']}.")
+    write_text_atomic(stem.with_suffix(".csv"), df.to_csv(index=False, float_format="%.6g"))
+    return write_text_atomic(stem.with_suffix(".md"), md + "\n")

@@ -73,3 +73,20 @@ def test_paired_effects_with_every_run_of_the_gap():
     assert eff.loc["3_bmc_all", "m - run 1 (mean)"] == pytest.approx(-11.0)
     assert eff.loc["3_bmc_all", "vs flat hand (%)"] == pytest.approx(-25.0)
     assert eff.loc["1_source3d", "seeds paired"] == 2
+
+
+def test_refine_study_on_a_tiny_run(tmp_path):
+    """bmc tables --refine: a run's target-test predictions before and after refinement, from its own
+    metrics file's provenance (evaluation cache and limits)."""
+    from bmclib.experiment import run_experiment
+
+    run_experiment("tiny", seeds=(0,), runs=["1_source3d"], data_root=str(tmp_path / "data"),
+                   runs_root=str(tmp_path / "runs"), results_root=str(tmp_path / "results"), progress=False,
+                   benchmark="results/benchmark_v2.yaml")
+    assert main(["tables", "--results", str(tmp_path / "results"), "--refine", "1_source3d", "--preset", "tiny",
+                 "--seeds", "0"]) == 0
+    md = (tmp_path / "results" / "tables" / "refine_v2_tiny.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| 1_source3d")]
+    assert len(rows) == 2 and "| before |" in rows[0] and "| after |" in rows[1]
+    bmc_before, bmc_after = (float(r.split("|")[-3]) for r in rows)
+    assert bmc_after < bmc_before  # refined into the limits
