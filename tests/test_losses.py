@@ -267,3 +267,47 @@ def test_bad_input():
         BMCLoss(angle_distance="euclid")
     with pytest.raises(TypeError, match="BMCLimits"):
         BMCLoss(limits={"bone_length": []})
+
+
+@pytest.mark.filterwarnings("ignore::bmclib.limits.DegenerateLimitsWarning")  # the fixture's palm is planar
+def test_parity_with_the_papers_formulas_written_out_in_numpy(hands):
+    """The 28 interval terms of BMCLoss against the formulas of the paper, as the public loss-only
+    reimplementation documents them, written here in plain numpy (not its code): the hinge
+    ``max(lo - x, 0) + max(x - hi, 0)`` of (1) each bone's length over the reference bone's,
+    (2) the palm curvature ``(e_{i+1} - e_i) . (b_{i+1} - b_i) / |b_{i+1} - b_i|^2`` between
+    neighbouring root bones ``b`` (normals ``n_i = b_{i+1} x b_i`` normalised, edge normals ``e``:
+    the outer two normals and the normalised means of neighbouring ones), in reference-bone units,
+    and (3) the angular distance ``arccos(b_i . b_{i+1} / |b_i| |b_{i+1}|)``. Poses both inside and
+    (stretched, spread) outside narrow limits."""
+    joints = hands[0][:200].double()
+    rng = np.random.default_rng(0)
+    joints = joints * torch.as_tensor(rng.uniform(0.8, 1.25, (200, 1, 1)))  # any scale
+    limits = BMCLimits.fit(hands[0][200:400].double(), coverage=0.9, interval_coverage=0.6)  # narrow: many outside
+    per = BMCLoss(limits, reduction="none", angle_distance="exact")(joints).per_term.numpy()[:, :28]
+
+    j = joints.numpy()
+    bones = np.stack([j[:, c] - j[:, p] for p, c in sk.BONES], 1)  # (N, 20, 3)
+    length = np.linalg.norm(bones, axis=-1)
+    ref = np.linalg.norm(j[:, sk.REFERENCE_BONE[1]] - j[:, sk.REFERENCE_BONE[0]], axis=-1)
+    roots = bones[:, list(sk.ROOT_BONES)]  # (N, 5, 3) thumb .. little
+    n = np.cross(roots[:, 1:], roots[:, :-1])
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    mid = n[:, 1:] + n[:, :-1]
+    mid /= np.linalg.norm(mid, axis=-1, keepdims=True)
+    e = np.concatenate([n[:, :1], mid, n[:, 3:]], 1)  # (N, 5, 3)
+    db, de = roots[:, 1:] - roots[:, :-1], e[:, 1:] - e[:, :-1]
+    curvature = (de * db).sum(-1) / (db * db).sum(-1) * ref[:, None]
+    cos = (roots[:, :-1] * roots[:, 1:]).sum(-1) / (np.linalg.norm(roots[:, :-1], axis=-1)
+                                                   * np.linalg.norm(roots[:, 1:], axis=-1))
+    angle = np.arccos(np.clip(cos, -1, 1))
+
+    def hinge(x, iv):
+        return np.maximum(iv[:, 0] - x, 0) + np.maximum(x - iv[:, 1], 0)
+
+    ours = {"lengths": per[:, :20], "curvatures": per[:, 20:24], "angular distances": per[:, 24:28]}
+    theirs = {"lengths": hinge(length / ref[:, None], limits.bone_length),
+              "curvatures": hinge(curvature, limits.root_curvature),
+              "angular distances": hinge(angle, limits.root_angle)}
+    for name in ours:
+        assert (theirs[name] > 0).mean() > 0.05, name  # the comparison sees poses outside, not only zeros
+        np.testing.assert_allclose(ours[name], theirs[name], atol=1e-9, err_msg=name)
