@@ -247,8 +247,10 @@ def true_depth_study(preset: str, results_root: str | os.PathLike = "results", d
     if sub.empty:
         raise ValueError(f"no benchmark metrics for preset {preset!r} under {Path(results_root) / 'runs'}")
     # the first run whose evaluation data and limits are here (runs made on other machines or
-    # checkouts name paths that need not exist on this one)
+    # checkouts name paths that need not exist on this one), the newest benchmark first; then only
+    # that benchmark's runs are drawn against its curve
     missing = []
+    sub = sub.assign(_v1=sub["bench"] == "v1").sort_values("_v1", kind="stable").drop(columns="_v1")
     for file in sub["file"]:
         prov = json.loads(Path(file).read_text())["provenance"]
         cache_path, limits_path = prov["data"]["eval_cache"], prov["config"]["limits"]
@@ -260,6 +262,8 @@ def true_depth_study(preset: str, results_root: str | os.PathLike = "results", d
     else:
         raise FileNotFoundError(f"no run's evaluation data is here; make the data first (bmc experiment --preset "
                                 f"{preset}, or make reproduce). Missing: " + "; ".join(missing[:3]))
+    bench = sub.loc[sub["file"] == file, "bench"].iloc[0]
+    sub = sub[sub["bench"] == bench]
     ann = PreparedCache(cache_path).annotations
     limits = BMCLimits.load(limits_path)
     curve = pd.DataFrame(true_depth_bmc_curve(ann["uv"].astype(np.float64), ann["xyz"].astype(np.float64),
@@ -270,9 +274,9 @@ def true_depth_study(preset: str, results_root: str | os.PathLike = "results", d
     md += ["| " + " | ".join(f"{r[k]:.4g}" for k, _ in cols) + " |" for _, r in curve.iterrows()]
     md = "\n".join(md) + (f"\n\nPreset `{preset}`: the mean BMC (lambdas 1, limits `{limits_path}`) of the *true* "
                           f"target-test poses placed on camera rays through 2D keypoints with Gaussian noise, "
-                          f"{len(ann['uv'])} poses of `{cache_path}`. " + _source_note(sub, f"results/runs/{preset}_*/"
-                                                                                     "metrics.json", made_by))
-    suffix = "" if preset == "cpu" else f"_{preset}"
+                          f"{len(ann['uv'])} poses of `{cache_path}`. " + _source_note(
+                              sub, f"results/runs/{preset}_{'' if bench == 'v1' else bench + '_'}*/metrics.json", made_by))
+    suffix = ("" if bench == "v1" else f"_{bench}") + ("" if preset == "cpu" else f"_{preset}")
     root = Path(results_root)
     out = write_table(curve, root / "tables" / f"bmc_true_depth{suffix}", md)
     runs = summarise(sub, list(dict.fromkeys(sub["run"])), ["epe_2d_px", "bmc_pred", "bmc_true_depth"])

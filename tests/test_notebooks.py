@@ -140,9 +140,9 @@ def test_tiny_notebooks_03_04_write_run_metrics_and_tables(tiny_reproduction):
     for r in ("1_source3d", "2_target2d", "3_bmc_all"):
         assert r in RUNS and (res / "runs" / f"tiny_v2_{r}_seed0" / "predictions.npz").is_file()
     m5 = _metrics(tiny_reproduction, "05_results_tables")["metrics"]
-    assert sorted(Path(p).name for p in m5["tables"]) == ["bmc_true_depth_tiny.md", "regime_map_tiny.md",
+    assert sorted(Path(p).name for p in m5["tables"]) == ["bmc_true_depth_v2_tiny.md", "regime_map_tiny.md",
                                                            "synthetic_benchmark_v2_tiny.md"]
-    assert (res / "figures" / "bmc_true_depth_tiny.png").stat().st_size > 10_000
+    assert (res / "figures" / "bmc_true_depth_v2_tiny.png").stat().st_size > 10_000
     csv = (res / "tables" / "synthetic_benchmark_v2_tiny.csv").read_text().splitlines()
     assert csv[0].startswith("run,seeds,depth_mm,depth_mm_std") and len(csv) == 4
     m6 = _metrics(tiny_reproduction, "06_pose_inspector")["metrics"]
