@@ -74,10 +74,15 @@ def _need(d: Any, key: str, where: str, kind=dict):
 
 
 def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
-    """Read and check a benchmark file; every error names the file and the field."""
+    """Read and check a benchmark file; every error names the file and the field. A relative path
+    that is not found from the working directory is looked up in the repository too (a notebook
+    opened in JupyterLab runs in ``notebooks/``)."""
     import yaml
 
     path = Path(path)
+    repo_copy = DEFAULT_BENCHMARK.parents[1] / path
+    if not path.is_file() and not path.is_absolute() and repo_copy.is_file():
+        path = repo_copy
     if not path.is_file():
         raise FileNotFoundError(f"benchmark file not found: {path}")
     try:

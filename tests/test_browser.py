@@ -47,11 +47,12 @@ def lab(tmp_path_factory):
     roots = {"results_root": str(tmp / "results"), "data_root": str(tmp / "data" / "synth"),
              "runs_root": str(tmp / "data" / "runs")}
     run_experiment("tiny", [0], ["2_target2d", "3_bmc_all"], roots["data_root"], roots["runs_root"],
-                   roots["results_root"], progress=False)
+                   roots["results_root"], progress=False, benchmark=str(ROOT / "results" / "benchmark_v2.yaml"))
     nb_dir = tmp / "notebooks"
     nb_dir.mkdir()
     pm.execute_notebook(str(ROOT / "notebooks" / "06_pose_inspector.ipynb"), str(nb_dir / "06_pose_inspector.ipynb"),
-                        parameters={"preset": "tiny", "n_examples": 2, **roots}, prepare_only=True,
+                        parameters={"preset": "tiny", "n_examples": 2, **roots,
+                                    "benchmark": str(ROOT / "results" / "benchmark_v2.yaml")}, prepare_only=True,
                         kernel_name="python3")
     token, port = secrets.token_hex(16), free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "cfg"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
