@@ -337,6 +337,9 @@ def _refine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=200, help="Adam steps of the refinement")
     p.add_argument("--prior", type=float, default=0.1, help="weight keeping the depths near the prediction")
     p.add_argument("--side", default="right", choices=["right", "left"], help="left: mirrored before and after")
+    p.add_argument("--root", default="prediction", choices=["prediction", "closed_form"],
+                   help="where the refined hand sits: the model's own root depth, or the refined pose's closed-form "
+                        "root (moves the hand's distance too: helps with accurate 2D, hurts without)")
 
 
 def _refine(a: argparse.Namespace) -> int:
@@ -369,7 +372,7 @@ def _refine(a: argparse.Namespace) -> int:
     limits = BMCLimits.load(a.limits) if a.limits else BMCLimits.default()
     if a.side == "left":  # mirror into right hands; K diag(-1, 1, 1) projects them to the same pixels
         xyz, K = sk.mirror_joints(xyz), K * np.array([-1.0, 1.0, 1.0])
-    out = refine_predictions(xyz, K, limits, steps=a.steps, prior=a.prior).numpy()
+    out = refine_predictions(xyz, K, limits, steps=a.steps, prior=a.prior, root=a.root).numpy()
     before, after = mean_bmc(xyz, limits)["total"], mean_bmc(out, limits)["total"]
     if a.side == "left":
         out = sk.mirror_joints(out)

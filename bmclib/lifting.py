@@ -289,13 +289,18 @@ def refine(z_rel: Tensor, uv: Tensor, K: Tensor, limits: BMCLimits, steps: int =
 
 
 def refine_predictions(xyz, K, limits: BMCLimits, steps: int = 200, lr: float = 0.02, prior: float = 0.1,
-                       batch_size: int = 4096) -> Tensor:
+                       batch_size: int = 4096, root: str = "prediction") -> Tensor:
     """Test-time BMC refinement of any model's 3D predictions ``xyz (N, 21, 3)`` (camera frame,
     right hands, absolute: the root's depth included) with intrinsics ``K (N, 3, 3)``: each
     joint moves along its camera ray only, so the 2D projections stay exactly as predicted,
-    while :func:`refine` moves the depths into the limits (the closed-form root depth in the
-    graph; ``prior`` keeps them near the prediction). The result keeps each prediction's own
-    reference-bone length as its metric scale. Returns ``(N, 21, 3)`` float64."""
+    while :func:`refine` moves the root-relative depths into the limits (the closed-form root
+    depth in the graph, so the reference bone keeps length 1; ``prior`` keeps them near the
+    prediction). ``root``: where the refined hand sits, ``"prediction"`` (the model's own root
+    depth, the default) or ``"closed_form"`` (the closed-form root of the refined pose, as
+    the regime map's test-time refinement: it also moves the hand's distance, which helps
+    when the 2D is accurate and hurts when it is not: ``results/tables/refine_v2_cpu.md``).
+    The metric scale is each prediction's own reference-bone length. Returns ``(N, 21, 3)``
+    float64."""
     from .camera import project
 
     j = torch.as_tensor(np.asarray(xyz), dtype=torch.float64)
@@ -304,6 +309,8 @@ def refine_predictions(xyz, K, limits: BMCLimits, steps: int = 200, lr: float = 
         raise ValueError(f"refine: xyz must be (N, 21, 3), got {tuple(j.shape)}")
     if Kt.shape != (len(j), 3, 3):
         raise ValueError(f"refine: K must be ({len(j)}, 3, 3) (one per prediction), got {tuple(Kt.shape)}")
+    if root not in ("prediction", "closed_form"):
+        raise ValueError(f"refine: root must be 'prediction' or 'closed_form', got {root!r}")
     if not bool((j[..., 2] > 0).all()):
         raise ValueError("refine: every joint must be in front of the camera (z > 0): absolute camera-frame "
                          "predictions are needed, not root-relative ones")
@@ -311,7 +318,9 @@ def refine_predictions(xyz, K, limits: BMCLimits, steps: int = 200, lr: float = 
     scale = sk.reference_length(j)
     z_rel = (j[..., 2] - j[:, :1, 2]) / scale[:, None]
     z = refine(z_rel, uv, Kt, limits, steps=steps, lr=lr, prior=prior, batch_size=batch_size)
-    return lift(z, uv, Kt) * scale[:, None, None]
+    if root == "closed_form":
+        return lift(z, uv, Kt) * scale[:, None, None]
+    return from_2p5d(uv, z, j[:, 0, 2] / scale, Kt) * scale[:, None, None]
 
 
 @torch.no_grad()

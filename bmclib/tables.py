@@ -336,8 +336,10 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
                 xyz, uv = z["xyz"].astype(np.float64), z["uv"].astype(np.float64)
             a = cache.annotations
             gt, K = a["xyz"].astype(np.float64), a["K"].astype(np.float64)
-            refined = refine_predictions(xyz, K, limits, steps=steps).numpy()
-            for stage, pred in (("before", xyz), ("after", refined)):
+            stages = [("before", xyz)] + [(f"after ({root} root)", refine_predictions(xyz, K, limits, steps=steps,
+                                                                                       root=root).numpy())
+                                          for root in ("prediction", "closed_form")]
+            for stage, pred in stages:
                 m = evaluate_arrays(pred, gt, uv, a["uv"], limits, K)
                 rows.append({"run": run, "seed": seed, "stage": stage, **{k: m[k] for k, _ in REFINE_METRICS}})
     if not rows:
@@ -353,7 +355,9 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
     md = ("# Test-time refinement of the benchmark's predictions (`bmc refine`)\n\n"
           + frame_markdown(mean) + "\n\n"
           f"Each run's target-test predictions, before and after {steps} steps of `lifting.refine_predictions` "
-          "(every joint on its own camera ray: the 2D is unchanged) with the run's limits; mean over seeds. "
+          "(every joint on its own camera ray: the 2D is unchanged) with the run's limits, the refined hand placed "
+          "at the model's own root depth (`bmc refine`'s default) or at the closed-form root of the refined pose; "
+          "mean over seeds. "
           f"Made by `{made_by}` at commit {prov['git_commit']}, {prov['time']}.")
     write_text_atomic(stem.with_suffix(".csv"), df.to_csv(index=False, float_format="%.6g"))
     return write_text_atomic(stem.with_suffix(".md"), md + "\n")

@@ -87,6 +87,6 @@ def test_refine_study_on_a_tiny_run(tmp_path):
                  "--seeds", "0"]) == 0
     md = (tmp_path / "results" / "tables" / "refine_v2_tiny.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| 1_source3d")]
-    assert len(rows) == 2 and "| before |" in rows[0] and "| after |" in rows[1]
-    bmc_before, bmc_after = (float(r.split("|")[-3]) for r in rows)
-    assert bmc_after < bmc_before  # refined into the limits
+    assert len(rows) == 3 and "| before |" in rows[0] and "| after (prediction root) |" in rows[1]
+    bmc_before, bmc_kept_root, bmc_closed_root = (float(r.split("|")[-3]) for r in rows)
+    assert bmc_kept_root < bmc_before and bmc_closed_root < bmc_before  # refined into the limits
