@@ -127,10 +127,16 @@ def test_inspector_in_jupyterlab(lab):
             # the plot's SVG appears before plotly has attached the traces: wait for the hand's trace
             has_hand = (f"() => {{ const d = document.querySelector('{inspector} .js-plotly-plot').data; "
                         f"return !!(d && d.length > 1 && d[1].x && d[1].x.length > 0); }}")
-            page.wait_for_function(has_hand, timeout=60_000)
-            page.wait_for_function(f"() => document.querySelector('{inspector} .bmc-a').innerText.trim() !== ''",
-                                   timeout=30_000)
-            before_text = readout.inner_text()
+            try:
+                page.wait_for_function(has_hand, timeout=60_000)
+                page.locator(inspector).scroll_into_view_if_needed()  # JupyterLab hides cells out of view
+                page.wait_for_function(f"() => document.querySelector('{inspector} .bmc-a').textContent.trim() !== ''",
+                                       timeout=30_000)
+            except Exception as e:
+                page.screenshot(path=str(lab["tmp"] / "failure.png"), full_page=True)
+                raise AssertionError(f"the inspector did not fill in ({type(e).__name__}); screenshot "
+                                     f"{lab['tmp'] / 'failure.png'}") from None
+            before_text = readout.text_content()
             read_x = f"() => JSON.stringify(document.querySelector('{inspector} .js-plotly-plot').data[1].x)"
             before_x = page.evaluate(read_x)
             page.locator(inspector).scroll_into_view_if_needed()
@@ -144,9 +150,9 @@ def test_inspector_in_jupyterlab(lab):
             page.mouse.move(track["x"] + track["width"] - 2, box["y"] + box["height"] / 2, steps=8)
             page.mouse.up()
             deadline = time.time() + 30
-            while time.time() < deadline and (readout.inner_text() == before_text or page.evaluate(read_x) == before_x):
+            while time.time() < deadline and (readout.text_content() == before_text or page.evaluate(read_x) == before_x):
                 time.sleep(0.3)
-            after_text, after_x = readout.inner_text(), page.evaluate(read_x)
+            after_text, after_x = readout.text_content(), page.evaluate(read_x)
             page.locator(inspector).screenshot(path=str(shot))
         finally:
             ctx.close()
