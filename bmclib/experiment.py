@@ -33,7 +33,7 @@ from typing import Any
 from .data.synth import PRESETS as DATA_SIZES  # synthetic data per preset (one home: data.synth)
 from .runs import RUNS, run_name
 
-__all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "trained_steps", "build_table"]
+__all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "trained_steps", "source_limits", "build_table"]
 
 
 
@@ -61,6 +61,25 @@ def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, 
         freihand_to_cache(root / "target", oracle, "training", labels="3d", overwrite=True, progress=progress)
     return {"source": root / "source" / "cache" / "training", "target_2d": root / "target" / "cache" / "training",
             "target_3d": oracle, "eval": root / "target" / "cache" / "evaluation", "root": root}
+
+
+def source_limits(data: dict[str, Path], bench=None, base=None) -> Path:
+    """``<data root>/limits_source.json``, fitted once on the source training set's 3D labels (by
+    the benchmark's rule, or v1's through ``base``'s config) and checked on every call."""
+    from .data.cache import PreparedCache
+    from .limits import BMCLimits
+    from .train import resolve_limits
+
+    path = data["root"] / "limits_source.json"
+    if not path.is_file():
+        src = PreparedCache(data["source"])
+        if bench is not None:
+            xyz = src.annotations["xyz"][src.annotations["has_3d"]].astype("float64")
+            bench.fit_limits(xyz, source=f"fit ({bench.name}: {bench.limits['rule']}): {src.path}").save(path)
+        else:
+            resolve_limits(base, src).save(path)
+    BMCLimits.load(path)  # fail early on a broken file
+    return path
 
 
 def trained_steps(run_dir: Path, cfg) -> int:
@@ -110,9 +129,7 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
     preset's (a quick check; its own data folder). ``benchmark``: a pre-registered benchmark file
     (:mod:`bmclib.benchmark`, e.g. ``results/benchmark_v2.yaml``) whose runs, data, limits
     rule, lambdas and loss balance replace benchmark v1's (:data:`RUNS`)."""
-    from .data.cache import PreparedCache
-    from .limits import BMCLimits
-    from .train import preset as make_preset, resolve_limits
+    from .train import preset as make_preset
 
     from .benchmark import load_benchmark
 
@@ -137,15 +154,7 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
     data = prepare_data(data_root, preset, base.image_size, progress=progress, benchmark=bench, sizes=data_sizes,
                         device=device)
     # one set of limits for training (BMC runs) and for the plausibility metric of every run
-    limits_path = data["root"] / "limits_source.json"
-    if not limits_path.is_file():
-        if bench is not None:
-            src = PreparedCache(data["source"])
-            xyz = src.annotations["xyz"][src.annotations["has_3d"]].astype("float64")
-            bench.fit_limits(xyz, source=f"fit ({bench.name}: {bench.limits['rule']}): {src.path}").save(limits_path)
-        else:
-            resolve_limits(base, PreparedCache(data["source"])).save(limits_path)
-    BMCLimits.load(limits_path)  # fail early on a broken file
+    limits_path = source_limits(data, bench, base)
     where = (str(data["eval"]), str(Path(results_root) / "runs"), str(limits_path))
     todo = []
     for seed in seeds:

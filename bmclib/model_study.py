@@ -48,7 +48,7 @@ def run_study(preset: str = "cpu", candidates: list[str] | None = None, steps: t
     from dataclasses import asdict
 
     from .benchmark import load_benchmark
-    from .experiment import trained_steps, prepare_data, run_jobs
+    from .experiment import prepare_data, run_jobs, source_limits, trained_steps
     from .train import preset as make_preset
 
     candidates = candidates or list(CANDIDATES)
@@ -60,13 +60,7 @@ def run_study(preset: str = "cpu", candidates: list[str] | None = None, steps: t
     size = image_size or base.image_size
     data = prepare_data(data_root, preset, size, progress=progress, benchmark=bench)
     src_eval = data["source"].parent / "evaluation"
-    limits_path = data["root"] / "limits_source.json"
-    if not limits_path.is_file():
-        from .data.cache import PreparedCache
-
-        src = PreparedCache(data["source"])
-        xyz = src.annotations["xyz"][src.annotations["has_3d"]].astype("float64")
-        bench.fit_limits(xyz, source=f"fit ({bench.name}: {bench.limits['rule']}): {src.path}").save(limits_path)
+    limits_path = source_limits(data, bench)
     out_runs = Path(results_root) / "model_study"
     todo = []
     for cand in candidates:
