@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from . import skeleton as sk
 from .biomech import EPS_DEGENERATE, decompose_cm, compute_dtype, to_component_major, validate_joints
+from .fused import bmc_terms, loss_weights
 from .limits import BMCLimits
 
 __all__ = ["BMCLoss", "BMCLossOutput", "interval_loss", "polygon_distance", "TERM_NAMES", "VIOLATION_TOL", "violations",
@@ -145,7 +146,12 @@ class BMCLoss(nn.Module):
         angle_distance: ``"halfplane"`` (fast, training) or ``"exact"``.
         check: validate input shape, dtype and finiteness (one host sync per call).
         compile: run the loss through ``torch.compile`` (a one-off compile per input
-            shape, then several times faster at small batches).
+            shape; on a GPU it fuses the ~700 small ops of the autograd path).
+        fused: on CPU tensors with ``angle_distance="halfplane"``, compute the loss in one
+            step with a hand-written backward (:mod:`bmclib.fused`, several times faster
+            eagerly). ``False`` records every op with autograd (the reference; it also
+            supports double backward and ``torch.func``). CUDA tensors, ``"exact"`` and
+            ``compile=True`` always take the autograd path.
 
     Call it on ``joints (..., 21, 3)`` (right hands, any units, any float dtype;
     half/bfloat16 are computed in float32). Buffers follow ``.to(device)``.
@@ -153,7 +159,7 @@ class BMCLoss(nn.Module):
 
     def __init__(self, limits: BMCLimits | None = None, lambda_bl: float = 1.0, lambda_rb: float = 1.0,
                  lambda_a: float = 1.0, reduction: str = "mean", angle_distance: str = "halfplane",
-                 check: bool = True, compile: bool = False) -> None:
+                 check: bool = True, compile: bool = False, fused: bool = True) -> None:
         super().__init__()
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
@@ -170,6 +176,7 @@ class BMCLoss(nn.Module):
         self.angle_distance = angle_distance
         self.check = check
         self.compiled = bool(compile)
+        self.fused = bool(fused) and angle_distance == "halfplane" and not compile
         # torch.compile fuses the ~700 small ops of forward + backward: ~5x faster at small
         # batches once compiled (20-40 s per new batch size on a 2-core CPU; see README)
         self._terms = torch.compile(self._terms_eager) if compile else self._terms_eager
@@ -184,6 +191,7 @@ class BMCLoss(nn.Module):
         self.register_buffer("poly_normals", normals, persistent=False)  # (15, M, 2)
         self.register_buffer("poly_offsets", offsets, persistent=False)  # (15, M)
         self._cast: dict[tuple, tuple[Tensor, ...]] = {}
+        self._cast_np: dict[tuple, tuple[np.ndarray, ...]] = {}
         # the reference bone's place in the (finger, bone) layout of the decomposition
         self.ref_finger, self.ref_k = divmod(sk.bone_index(*lim.reference_bone), 4)
 
@@ -198,9 +206,22 @@ class BMCLoss(nn.Module):
             self._cast = {key: cast + (cast[4][..., None].contiguous(),)}  # + offsets as (15, M, 1)
         return self._cast[key]
 
+    def _numpy_consts(self, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
+        """The ``consts`` of :func:`bmclib.fused.bmc_terms` in ``dtype`` (cached)."""
+        bufs = tuple(getattr(self, n) for n in self._CONSTS)
+        lambdas = (self.lambda_bl, self.lambda_rb, self.lambda_a)
+        key = (dtype, lambdas) + tuple(id(b) for b in bufs)
+        if key not in self._cast_np:
+            low, high, _, normals, offsets = (b.detach().to("cpu", dtype).numpy() for b in bufs)
+            normals_t = np.concatenate([normals.transpose(0, 2, 1), np.ones_like(normals[:, None, :, 0])], 1)
+            self._cast_np = {key: (low, high, normals, normals_t,
+                                   np.ascontiguousarray(offsets[..., None]), loss_weights(lambdas, low.dtype))}
+        return self._cast_np[key]
+
     def extra_repr(self) -> str:
         return (f"lambda_bl={self.lambda_bl}, lambda_rb={self.lambda_rb}, lambda_a={self.lambda_a}, "
                 f"reduction={self.reduction!r}, angle_distance={self.angle_distance!r}, compiled={self.compiled}, "
+                f"fused={self.fused}, "
                 f"limits={self.limits!r}")
 
     def _reduce(self, x: Tensor) -> Tensor:
@@ -212,16 +233,29 @@ class BMCLoss(nn.Module):
 
     def forward(self, joints: Tensor) -> BMCLossOutput:
         """Args: joints ``(..., 21, 3)``. Returns :class:`BMCLossOutput`."""
+        fused = self.fused and joints.device.type == "cpu" and joints.numel() > 0
         if self.check:
-            validate_joints(joints)
+            validate_joints(joints, check_finite=not fused)
         batch = joints.shape[:-2]
         if joints.dtype == torch.float16:  # computed in float32; gradients saturate at fp16's range
             joints = _SaturatingUpcast.apply(joints)
+        if fused:
+            return self._forward_fused(joints, batch)
         terms = self._terms(joints)  # (total, bl, rb, a) each (N,), per-element (20|8|15, N)
         if self.reduction == "none":
             per = [x.T.reshape(batch + x.shape[:1]) for x in terms[4:]]  # (k, N) -> (..., k)
             return BMCLossOutput(*(x.reshape(batch) for x in terms[:4]), *per)
         return BMCLossOutput(*(self._reduce(x) for x in terms[:4]))
+
+    def _forward_fused(self, joints: Tensor, batch: torch.Size) -> BMCLossOutput:
+        flat = joints.reshape(-1, sk.NUM_JOINTS, 3).to(compute_dtype(joints.dtype))
+        if self.check and not np.isfinite(flat.detach().numpy()).all():
+            validate_joints(joints)  # raises, naming the first bad poses
+        terms = bmc_terms(flat, self._numpy_consts(flat.dtype), (self.ref_finger, self.ref_k), self.reduction)
+        if self.reduction == "none":
+            per = [x.T.reshape(batch + x.shape[:1]) for x in terms[4:]]  # (k, N) -> (..., k)
+            return BMCLossOutput(*(x.reshape(batch) for x in terms[:4]), *per)
+        return BMCLossOutput(*terms)
 
     def _terms_eager(self, joints: Tensor) -> tuple[Tensor, ...]:
         j, _ = to_component_major(joints.to(compute_dtype(joints.dtype)), 2)  # (3, 21, N)

@@ -48,7 +48,10 @@ def make_bmc_loss(cfg: TrainConfig, limits: BMCLimits) -> BMCLoss:
     lam_rb = cfg.lambda_rb if cfg.bmc_terms in ("bl+rb", "all") else 0.0
     lam_a = cfg.lambda_a if cfg.bmc_terms == "all" else 0.0
     validate_config(cfg)
-    return BMCLoss(limits, cfg.lambda_bl, lam_rb, lam_a, reduction="none", check=False, compile=cfg.compile_bmc)
+    # fused=False: the autograd path the committed runs were trained with, so that they reproduce to the
+    # last digit (BMC is 1-7% of a training step; the hand-written backward rounds float32 differently)
+    return BMCLoss(limits, cfg.lambda_bl, lam_rb, lam_a, reduction="none", check=False, compile=cfg.compile_bmc,
+                   fused=False)
 
 
 def batch_layout(cfg: TrainConfig, has_weak: bool) -> tuple[int, float]:
