@@ -2,8 +2,10 @@
 
 Run ``bmc bench`` or ``python -m bmclib.bench``. Each figure is the median over
 ``--repeats`` timed rounds of poses/s, after warm-up, measured side by side in one
-process; ``--json`` writes the table with its provenance. The loss rows use the
-default settings (input validation on); "first call" includes any compilation.
+process (the loss variants in interleaved rounds; "x autograd" is the ratio of medians
+against ``BMCLoss(fused=False)`` at the same batch); ``--json`` writes the table with its
+provenance. The loss rows use the default settings (input validation on); "first call"
+includes any compilation.
 """
 from __future__ import annotations
 
@@ -66,43 +68,59 @@ def time_it(fn: Callable[[], object], device: torch.device, min_time: float = 0.
 
 def run(batches=(32, 256, 4096), devices=("cpu",), repeats: int = 7, min_time: float = 0.2,
         compile: bool = True) -> list[dict]:
+    """Forward + backward of each form of the loss, timed in interleaved rounds (round r of every
+    variant before round r + 1 of any), so that a shared machine's drift reaches all of them alike."""
     rows = []
-    variants = [("halfplane", False), ("exact", False)] + ([("halfplane", True)] if compile else [])
     for dev_name in devices:
         device = torch.device(dev_name)
-        for distance, compiled in variants:
-            loss = BMCLoss(angle_distance=distance, compile=compiled).to(device)
-            for b in batches:
-                joints = random_poses(b).to(device).requires_grad_(True)
+        variants = {"halfplane, autograd": BMCLoss(fused=False), "exact": BMCLoss(angle_distance="exact")}
+        if device.type == "cpu":  # the hand-written backward is for CPU tensors
+            variants = {"halfplane, fused": BMCLoss(), **variants}
+        if compile:
+            variants["halfplane, torch.compile"] = BMCLoss(compile=True)
+        for b in batches:
+            joints = random_poses(b).to(device).requires_grad_(True)
+            steps, first, secs = {}, {}, {}
+            for name, loss in variants.items():
+                loss.to(device)
 
-                def step():
+                def step(loss=loss):
                     joints.grad = None
                     loss(joints).total.backward()
 
                 t0 = time.perf_counter()
                 step()  # the first call compiles
-                first = time.perf_counter() - t0
-                secs = time_it(step, device, min_time, repeats)
-                what = f"BMCLoss fwd+bwd ({distance}{', torch.compile' if compiled else ''})"
-                rows.append({"what": what, "device": dev_name, "batch": b, "first_call_s": first,
-                             "poses_per_s": b / statistics.median(secs), "median_ms": 1e3 * statistics.median(secs)})
+                _sync(device)
+                steps[name], first[name], secs[name] = step, time.perf_counter() - t0, []
+            for _ in range(repeats):
+                for name, step in steps.items():
+                    secs[name] += time_it(step, device, min_time, repeats=1, warmup=1)
+            base = statistics.median(secs["halfplane, autograd"])
+            for name in steps:
+                med = statistics.median(secs[name])
+                rows.append({"what": f"BMCLoss fwd+bwd ({name})", "device": dev_name, "batch": b,
+                             "first_call_s": first[name], "poses_per_s": b / med, "median_ms": 1e3 * med,
+                             "vs_autograd": base / med})
         for b in batches:
             joints = random_poses(b).to(device)
             with torch.no_grad():
                 secs = time_it(lambda: decompose(joints, check=False), device, min_time, repeats)
             rows.append({"what": "decompose (no grad)", "device": dev_name, "batch": b, "first_call_s": None,
-                         "poses_per_s": b / statistics.median(secs), "median_ms": 1e3 * statistics.median(secs)})
+                         "poses_per_s": b / statistics.median(secs), "median_ms": 1e3 * statistics.median(secs),
+                         "vs_autograd": None})
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| what | device | batch | poses/s (median) | ms / call | first call (s) |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = ["| what | device | batch | poses/s (median) | ms / call | x autograd | first call (s) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         first = "" if r["first_call_s"] is None else f"{r['first_call_s']:.2f}"
+        ratio = "" if r.get("vs_autograd") is None else f"{r['vs_autograd']:.2f}"
         lines.append(f"| {r['what']} | {r['device']} | {r['batch']} | {r['poses_per_s']:,.0f} | "
-                     f"{r['median_ms']:.3f} | {first} |")
+                     f"{r['median_ms']:.3f} | {ratio} | {first} |")
     return "\n".join(lines)
+
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:

@@ -260,7 +260,7 @@ def _backward(s: _State, g_interval: np.ndarray, g_angle: np.ndarray, normals_t:
             g_f[:2] += g_xy
             g_f[2] -= g_sz
             g_f += gl[:, None] * b
-        np.einsum("rcfn,rfn->cfn", frame, gl, out=g_fbn[:, :, k + 1])
+        g_fbn[:, :, k + 1] = np.einsum("rcfn,rfn->cfn", frame, gl)  # (faster than out= into the strided slice)
         g_frame = g_f
     # first frame = (-palm, palm x z, z)
     g_y1, g_y2 = g_frame[1].take(_ROLL1, 0), g_frame[1].take(_ROLL2, 0)

@@ -2,7 +2,17 @@ import json
 
 import pytest
 
-from bmclib.bench import format_jobs_table, main, run_jobs, run_train
+from bmclib.bench import format_jobs_table, format_table, main, run, run_jobs, run_train
+
+
+def test_loss_rows_compare_each_variant_with_autograd():
+    rows = run(batches=(8,), repeats=2, min_time=0.01, compile=False)
+    by = {r["what"]: r for r in rows}
+    assert set(by) == {"BMCLoss fwd+bwd (halfplane, fused)", "BMCLoss fwd+bwd (halfplane, autograd)",
+                       "BMCLoss fwd+bwd (exact)", "decompose (no grad)"}
+    assert by["BMCLoss fwd+bwd (halfplane, autograd)"]["vs_autograd"] == 1.0
+    assert all(r["poses_per_s"] > 0 for r in rows) and by["decompose (no grad)"]["vs_autograd"] is None
+    assert "| BMCLoss fwd+bwd (halfplane, fused) | cpu | 8 |" in format_table(rows)
 
 
 def test_train_throughput_rows():
