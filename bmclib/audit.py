@@ -8,8 +8,8 @@ interval's width for palm curvatures. The headline counts what is outside by mor
 tolerance (:data:`DEFAULT_TOLERANCE`: 5 degrees, 10%), where a model's error is something a
 person would see; the strict rates (any excess at all) follow. Written: ``audit.md``
 (summary, per-term rates, worst samples), ``audit.csv`` (one row per sample, excesses in real
-units) and ``audit.html`` (the worst samples drawn, each with the line that opens it in the
-pose inspector).
+units) and ``audit.html`` (the worst samples drawn, each linked to its page in
+``audit_samples/``: the pose inspector's view of it, interactive, offline).
 """
 from __future__ import annotations
 
@@ -192,6 +192,7 @@ def audit(xyz: np.ndarray, limits: BMCLimits | None = None, side: str = "right",
     other = _audit_right(sk.mirror_joints(j), limits, tol)
     result["degenerate"] = degenerate_intervals(limits)
     result["xyz"] = j.numpy()  # the audited (right-hand) poses, for drawing the worst
+    result["limits_obj"] = limits  # for the report's inspector pages
     result["side"] = side
     result["mirrored_implausible_poses"] = other["implausible_poses"]
     result["side_hint"] = ""
@@ -254,7 +255,8 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
                 pred_path: str | os.PathLike | None = None) -> Path:
     """``audit.md`` (headline, per-term rates, worst samples), ``audit.csv`` (one row per sample:
     the BMC total, the worst term and every term's excess in real units) and ``audit.html``
-    (the worst samples drawn, each with the code that opens it in the pose inspector)."""
+    (the worst samples drawn, each linked to ``audit_samples/sample_<i>.html``, the pose inspector's
+    view of it as a standalone page, and with the code that opens it in the live inspector)."""
     import csv
 
     from .results import atomic_path, write_text_atomic
@@ -303,10 +305,12 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
 
 
 def _write_html(result: dict, path: Path, name: str, order: np.ndarray, pred_path) -> None:
-    """The worst samples drawn (3D pose, joints over their limits in red), each with the lines that
-    open it in the pose inspector of notebook 06."""
+    """The worst samples drawn (3D pose, joints over their limits in red), each linked to its
+    inspector page (``audit_samples/``, written here when plotly is installed) and with the lines
+    that open it in the live pose inspector of notebook 06."""
     import base64
     import html
+    import importlib.util
     import io
 
     from .results import write_text_atomic
@@ -314,9 +318,18 @@ def _write_html(result: dict, path: Path, name: str, order: np.ndarray, pred_pat
     xyz = result.get("xyz")
     ex = result["excess"]
     tol = result.get("tolerance", DEFAULT_TOLERANCE)
+    pages = importlib.util.find_spec("plotly") is not None
     rows = []
     for i in order:
-        img = ""
+        img = link = ""
+        if xyz is not None and np.isfinite(xyz[i]).all() and pages:
+            from .viz.inspector import write_inspector_page
+
+            mirrored = " (mirrored into a right hand, as audited)" if result.get("side") == "left" else ""
+            page = write_inspector_page(xyz[i] - xyz[i][0], path.parent / "audit_samples" / f"sample_{int(i)}.html",
+                                        result.get("limits_obj"), title=f"{name}: sample {int(i)}{mirrored}")
+            link = (f'<p><a href="audit_samples/{page.name}"><b>open sample {int(i)} in the inspector\'s view</b></a> '
+                    "(rotatable 3D hand, each joint against its envelope; works offline)</p>")
         if xyz is not None and np.isfinite(xyz[i]).all():
             from .viz.static import _plt, pose_views
 
@@ -334,8 +347,8 @@ def _write_html(result: dict, path: Path, name: str, order: np.ndarray, pred_pat
                               if result.get("side") == "left" else "")
                            + "PoseInspector(pose - pose[0]).widget  # in JupyterLab")
         rows.append(f'<section id="sample-{int(i)}"><h2><a href="#sample-{int(i)}">sample {int(i)}</a>: BMC '
-                    f'{result["total"][i]:.4f}</h2>{img}<ul>' + "".join(f"<li>{t}</li>" for t in far)
-                    + f"</ul><pre>{code}</pre></section>")
+                    f'{result["total"][i]:.4f}</h2>{link}{img}<ul>' + "".join(f"<li>{t}</li>" for t in far)
+                    + f"</ul><p>To edit it live in JupyterLab:</p><pre>{code}</pre></section>")
     index = " ".join(f'<a href="#sample-{int(i)}">{int(i)}</a>' for i in order)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>audit: {html.escape(name)}</title>"
             "<style>body{font-family:sans-serif;max-width:60em;margin:auto} pre{background:#f4f4f4;padding:.5em}"

@@ -318,7 +318,7 @@ def _audit(a: argparse.Namespace) -> int:
     print(f"{result['n']} poses ({result['side']} hands): {100 * result['implausible_poses_tol']:.1f}% with a term outside "
           f"by more than {a.tol_deg:g} deg / {a.tol_pct:g}% ({100 * result['implausible_poses']:.1f}% outside at all), "
           f"{100 * result['implausible_joints_tol']:.1f}% of joint-angle terms outside by more than {a.tol_deg:g} deg; "
-          f"wrote {report} and audit.html")
+          f"wrote {report}, audit.csv, audit.html and audit_samples/ (each worst sample in the inspector's view)")
     if result["degenerate"]:
         print(f"bmc audit: warning: degenerate (zero-width) limit intervals: {', '.join(result['degenerate'])}",
               file=sys.stderr)

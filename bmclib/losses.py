@@ -206,16 +206,19 @@ class BMCLoss(nn.Module):
             self._cast = {key: cast + (cast[4][..., None].contiguous(),)}  # + offsets as (15, M, 1)
         return self._cast[key]
 
+    def _apply(self, fn, *args, **kwargs):
+        self._cast_np = {}  # .to() / .double() / .cuda() replace the buffers
+        return super()._apply(fn, *args, **kwargs)
+
     def _numpy_consts(self, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
-        """The ``consts`` of :func:`bmclib.fused.bmc_terms` in ``dtype`` (cached)."""
-        bufs = tuple(getattr(self, n) for n in self._CONSTS)
-        lambdas = (self.lambda_bl, self.lambda_rb, self.lambda_a)
-        key = (dtype, lambdas) + tuple(id(b) for b in bufs)
+        """The ``consts`` of :func:`bmclib.fused.bmc_terms` in ``dtype`` (cached until the module
+        is moved or its lambdas change)."""
+        key = (dtype, self.lambda_bl, self.lambda_rb, self.lambda_a)
         if key not in self._cast_np:
-            low, high, _, normals, offsets = (b.detach().to("cpu", dtype).numpy() for b in bufs)
+            low, high, _, normals, offsets = (getattr(self, n).detach().to("cpu", dtype).numpy() for n in self._CONSTS)
             normals_t = np.concatenate([normals.transpose(0, 2, 1), np.ones_like(normals[:, None, :, 0])], 1)
             self._cast_np = {key: (low, high, normals, normals_t,
-                                   np.ascontiguousarray(offsets[..., None]), loss_weights(lambdas, low.dtype))}
+                                   np.ascontiguousarray(offsets[..., None]), loss_weights(key[1:], low.dtype))}
         return self._cast_np[key]
 
     def extra_repr(self) -> str:

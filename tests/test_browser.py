@@ -163,3 +163,38 @@ def test_inspector_in_jupyterlab(lab):
         target = Path(os.environ["BMC_SCREENSHOT_TO"])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, target)
+
+
+def test_audit_report_links_each_sample_to_its_inspector_page(tmp_path):
+    """audit.html -> a worst sample's link -> its standalone inspector page, drawn by plotly offline."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import torch
+
+    from bmclib.audit import audit, write_audit
+    from bmclib.data.synth import generate_batch
+
+    from bmclib.biomech import compose, decompose
+
+    xyz = generate_batch("target", 6, 64, torch.Generator().manual_seed(3)).xyz.double()
+    xyz[:2] = compose(decompose(xyz[:2]).with_angle("middle", 2, flexion=-0.8))  # middle DIPs hyperextended
+    write_audit(audit(xyz.numpy()), tmp_path / "audit", worst=2)
+    with sync_api.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
+                                                   args=FLAGS, viewport={"width": 1200, "height": 800})
+        try:
+            page = ctx.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto((tmp_path / "audit" / "audit.html").as_uri())
+            page.click("text=open sample 0 in the inspector's view")
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
+            assert page.url.endswith("audit_samples/sample_0.html")
+            assert page.locator(".gl-container, .scene canvas, canvas").count() > 0  # the 3D hand
+            menu = page.locator(".updatemenu-header-group")
+            assert menu.count() == 1 and "middle_dip" in menu.text_content()  # opens on the joint furthest outside
+            assert "sample 0" in page.locator(".gtitle").text_content() and not errors, errors
+            page.screenshot(path=str(tmp_path / "sample_0.png"))
+        finally:
+            ctx.close()

@@ -226,6 +226,11 @@ def test_audit_counts_implausible_poses(tmp_path):
     page = (tmp_path / "a" / "audit.html").read_text()
     assert all(f'id="sample-{i}"' in page for i in range(5)) and page.count("data:image/png;base64,") == 5
     assert 'load_predictions(&quot;p.json&quot;)[0]' in page and "PoseInspector" in page  # HTML-escaped code
+    # each worst sample links to its inspector page, which draws that pose and opens on its worst joint
+    assert all(f'href="audit_samples/sample_{i}.html"' in page for i in range(5))
+    sample = (tmp_path / "a" / "audit_samples" / "sample_0.html").read_text()
+    assert 'src="plotly.min.js"' in sample and (tmp_path / "a" / "audit_samples" / "plotly.min.js").is_file()
+    assert "sample 0" in sample and "index_dip" in sample
     write_pred_json(tmp_path / "p.json", bad)
     np.savez(tmp_path / "p.npz", xyz=bad)
     for p in ("p.json", "p.npz"):

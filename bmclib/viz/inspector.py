@@ -26,7 +26,8 @@ from ..biomech import Decomposition, compose, decompose
 from ..limits import BMCLimits
 from ..losses import BMCLoss
 
-__all__ = ["PoseState", "PredictionSet", "PoseInspector", "PredictionBrowser", "ANGLE_JOINTS", "joint_violations"]
+__all__ = ["PoseState", "PredictionSet", "PoseInspector", "PredictionBrowser", "ANGLE_JOINTS", "joint_violations",
+           "write_inspector_page"]
 
 #: the joint at which each of the 15 angles is measured (finger-major, proximal -> distal)
 ANGLE_JOINTS = tuple(sk.PARENTS[b + 1] for bones in sk.FINGER_ANGLE_BONES for b in bones)
@@ -324,6 +325,62 @@ class PoseInspector:
                  f"angles {r['angle']:.4f}; {int(self.state.violating_joints().sum())} joints out of limits")
         return WithPicture(self.widget, pose_views({"pose": self.state.joints}, title=title),
                            note="PoseInspector: interactive in JupyterLab (a picture of its first state elsewhere)")
+
+
+def write_inspector_page(joints, path: str | Path, limits: BMCLimits | None = None, title: str = "",
+                         include_plotlyjs: str | bool = "directory") -> Path:
+    """The pose inspector's view of one pose as a standalone HTML page (no kernel, no server): the
+    rotatable 3D hand with the joints outside their limits in red, the BMC readout, and each joint's
+    (flexion, abduction) against its envelope; a menu picks the joint, and the page opens on the
+    one furthest outside. ``include_plotlyjs="directory"`` writes ``plotly.min.js`` once beside the
+    page, so a folder of pages works offline. Needs the ``notebooks`` extra (plotly)."""
+    from plotly.subplots import make_subplots
+
+    from ..results import atomic_path
+    from .plotly3d import hand_traces
+
+    state = PoseState(joints, limits)
+    bad = state.violating_joints()
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.58, 0.42], horizontal_spacing=0.08,
+                        specs=[[{"type": "scene"}, {"type": "xy"}]])
+    for tr in hand_traces(state.joints, name="pose", joint_colors=["#de2d26" if b else "#444444" for b in bad]):
+        tr.showlegend = False
+        fig.add_trace(tr, row=1, col=1)
+    n_hand = len(fig.data)
+    excess = np.degrees(state._terms().per_angle.numpy().reshape(15))  # exact distance outside (rad -> deg)
+    angles = state.angles_deg().reshape(15, 2)
+    first = int(np.argmax(excess))
+    for i in range(15):
+        poly = np.degrees(np.vstack([state.limits.angle_polygons[i], state.limits.angle_polygons[i][:1]]))
+        outside = excess[i] > 0
+        fig.add_scatter(x=poly[:, 0], y=poly[:, 1], mode="lines", line=dict(color="#e6550d"), visible=i == first,
+                        name="envelope", showlegend=False, row=1, col=2)
+        fig.add_scatter(x=angles[i, :1], y=angles[i, 1:], mode="markers", visible=i == first, showlegend=False,
+                        marker=dict(size=12, color="#de2d26" if outside else "#3182bd"), name=sk.ANGLE_JOINT_NAMES[i],
+                        hovertemplate="flexion %{x:.1f} deg<br>abduction %{y:.1f} deg<extra></extra>", row=1, col=2)
+
+    def label(i: int) -> str:
+        return f"{sk.ANGLE_JOINT_NAMES[i]}: " + (f"{excess[i]:.1f} deg outside" if excess[i] > 0 else "inside")
+
+    buttons = [dict(label=label(i), method="update",
+                    args=[{"visible": [True] * n_hand + [k // 2 == i for k in range(30)]},
+                          {"xaxis.title.text": f"{sk.ANGLE_JOINT_NAMES[i]} flexion (deg)"}])
+               for i in np.argsort(-excess)]
+    r = state.readout()
+    readout = (f"BMC (unweighted): bone length {r['bone_length']:.4f}, root bones {r['root_bone']:.4f}, "
+               f"angles {r['angle']:.4f}; {int(bad.sum())} joint{'' if bad.sum() == 1 else 's'} out of limits (red)")
+    fig.update_layout(
+        title=dict(text=f"{title}<br><sup>{readout}</sup>" if title else readout), height=560,
+        margin=dict(l=10, r=10, t=90, b=40),
+        scene=dict(aspectmode="data", xaxis_title="x", yaxis_title="depth", zaxis_title="up"),
+        xaxis=dict(title=f"{sk.ANGLE_JOINT_NAMES[first]} flexion (deg)"), yaxis=dict(title="abduction (deg)"),
+        updatemenus=[dict(buttons=buttons, active=0, x=1.0, xanchor="right", y=1.12, yanchor="top")])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        # plotly names the script after the page's folder, not the temporary file
+        fig.write_html(tmp, include_plotlyjs=include_plotlyjs, full_html=True)
+    return path
 
 
 class PredictionBrowser:
