@@ -149,9 +149,9 @@ class BMCLoss(nn.Module):
             shape; on a GPU it fuses the ~700 small ops of the autograd path).
         fused: on CPU tensors with ``angle_distance="halfplane"``, compute the loss in one
             step with a hand-written backward (:mod:`bmclib.fused`, several times faster
-            eagerly). ``False`` records every op with autograd (the reference; it also
-            supports double backward and ``torch.func``). CUDA tensors, ``"exact"`` and
-            ``compile=True`` always take the autograd path.
+            eagerly; its backward is not itself differentiable). ``False`` records every op
+            with autograd (the reference; use it for double backward). CUDA tensors,
+            ``"exact"``, ``compile=True`` and ``torch.func`` transforms take the autograd path.
 
     Call it on ``joints (..., 21, 3)`` (right hands, any units, any float dtype;
     half/bfloat16 are computed in float32). Buffers follow ``.to(device)``.
@@ -236,7 +236,8 @@ class BMCLoss(nn.Module):
 
     def forward(self, joints: Tensor) -> BMCLossOutput:
         """Args: joints ``(..., 21, 3)``. Returns :class:`BMCLossOutput`."""
-        fused = self.fused and joints.device.type == "cpu" and joints.numel() > 0
+        fused = (self.fused and joints.device.type == "cpu" and joints.numel() > 0
+                 and not torch._C._functorch.is_functorch_wrapped_tensor(joints))  # torch.func: autograd path
         if self.check:
             validate_joints(joints, check_finite=not fused)
         batch = joints.shape[:-2]

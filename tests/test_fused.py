@@ -140,6 +140,15 @@ def test_double_backward_needs_the_reference_path():
         torch.autograd.grad(g.sum(), x)
 
 
+def test_torch_func_takes_the_autograd_path():
+    x = random_poses(3, spread=1.2).double()
+    loss = BMCLoss(reduction="sum")
+    g = torch.func.grad(lambda j: loss(j).total)(x)
+    x.requires_grad_(True)
+    loss(x).total.backward()
+    assert torch.allclose(g, x.grad, rtol=1e-10, atol=1e-12) and float(g.abs().max()) > 0
+
+
 def test_moving_the_module_recasts_its_constants():
     loss = BMCLoss(reduction="sum")
     x = random_poses(8, spread=1.2)
