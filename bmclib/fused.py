@@ -153,13 +153,12 @@ def _forward(j: np.ndarray, low: np.ndarray, high: np.ndarray, normals: np.ndarr
         fl = _max(n1, _E)
         d = loc / fl
         d[2] += (fl - n1) / fl  # below the floor the direction turns towards e_z
-        zn = np.einsum("rcfn,rfn->cfn", frame, d)  # (3, 5, N) world
+        new = np.empty_like(frame)
+        zn = np.einsum("rcfn,rfn->cfn", frame, d, out=new[2])  # (3, 5, N) world: the new z
         den = _max(d[2] + 1.0, 1e-12)
         kk = d[:2] / den
         sz = frame[2] + zn
-        new = np.empty_like(frame)
         np.subtract(frame[:2], kk[:, None] * sz, out=new[:2])
-        new[2] = zn
         s.steps.append((n1, fl, d, den, kk, sz))
         s.frames.append(frame := new)
     s.sqc = _max(sq, tiny)

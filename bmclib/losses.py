@@ -253,8 +253,8 @@ class BMCLoss(nn.Module):
 
     def _forward_fused(self, joints: Tensor, batch: torch.Size) -> BMCLossOutput:
         flat = joints.reshape(-1, sk.NUM_JOINTS, 3).to(compute_dtype(joints.dtype))
-        if self.check and not np.isfinite(flat.detach().numpy()).all():
-            validate_joints(joints)  # raises, naming the first bad poses
+        if self.check and not np.isfinite(np.add.reduce(flat.detach().numpy(), None, np.float64)):  # NaN/inf reach it
+            validate_joints(joints)  # raises, naming the first bad poses (or passes: the sum overflowed)
         terms = bmc_terms(flat, self._numpy_consts(flat.dtype), (self.ref_finger, self.ref_k), self.reduction)
         if self.reduction == "none":
             per = [x.T.reshape(batch + x.shape[:1]) for x in terms[4:]]  # (k, N) -> (..., k)
