@@ -3,15 +3,17 @@
 :class:`~bmclib.losses.BMCLoss` runs here for CPU input with the half-plane angle distance:
 one :class:`torch.autograd.Function` whose forward computes the decomposition and the loss in
 numpy (no autograd graph is recorded) and whose backward is the derivative written out below,
-step by step in reverse. Eager PyTorch spends ~3 µs per small op and records ~700 of them
-for a forward and backward; numpy spends ~1 µs per op and this file needs ~140 forward and
-~230 backward, so the loss is several times faster at small batches (``bmc bench``).
+step by step in reverse. Eager PyTorch spends ~3 µs per small op and records ~730 of them
+for a forward and backward; a small numpy call costs ~1 µs and this file makes roughly 400
+(counted from the code), so the loss is several times faster at small batches (``bmc bench``).
 
 The arithmetic is that of :func:`bmclib.biomech.decompose_cm` and ``BMCLoss._terms_eager``
 (the autograd reference, kept for CUDA, ``torch.compile``, double backward and
 ``torch.func``); ``tests/test_fused.py`` checks values and gradients against it, including
-collapsed bones and the degenerate floors. Where the reference's clamps tie exactly (a value
-on a floor), the two may pick different one-sided derivatives; such points have measure zero.
+collapsed bones and the degenerate floors. Where the function has no derivative (a value
+exactly on a clamp's floor; exactly collinear root bones, where ``|r_f+1 x r_f|`` has none),
+each implementation returns the one-sided value its own rounding picks; such points have
+measure zero.
 
 Layout as in :mod:`bmclib.biomech`: component-major, batch last. ``F`` is a finger frame
 ``(3 rows x/y/z, 3 components, 5 fingers, N)``.
