@@ -305,7 +305,7 @@ def test_2d_loss_units_and_the_logged_pull_ratio(data, tmp_path):
         out = net(batch.images, batch.K)
         terms[units] = compute_losses(out, batch, cfg, make_bmc_loss(cfg, BMCLimits.default()), pulls=True)
     S = batch.images.shape[-1]
-    assert float(terms["px"]["2d"]) == pytest.approx(S * float(terms["image"]["2d"]), rel=1e-5)
+    assert float(terms["px"]["2d"].detach()) == pytest.approx(S * float(terms["image"]["2d"].detach()), rel=1e-5)
     # the same BMC pull against a 2D pull S times stronger in pixels
     assert float(terms["image"]["bmc_pull_ratio"]) == pytest.approx(S * float(terms["px"]["bmc_pull_ratio"]), rel=1e-4)
     assert float(terms["px"]["bmc_pull_ratio_p90"]) > 0
