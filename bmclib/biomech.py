@@ -47,7 +47,7 @@ from torch import Tensor
 from . import skeleton as sk
 
 __all__ = ["Decomposition", "decompose", "decompose_cm", "compose", "compose_parts", "normalize_scale", "validate_joints",
-           "compute_dtype"]
+           "compute_dtype", "pose_scale", "EPS_DEGENERATE"]
 
 _NUM_F = sk.NUM_FINGERS
 # Relative floors, in units of the pose's own size (the rms root-bone length).
@@ -60,6 +60,11 @@ _EPS_ANGLE = 1e-15  # nudge that keeps atan2 away from (0, 0)
 # gimbal lock (|(l_x, l_z)| below it), and palm normals are floored at it. Exact above it;
 # real hands' shortest bone is ~0.2 pose sizes.
 EPS_DEGENERATE = 1e-2
+# Rodrigues' minimal rotation divides by 1 + cos(turn); a bone folded back onto its parent (a turn
+# of pi) has no minimal rotation. The divisor is floored here (turns beyond ~179.2 deg; real joints
+# stop below 120 deg), which bounds the gradient of an exact fold: with a 1e-12 floor float32
+# rounding of the fold's direction gave |grad| x size of 1e7-4e9.
+_EPS_TURN = EPS_DEGENERATE ** 2
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -74,6 +79,28 @@ def _scale_floor(dtype: torch.dtype) -> float:
     # are no longer scale invariant. Chosen so that a few chained divisions by it
     # cannot overflow the dtype.
     return 1e-10 if dtype == torch.float32 else 1e-30
+
+
+class SaturatingUpcast(torch.autograd.Function):
+    """float16 -> float32 whose backward clamps the gradient to float16's finite range
+    (+-65504) before casting it back: a plain cast turns a gradient above 65504 into inf."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.float()
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        big = torch.finfo(torch.float16).max
+        return g.clamp(-big, big).half()
+
+
+def upcast(joints: Tensor) -> Tensor:
+    """``joints`` in :func:`compute_dtype`; float16 through :class:`SaturatingUpcast`, so that a
+    gradient beyond float16's range comes back saturated, not as inf."""
+    if joints.dtype == torch.float16:
+        return SaturatingUpcast.apply(joints)
+    return joints.to(compute_dtype(joints.dtype))
 
 
 def validate_joints(joints: Tensor, name: str = "joints", n: int = sk.NUM_JOINTS, check_finite: bool = True) -> None:
@@ -143,9 +170,23 @@ class _Palm:
     frame0: Tensor       # (3, 3, 5, N)  first frame per finger: rows x, y, z; then components
 
 
-def _palm(roots: Tensor) -> _Palm:
-    """Palm normals and the first finger frames from root bones ``(3, 5, N)``."""
-    scale = (_vnorm(roots.flatten(0, 1)) * _NUM_F ** -0.5).clamp_min(_scale_floor(roots.dtype))  # (N,)
+def pose_scale(roots: Tensor, bones: Tensor | None = None) -> Tensor:
+    """The pose's size ``(N,)`` from component-major root bones ``(3, 5, N)`` (and all 20 bones
+    ``(3, 20, N)``): the rms root-bone length, floored at :data:`EPS_DEGENERATE` x the rms length of
+    all bones (a hand whose root bones collapsed is still measured by its fingers, so the
+    scale-free terms stay bounded: with an absolute floor alone its loss reached 1e30), then at the
+    dtype's smallest real pose size. The one rule for :func:`decompose`, the BMC loss (both paths)
+    and :func:`normalize_scale`."""
+    scale = _vnorm(roots.flatten(0, 1)) * _NUM_F ** -0.5
+    if bones is not None:
+        scale = torch.maximum(scale, EPS_DEGENERATE * _vnorm(bones.flatten(0, 1)) * bones.shape[1] ** -0.5)
+    return scale.clamp_min(_scale_floor(roots.dtype))
+
+
+def _palm(roots: Tensor, bones: Tensor | None = None) -> _Palm:
+    """Palm normals and the first finger frames from root bones ``(3, 5, N)`` (the pose's size
+    from :func:`pose_scale`, with all bones ``(3, 20, N)`` where given)."""
+    scale = pose_scale(roots, bones)  # (N,)
     r = roots / scale  # (3, 5, N) unitless
     w = torch.linalg.cross(r[:, 1:], r[:, :-1], dim=0)  # (3, 4, N)
     w_norm = _vnorm(w)  # (4, N)
@@ -168,7 +209,7 @@ def _next_frame(frame: Tensor, d: Tensor) -> Tensor:
     (never normalised) gives ``x' = x - d_x / (1 + d_z) (z + z')`` and
     ``y' = y - d_y / (1 + d_z) (z + z')``: finite for a straight joint (``d = e_z``)."""
     z_new = (frame * d[:, None]).sum(0)  # (3, ...) world
-    k = d[:2] / (1.0 + d[2:]).clamp_min(1e-12)  # (2, ...)
+    k = d[:2] / (1.0 + d[2:]).clamp_min(_EPS_TURN)  # (2, ...)
     xy = frame[:2] - k[:, None] * (frame[2] + z_new)  # (2, 3, ...)
     return torch.cat([xy, z_new[None]])
 
@@ -202,7 +243,7 @@ def decompose_cm(j: Tensor) -> _Parts:
     parents = torch.cat([wrist[:, None, None].expand(-1, _NUM_F, 1, -1), fj[:, :, :3]], dim=2)
     fb = fj - parents  # (3, 5, 4, N) bones, root bone first
     lengths = _vnorm(fb)  # (5, 4, N)
-    palm = _palm(fb[:, :, 0])
+    palm = _palm(fb[:, :, 0], fb.flatten(1, 2))
     r = palm.r
     # phi = atan2(|r_f x r_f+1|, r_f . r_f+1); the offset keeps a zero root bone at (0, +tiny)
     dots = _dot(r[:, :-1], r[:, 1:])
@@ -227,7 +268,11 @@ def decompose_cm(j: Tensor) -> _Parts:
         xz2 = sq[0] + sq[2]  # (5, N)
         r2 = torch.stack([xz2, xz2 + sq[1]]).clamp_min(tiny)  # (2, 5, N): |(l_x, l_z)|^2, |l|^2
         norms = r2.sqrt()
-        ang = torch.atan2(local[:2], torch.stack([local[2], norms[0]]))
+        # a bone exactly along the frame's y axis has (l_x, l_z) = (0, 0) despite the nudge (it can
+        # cancel): atan2 there has the gradient 0 / 0, so it reads (0, 1) -- the fade zeroes it anyway
+        along_y = xz2 <= tiny
+        ang = torch.atan2(torch.stack([local[0].masked_fill(along_y, 0.0), local[1]]),
+                          torch.stack([local[2].masked_fill(along_y, 1.0), norms[0]]))
         ang = ang * _fade(r2)  # (2, 5, N); a collapsed bone reads as straight
         frames.append(frame)
         angles.append(ang)
@@ -335,7 +380,7 @@ def decompose(joints: Tensor, *, check: bool = True) -> Decomposition:
     """
     if check:
         validate_joints(joints)
-    j, batch = to_component_major(joints.to(compute_dtype(joints.dtype)), 2)  # (3, 21, N)
+    j, batch = to_component_major(upcast(joints), 2)  # (3, 21, N)
     p = decompose_cm(j)
     return Decomposition(
         wrist=p.wrist.T.reshape(batch + (3,)),
@@ -406,15 +451,17 @@ def normalize_scale(joints: Tensor, reference_bone: tuple[int, int] = sk.REFEREN
         reference_bone: ``(parent, child)`` joint pair whose length becomes 1.
 
     Returns:
-        ``(normalised (..., 21, 3), scale (...))``. The scale is floored at 1e-4 x the
-        rms root-bone length (the same rule as :class:`bmclib.losses.BMCLoss`), so a
-        zero-length reference bone still gives finite output.
+        ``(normalised (..., 21, 3), scale (...))``. The scale is floored at
+        :data:`EPS_DEGENERATE` x the pose's size (:func:`pose_scale`), the rule of
+        :class:`bmclib.losses.BMCLoss`, so a zero-length reference bone still gives finite output.
     """
     p, c = reference_bone
     sk.bone_index(p, c)  # validates the pair
     rel = joints - joints[..., :1, :]  # (..., 21, 3)
     ref = torch.linalg.vector_norm(rel[..., c, :] - rel[..., p, :], dim=-1)  # (...,)
+    bones = rel[..., 1:, :] - rel[..., list(sk.PARENTS[1:]), :]  # (..., 20, 3)
     roots = rel[..., list(sk.ROOT_BONE_JOINTS), :]  # (..., 5, 3) root bones (wrist at 0)
-    size = ((roots * roots).sum((-2, -1)) / sk.NUM_FINGERS).sqrt().clamp_min(_scale_floor(joints.dtype))
-    scale = ref.clamp_min(1e-4 * size)  # (...,)
+    batch = roots.shape[:-2]
+    size = pose_scale(roots.reshape(-1, 5, 3).permute(2, 1, 0), bones.reshape(-1, 20, 3).permute(2, 1, 0))
+    scale = ref.clamp_min(EPS_DEGENERATE * size.reshape(batch))  # (...,)
     return rel / scale[..., None, None], scale

@@ -456,6 +456,7 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "tables": ("rebuild every table and its figure from results/runs/*/metrics.json", _tables_args, _tables),
     "reproduce": ("synthetic data + every notebook through papermill (make reproduce)", *_module("reproduce")),
     "bench": ("throughput benchmarks (BMC loss, synthesis, training, jobs, FreiHAND scoring)", *_module("bench")),
+    "fuzz": ("BMC loss gradients on degenerate poses, family by family (the robustness bound)", *_module("fuzz")),
     "limits": ("show the default limits, or a saved limits file", _limits_args, _limits),
     "fit-limits": ("fit BMC limits to 3D data (a prepared cache or a .npy), with a figure", _fit_limits_args,
                    _fit_limits),

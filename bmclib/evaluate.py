@@ -323,8 +323,10 @@ def read_pred_json(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | No
     path = Path(path)
     data = read_json(path, f"predictions not found: {path}")
     if not isinstance(data, list) or len(data) != 2:
-        raise ValueError(f"{path}: expected [xyz_list, verts_list], got a {type(data).__name__} of length "
-                         f"{len(data) if isinstance(data, list) else '?'}")
+        got = (f"a list of length {len(data)}" if isinstance(data, list) else
+               f"a dict with keys {sorted(map(str, data))[:8]}" if isinstance(data, dict) else
+               f"a {type(data).__name__}")
+        raise ValueError(f"{path}: expected a list [xyz_list, verts_list], got {got}")
     from .validate import as_array, check_finite
 
     xyz = as_array(data[0], path, "xyz_list", (None, 21, 3))

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .biomech import EPS_DEGENERATE as _E, _EPS_ANGLE, _EPS_NORMAL, _EDGE_ROWS, _PALM_ROWS, _scale_floor
+from .biomech import EPS_DEGENERATE as _E, _EPS_ANGLE, _EPS_NORMAL, _EPS_TURN, _EDGE_ROWS, _PALM_ROWS, _scale_floor
 
 __all__ = ["bmc_terms", "loss_weights"]
 
@@ -85,7 +85,7 @@ def _normalize_backward(g: np.ndarray, out: np.ndarray, norm: np.ndarray, denom:
 
 class _State:
     """What the backward needs from the forward (numpy arrays)."""
-    __slots__ = ("fb", "L", "scale", "scale_raw", "fbn", "r", "r1", "r2", "rn", "rd", "z", "z1", "z2", "w", "wn",
+    __slots__ = ("fb", "L", "scale", "scale_raw", "scale_all", "fbn", "r", "r1", "r2", "rn", "rd", "z", "z1", "z2", "w", "wn",
                  "wd", "n", "mn", "md", "mid", "palm", "p1", "p2", "edge", "dots", "xr", "ar", "fr", "qr", "dr", "de",
                  "dd", "curv", "frames", "steps", "locs", "sq", "sqc", "nr", "a", "fade", "ref", "ref_free", "vb",
                  "values", "low", "high", "signed", "smax")
@@ -105,7 +105,10 @@ def _forward(j: np.ndarray, low: np.ndarray, high: np.ndarray, normals: np.ndarr
     lsq = _dot(fb, fb)  # (5, 4, N)
     s.L = L = np.sqrt(_max(lsq, tiny))
     s.scale_raw = np.sqrt(_max(_add(lsq[:, 0], 0), tiny)) * 5 ** -0.5  # rms root-bone length
-    s.scale = scale = _max(s.scale_raw, _scale_floor(torch.float32 if dtype == np.float32 else torch.float64))
+    s.scale_all = np.sqrt(_max(_add(lsq.reshape(20, n_pose), 0), tiny)) * (_E * 20 ** -0.5)  # E x rms all bones
+    # biomech.pose_scale: the rms root-bone length, floored by the fingers, then by the dtype's floor
+    s.scale = scale = _max(np.maximum(s.scale_raw, s.scale_all),
+                           _scale_floor(torch.float32 if dtype == np.float32 else torch.float64))
     s.fbn = fbn = fb / scale  # unitless
     s.r = r = fbn[:, :, 0]  # (3, 5, N) root bones
     # palm normals n_f = r_{f+1} x r_f, their bisectors, the first frames
@@ -157,7 +160,7 @@ def _forward(j: np.ndarray, low: np.ndarray, high: np.ndarray, normals: np.ndarr
         d[2] += (fl - n1) / fl  # below the floor the direction turns towards e_z
         new = np.empty_like(frame)
         zn = np.einsum("rcfn,rfn->cfn", frame, d, out=new[2])  # (3, 5, N) world: the new z
-        den = _max(d[2] + 1.0, 1e-12)
+        den = _max(d[2] + 1.0, _EPS_TURN)
         kk = d[:2] / den
         sz = frame[2] + zn
         np.subtract(frame[:2], kk[:, None] * sz, out=new[:2])
@@ -222,13 +225,13 @@ def _backward(s: _State, g_interval: np.ndarray, g_angle: np.ndarray, normals_t:
     np.negative(g_dr, out=g_r[:, :4])
     g_r[:, 1:] += g_dr
     # angles = atan2(...) * fade(sq), all bones at once; then the chain, last bone first
-    locs, sq, sqc, nr = s.locs, s.sq, s.sqc, s.nr
+    locs, sqc, nr = s.locs, s.sqc, s.nr
     g_a = g_ang * s.fade
     g_sq = g_ang * s.a
     g_sq *= (s.fade < 1.0) * _E2INV
     den_a = locs[:, 1] * locs[:, 1] + sqc[:, 0]
     g_loc = np.empty_like(locs)
-    g_af = g_a[:, 0] / sq[:, 0]
+    g_af = g_a[:, 0] / sqc[:, 0]  # (l_x, l_z) can be exactly (0, 0): the faded angle's gradient is 0 there
     np.multiply(g_af, locs[:, 2], out=g_loc[:, 0])
     np.multiply(g_af, -locs[:, 0], out=g_loc[:, 2])
     g_aa = g_a[:, 1] / den_a
@@ -252,7 +255,7 @@ def _backward(s: _State, g_interval: np.ndarray, g_angle: np.ndarray, normals_t:
             g_zt = g_zn - g_sz
             g_d = np.einsum("rcfn,cfn->rfn", frame, g_zt)  # (3, 5, N)
             g_d[:2] -= g_kk / den
-            g_d[2] += _dot(g_kk, kk) / den * (d[2] + 1.0 >= 1e-12)
+            g_d[2] += _dot(g_kk, kk) / den * (d[2] + 1.0 >= _EPS_TURN)
             g_fl = (g_d[2] - _dot(g_d, d)) / fl
             g_n1 = g_fl * (n1 >= _E) - g_d[2] / fl
             gl += g_d / fl
@@ -292,7 +295,9 @@ def _backward(s: _State, g_interval: np.ndarray, g_angle: np.ndarray, normals_t:
     g_fbn[:, :, 0] = g_r
     g_fb = g_fbn / scale
     g_scale -= _add((g_fbn * s.fbn).reshape(60, n_pose), 0) / scale
-    g_fb[:, :, 0] += (g_scale * (s.scale == s.scale_raw) / (5.0 * s.scale_raw)) * fb[:, :, 0]
+    roots_rule = s.scale == s.scale_raw  # ties (measure zero) go to the root bones
+    g_fb[:, :, 0] += (g_scale * roots_rule / (5.0 * s.scale_raw)) * fb[:, :, 0]
+    g_fb += (g_scale * ((s.scale == s.scale_all) & ~roots_rule) * (_E * _E / 20.0) / s.scale_all) * fb
     g_fb += (g_l / s.L) * fb
     # bones = joint - parent
     g_j = np.empty((3, 21, n_pose), dtype)

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from . import skeleton as sk
-from .biomech import EPS_DEGENERATE, decompose_cm, compute_dtype, to_component_major, validate_joints
+from .biomech import EPS_DEGENERATE, SaturatingUpcast, compute_dtype, decompose_cm, to_component_major, validate_joints
 from .fused import bmc_terms, loss_weights
 from .limits import BMCLimits
 
@@ -93,20 +93,6 @@ def polygon_distance(points: Tensor, vertices: Tensor, normals: Tensor, offsets:
     return torch.where(outside > 0, dist, torch.zeros_like(dist))
 
 
-class _SaturatingUpcast(torch.autograd.Function):
-    """float16 -> float32 whose backward clamps the gradient to float16's finite range
-    (+-65504) before casting it back: a plain cast turns a gradient above 65504 into inf."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        return x.float()
-
-    @staticmethod
-    def backward(ctx, g: Tensor) -> Tensor:
-        big = torch.finfo(torch.float16).max
-        return g.clamp(-big, big).half()
-
-
 @dataclass(frozen=True)
 class BMCLossOutput:
     """Result of :class:`BMCLoss`. Terms are reduced as asked (scalars for mean/sum,
@@ -155,6 +141,16 @@ class BMCLoss(nn.Module):
 
     Call it on ``joints (..., 21, 3)`` (right hands, any units, any float dtype;
     half/bfloat16 are computed in float32). Buffers follow ``.to(device)``.
+
+    Input that is not a tensor raises ``TypeError``. An empty batch (no poses, e.g.
+    ``(0, 21, 3)``) has the loss 0 with a zero gradient for ``"mean"`` and ``"sum"`` (not the
+    NaN of a mean over nothing) and empty per-pose tensors for ``"none"``.
+
+    Gradients are finite for every finite pose the loss accepts, including degenerate ones
+    (zero-length bones, collapsed palms, bones folded back by pi, poses of 1e-6 of a hand's
+    size, coincident joints), and ``|d total / d joint| x pose size`` stays below
+    :data:`bmclib.fuzz.GRAD_BOUND` for the per-pose total with the default lambdas (scale-free:
+    the gradient grows as 1 / size). ``tests/test_robustness.py`` checks it family by family.
     """
 
     def __init__(self, limits: BMCLimits | None = None, lambda_bl: float = 1.0, lambda_rb: float = 1.0,
@@ -236,13 +232,20 @@ class BMCLoss(nn.Module):
 
     def forward(self, joints: Tensor) -> BMCLossOutput:
         """Args: joints ``(..., 21, 3)``. Returns :class:`BMCLossOutput`."""
+        if not isinstance(joints, Tensor):
+            raise TypeError(f"BMCLoss: joints must be a torch.Tensor of shape (..., 21, 3), got "
+                            f"{type(joints).__module__}.{type(joints).__name__}"
+                            + (" (convert with torch.from_numpy)" if isinstance(joints, np.ndarray) else ""))
+        if self.reduction != "none" and joints.numel() == 0 and joints.shape[-2:] == (sk.NUM_JOINTS, 3):
+            zero = joints.sum() * 0  # in the graph: a zero gradient, not NaN
+            return BMCLossOutput(zero, zero, zero, zero)
         fused = (self.fused and joints.device.type == "cpu" and joints.numel() > 0
                  and not torch._C._functorch.is_functorch_wrapped_tensor(joints))  # torch.func: autograd path
         if self.check:
             validate_joints(joints, check_finite=not fused)
         batch = joints.shape[:-2]
         if joints.dtype == torch.float16:  # computed in float32; gradients saturate at fp16's range
-            joints = _SaturatingUpcast.apply(joints)
+            joints = SaturatingUpcast.apply(joints)
         if fused:
             return self._forward_fused(joints, batch)
         terms = self._terms(joints)  # (total, bl, rb, a) each (N,), per-element (20|8|15, N)

@@ -84,6 +84,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Delete the temporary files :func:`atomic_path` left in ``folder`` when a write was killed
+    (``.<name>.<random>.tmp<suffix>``; every file's, or only ``name``'s); returns what was removed.
+    Call it where one process owns the folder (a run's start), never beside a concurrent writer."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    gone = []
+    for p in folder.glob(f".{name or '*'}.*.tmp*"):
+        if p.is_file() and ".tmp" in p.name:
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
 def staging_dir(final: str | os.PathLike) -> Path:
     """A new hidden folder beside ``final`` to build a whole folder in (removing what a killed
     earlier build left there); :func:`replace_dir` swaps it into place."""

@@ -35,6 +35,7 @@ from .data.loader import MixedSampler, augment
 from .limits import BMCLimits
 from .losses import BMCLoss
 from .model import HandPoseNet
+from .results import remove_stale_temps
 from .validate import load_checkpoint
 
 __all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "config_from_dict", "make_bmc_loss",
@@ -228,8 +229,6 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     torch.manual_seed(cfg.seed)
     run_dir = Path(cfg.out) / cfg.name
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.source:
         raise ValueError("config.source: a 3D-labelled prepared cache is required")
     source = PreparedCache(cfg.source)
@@ -245,6 +244,10 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
         model = model.to(memory_format=torch.channels_last)
     limits = resolve_limits(cfg, source) if cfg.use_bmc else None
     bmc = make_bmc_loss(cfg, limits).to(dev) if cfg.use_bmc else None
+    if rank == 0:  # only now: a run refused for its inputs leaves no folder behind
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for p in remove_stale_temps(run_dir):  # what a write killed mid-way left
+            print(f"[clean] {cfg.name}: removed {p.name}, left by an interrupted write", flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -231,6 +231,25 @@ def safe_pickle_load(path: str | os.PathLike, encoding: str = "ASCII") -> Any:
 
 
 # ----------------------------------------------------------------------------- checkpoints
+def _unpickling_reason(message: str) -> str:
+    """What was wrong with the file, from torch's weights-only refusal, without torch's advice (which
+    suggests loading with ``weights_only=False``: for a file that names code, the unsafe load)."""
+    import re
+
+    m = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", message)
+    if m:
+        return f"it names {m.group(1)!r}, which is neither a tensor nor a plain container"
+    m = re.search(r"Unsupported operand (\d+)", message)
+    if m:
+        return f"not a torch checkpoint (unsupported pickle operand {m.group(1)})"
+    for pattern, reason in ((r"invalid load key, '(.{1,8})'", "not a torch checkpoint (invalid load key {0!r})"),
+                            (r"(could not find MARK|pickle data was truncated)", "truncated or corrupted ({0})")):
+        m = re.search(pattern, message)
+        if m:
+            return reason.format(m.group(1))
+    return "not a checkpoint torch can read safely"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
                     need: tuple[str, ...] = ("model", "config", "step")) -> dict[str, Any]:
     """A training checkpoint, loaded with ``weights_only=True`` (no code runs from the file)
@@ -245,9 +264,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: refused or unreadable checkpoint ({first[:300]}); checkpoints hold tensors "
-                         f"and plain containers only") from None
+        raise ValueError(f"{path}: refused: {_unpickling_reason(str(e))}; a checkpoint holds tensors and plain "
+                         f"containers only, and nothing else in it is ever loaded (delete the file, or train "
+                         f"the run again)") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, TypeError) as e:
         raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]}); the file may "
                          f"be truncated or corrupted (delete it to start the run again)") from None

@@ -290,7 +290,7 @@ PRED_CASES = {
     "NaN in pred.json": ("pred.json", _pred_nan, "'xyz_list'", "sample 2"),
     "20 joints in pred.json": ("pred.json", lambda p: p.write_text(json.dumps([np.ones((3, 20, 3)).tolist(), []])),
                                "'xyz_list'", "shape"),
-    "pred.json a mapping": ("pred.json", lambda p: p.write_text('{"xyz": []}'), "expected [xyz_list, verts_list]"),
+    "pred.json a mapping": ("pred.json", lambda p: p.write_text('{"xyz": []}'), "expected a list [xyz_list, verts_list], got a dict"),
     "ragged pred.json": ("pred.json", lambda p: p.write_text(json.dumps([[[[0, 0, 1]] * 21, [[0, 0]] * 21], []])),
                          "'xyz_list'", "ragged"),
     "inf in .npy": ("pred.npy", lambda p: np.save(p, np.where(np.arange(63).reshape(1, 21, 3) == 5, np.inf,
@@ -552,3 +552,214 @@ def test_a_failed_synth_force_keeps_the_earlier_data_set(tmp_path, monkeypatch, 
     (tmp_path / "mine" / "thesis.tex").write_text("mine")
     with pytest.raises(FileExistsError, match="not a synthetic data set"):
         generate_dataset(str(tmp_path / "mine"), "source", 4, 0, size=64, progress=False, overwrite=True)
+
+
+# ----------------------------------------------------------------------------- degenerate poses (issue 25)
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from bmclib.fuzz import FAMILIES, GRAD_BOUND, fuzz_poses, pose_size  # noqa: E402
+
+
+def _grad(poses: torch.Tensor, dtype: torch.dtype, fused: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from bmclib.losses import BMCLoss
+
+    x = poses.to(dtype, copy=True).requires_grad_(True)
+    total = BMCLoss(reduction="none", fused=fused)(x).total
+    g, = torch.autograd.grad(total.sum(), x)
+    return total.detach().double(), g.double()
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "autograd"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_fuzz_family_has_finite_bounded_gradients(family, dtype, fused):
+    poses = fuzz_poses(family, 96, seed=1)
+    total, g = _grad(poses, dtype, fused)
+    assert torch.isfinite(total).all() and torch.isfinite(g).all(), f"{family} {dtype}: non-finite loss or gradient"
+    if dtype != torch.float16:  # float16 gradients saturate at 65504 by design: finite is the promise there
+        worst = float((g.norm(dim=-1).amax(-1) * pose_size(poses)).max())
+        assert worst < GRAD_BOUND, f"{family} {dtype}: |grad| x size = {worst:.3g}"
+
+
+@settings(max_examples=25, deadline=None)
+@given(family=st.sampled_from(FAMILIES), seed=st.integers(0, 10_000), fused=st.booleans(),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_fuzz_gradients_stay_below_the_documented_bound(family, seed, fused, dtype):
+    poses = fuzz_poses(family, 8, seed=seed)
+    total, g = _grad(poses, dtype, fused)
+    assert torch.isfinite(g).all() and torch.isfinite(total).all()
+    assert float((g.norm(dim=-1).amax(-1) * pose_size(poses)).max()) < GRAD_BOUND
+
+
+def _coarse_grid_poses(step: float, scale: float) -> torch.Tensor:
+    from bmclib.bench import random_poses
+
+    j = random_poses(512, 3, spread=1.0).double() + torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64)
+    return torch.round(j / step) * step * scale
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("scale", [1e-6, 1.0])
+def test_a_grid_quantised_pose_has_finite_gradients(scale, dtype):
+    # joints on a 4 cm grid: some bones lie exactly along their frame's y axis, (l_x, l_z) = (0, 0);
+    # the fused backward divided by that square (NaN in 24 coordinates) before
+    poses = _coarse_grid_poses(0.04, scale)
+    for fused in (True, False):
+        total, g = _grad(poses, dtype, fused)
+        assert torch.isfinite(total).all() and torch.isfinite(g).all(), (fused, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_collapsed_root_and_reference_bones_keep_the_loss_and_gradient_bounded(dtype):
+    # all five root bones and the reference bone of zero length: the pose's size fell to the dtype's
+    # absolute floor and the loss reached 2e30 (float64) / 2e10 (float32), the gradient 5e30 / 5e10
+    poses = fuzz_poses("scale_ref", 64, seed=0)
+    for fused in (True, False):
+        total, g = _grad(poses, dtype, fused)
+        assert float(total.max()) < 1e5
+        assert float((g.norm(dim=-1).amax(-1) * pose_size(poses)).max()) < 1e4
+
+
+def test_a_bone_folded_back_by_pi_has_the_same_gradient_bound_in_float32_and_float64():
+    poses = fuzz_poses("fold_pi", 128, seed=0)  # float32 reached 4e6-4e9, float64 ~1
+    worst = {dt: float((_grad(poses, dt, True)[1].norm(dim=-1).amax(-1) * pose_size(poses)).max())
+             for dt in (torch.float32, torch.float64)}
+    assert worst[torch.float32] < 100 and worst[torch.float64] < 100, worst
+
+
+def test_decompose_in_float16_has_finite_gradients():
+    from bmclib.biomech import decompose
+
+    for family in FAMILIES:
+        x = fuzz_poses(family, 128, seed=2).half().requires_grad_(True)
+        d = decompose(x)
+        total = sum(getattr(d, k).float().sum() for k in ("bone_lengths", "root_angles", "root_curvatures", "angles",
+                                                          "frames", "palm_normals"))
+        g, = torch.autograd.grad(total, x)
+        assert torch.isfinite(g).all(), family
+
+
+def test_the_scale_rule_leaves_normal_hands_unchanged(hands):
+    # the finger floor on the pose's size only acts on collapsed palms: real hands' size is still the
+    # rms root-bone length, bit for bit
+    from bmclib.biomech import EPS_DEGENERATE, decompose
+
+    d = decompose(hands[0])
+    rms_all = d.bone_lengths.pow(2).mean(-1).sqrt()
+    assert bool((d.scale > 5 * EPS_DEGENERATE * rms_all).all())
+    roots = d.bones[..., [b - 1 for b in (1, 5, 9, 13, 17)], :]
+    assert torch.allclose(d.scale, roots.pow(2).sum((-2, -1)).div(5).sqrt(), rtol=1e-12, atol=0)
+
+
+def test_bmc_loss_names_non_tensor_input():
+    from bmclib.losses import BMCLoss
+
+    with pytest.raises(TypeError, match="torch.Tensor.*numpy.ndarray.*torch.from_numpy"):
+        BMCLoss()(np.zeros((2, 21, 3)))  # was AttributeError: 'str' object has no attribute 'type'
+    with pytest.raises(TypeError, match="list"):
+        BMCLoss()([[0.0] * 3] * 21)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_bmc_loss_of_an_empty_batch_is_zero_with_a_zero_gradient(reduction, fused):
+    from bmclib.losses import BMCLoss
+
+    x = torch.zeros(0, 21, 3, requires_grad=True)
+    out = BMCLoss(reduction=reduction, fused=fused)(x)  # "mean" was NaN, silently
+    assert not torch.isnan(out.total).any()
+    assert out.total.shape == ((0,) if reduction == "none" else ())
+    if reduction != "none":
+        assert float(out.total.detach()) == 0.0
+    out.total.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
+def test_an_interrupted_checkpoint_write_is_cleaned_on_the_next_start(train_data, tmp_path):
+    from bmclib.train import preset, train
+
+    cfg = preset("tiny", source=str(train_data / "source" / "cache" / "training"), out=str(tmp_path / "runs"),
+                 name="r")
+    run = train(cfg, progress=False, stop_after=3)  # killed after its first checkpoint
+    stale = [run / ".checkpoint.pt.k2j4x9.tmp.pt", run / ".train_log.csv.a81b.tmp.csv"]
+    for p in stale:
+        p.write_bytes(b"half a checkpoint")  # what a kill during atomic_path leaves
+    train(cfg, progress=False)  # resumes
+    assert not any(p.exists() for p in stale)
+    assert not list(run.glob(".*tmp*"))
+
+
+def _bad_size_config(tmp_path: Path) -> Path:
+    p = tmp_path / "size.yaml"
+    p.write_text("preset: tiny\nimage_size: 32\n")
+    return p
+
+
+@pytest.mark.parametrize("case", ["weak cache missing", "limits file missing", "image size mismatch"])
+def test_a_run_refused_for_its_inputs_leaves_no_folder(case, train_data, tmp_path, capsys):
+    src = train_data / "source" / "cache" / "training"
+    runs = tmp_path / "runs"
+    argv = ["train", "--source", src, "--name", "r", "--out", runs]
+    if case == "weak cache missing":
+        argv += ["--preset", "tiny", "--weak", tmp_path / "nowhere"]
+    elif case == "limits file missing":
+        argv += ["--preset", "tiny", "--bmc", "--limits", tmp_path / "limits.json"]
+    else:
+        argv += ["--config", _bad_size_config(tmp_path)]
+    rc, err = run_cli(argv, capsys)
+    assert rc == 2, err
+    assert not (runs / "r").exists(), f"{case}: an empty run folder was left"
+
+
+def test_a_pickle_payload_checkpoint_is_refused_without_torchs_unsafe_advice(trained, tmp_path):
+    from bmclib.validate import load_checkpoint
+
+    marker = tmp_path / "PAYLOAD_RAN"
+    p = tmp_path / "checkpoint.pt"
+    torch.save({"model": Payload(marker), "config": {}, "step": 1}, p)
+    with pytest.raises(ValueError) as e:
+        load_checkpoint(p)
+    msg = str(e.value)
+    assert "weights_only" not in msg and "will likely succeed" not in msg
+    assert "it names 'posix.system'" in msg and "checkpoint.pt" in msg
+    assert not marker.exists()
+    p.write_bytes(np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    with pytest.raises(ValueError) as e:
+        load_checkpoint(p)
+    assert "weights_only" not in str(e.value) and "checkpoint" in str(e.value)
+
+
+@pytest.mark.parametrize("value, says", [(None, "is None"), ("list", "got a list")])
+def test_ho3d_meta_says_what_was_wrong(value, says, ho3d, tmp_path):
+    from bmclib.data.ho3d import read_ho3d_meta
+
+    src = ho3d[0] / "train" / "ABF10" / "meta" / "0001.pkl"
+    with open(src, "rb") as f:
+        meta = pickle.load(f, encoding="latin1")
+    p = tmp_path / "0001.pkl"
+    with open(p, "wb") as f:
+        pickle.dump([1, 2, 3] if value == "list" else {**meta, "camMat": None}, f, protocol=2)
+    with pytest.raises(ValueError, match=says) as e:
+        read_ho3d_meta(p)
+    assert "missing key" not in str(e.value)
+
+
+def test_pred_json_of_the_wrong_kind_says_what_it_got(tmp_path):
+    from bmclib.evaluate import read_pred_json
+
+    p = tmp_path / "pred.json"
+    p.write_text(json.dumps({"xyz": [], "verts": []}))
+    with pytest.raises(ValueError, match=r"got a dict with keys \['verts', 'xyz'\]") as e:
+        read_pred_json(p)
+    assert "?" not in str(e.value)
+
+
+def test_bmc_fuzz_prints_and_writes_the_table(tmp_path, capsys):
+    out = tmp_path / "fuzz.md"
+    rc = main(["fuzz", "--poses", "6", "--families", "scale_ref", "fold_pi", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "| scale_ref | fused | float64 | 6 | 0 |" in text and "0 of 12 rows break the bound" in text
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert len(rows) == 12 and all(r["non_finite"] == 0 for r in rows)
+    assert "bmc fuzz --poses 6" in out.read_text()

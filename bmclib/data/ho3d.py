@@ -46,9 +46,14 @@ def read_ho3d_meta(path: str | os.PathLike, evaluation: bool = False) -> dict:
         raise FileNotFoundError(f"HO-3D: missing meta file: expected {path}")
     meta = safe_pickle_load(path, encoding="latin1")
     need = ["handJoints3D", "camMat"] + (["handBoundingBox"] if evaluation else [])
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a meta dict with keys {need}, got a {type(meta).__name__}")
     for key in need:
-        if not isinstance(meta, dict) or key not in meta or meta[key] is None:
-            raise ValueError(f"{path}: missing key {key!r}")
+        if key not in meta:
+            raise ValueError(f"{path}: missing key {key!r} (has {sorted(map(str, meta))[:12]})")
+        if meta[key] is None:
+            raise ValueError(f"{path}: field {key!r} is None (HO-3D leaves it empty for frames without a hand "
+                             f"annotation); expected {'a (3, 3) matrix' if key == 'camMat' else 'an array'}")
     want = (3,) if evaluation else (21, 3)
     joints = as_array(meta["handJoints3D"], path, "handJoints3D", (None,) * len(np.shape(meta["handJoints3D"])))
     if joints.shape != want:
