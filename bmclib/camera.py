@@ -49,7 +49,7 @@ def normalised_coords(uv: Tensor, K: Tensor) -> Tensor:
 
 
 def root_depth(uv: Tensor, z_rel: Tensor, K: Tensor, bone: tuple[int, int] = sk.REFERENCE_BONE, length: float = 1.0,
-               min_a: float = 1e-8) -> Tensor:
+               min_a: float = 1e-8, both: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Closed-form normalised root depth ``Z (...)`` from 2.5D (Iqbal et al. 2018).
 
     Args:
@@ -60,6 +60,8 @@ def root_depth(uv: Tensor, z_rel: Tensor, K: Tensor, bone: tuple[int, int] = sk.
     Solves ``|(Z + z_n) p_n - (Z + z_m) p_m| = length`` for the larger root, with
     ``p = K^-1 (u, v, 1)``. Guards: ``a`` (the 2D length of the bone in normalised camera
     coordinates, squared) is clamped at ``min_a`` and a negative discriminant at 0.
+    ``both``: return ``(larger, smaller)`` roots (another bone than the reference may need the
+    smaller one).
     """
     n, m = bone
     xy = normalised_coords(uv, K)  # (..., J, 2)
@@ -70,6 +72,8 @@ def root_depth(uv: Tensor, z_rel: Tensor, K: Tensor, bone: tuple[int, int] = sk.
     b = 2 * (zn * (xn ** 2 + yn ** 2 - xn * xm - yn * ym) + zm * (xm ** 2 + ym ** 2 - xn * xm - yn * ym))
     c = (xn * zn - xm * zm) ** 2 + (yn * zn - ym * zm) ** 2 + (zn - zm) ** 2 - length ** 2
     disc = (b * b - 4 * a * c).clamp_min(0.0)
+    if both:
+        return (-b + disc.sqrt()) / (2 * a), (-b - disc.sqrt()) / (2 * a)
     return (-b + disc.sqrt()) / (2 * a)
 
 

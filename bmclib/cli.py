@@ -450,6 +450,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "regime": ("the regime map: where BMC can turn 2D into depth (keypoints, resumable)", *_module("regime")),
     "model-study": ("which keypoint network: candidates trained on source 3D, 2D error on source validation",
                     *_module("model_study")),
+    "wiring-study": ("how BMC is wired into training: candidates on held-out source hands (source validation)",
+                     *_module("wiring_study")),
     "gpu-check": ("render, train runs 1-4 briefly, evaluate, and print images/s, BMC share and peak memory",
                   *_module("gpu_check")),
     "balance": ("the 2D-loss / BMC pull on the keypoints, on a source validation split", *_module("balance")),

@@ -48,7 +48,10 @@ class TrainConfig:
     source: str = ""  # prepared cache with 3D labels
     weak: str = ""  # prepared cache used with 2D labels only ("" = none)
     w_2d: float = 1.0
-    loss_2d: str = "px"  # units of the 2D L1: "px" (pixels of the crop) or "image" (image widths, benchmark v1)
+    # the 2D loss: "px" (L1 in pixels of the crop), "image" (L1 in image widths, benchmark v1) or
+    # "px_sq" (half the squared error in pixels: its pull on a keypoint grows with the error, equal
+    # to L1's at 1 px)
+    loss_2d: str = "px"
     w_z: float = 1.0
     w_root: float = 0.1
     # auxiliary Gaussian-heatmap loss on the latent heatmaps (0: off, the paper's configuration):
@@ -60,10 +63,15 @@ class TrainConfig:
     lambda_rb: float = 1.0
     lambda_a: float = 1.0
     bmc_terms: str = "all"  # "bl", "bl+rb" or "all" (ablations)
-    bmc_grad: str = "all"  # "all": BMC trains uv, z_rel and root (the paper); "depth": z_rel only
+    # what BMC's gradient may train: "all" (uv, z_rel and root; the paper), "depth" (uv detached:
+    # z_rel, which still reaches the heatmaps through z_rel = sum(prob * D)) or "maps" (uv and the
+    # heatmap probabilities detached: BMC trains the latent depth maps D alone, never the 2D)
+    bmc_grad: str = "all"
     # the root of the pose BMC judges: "closed_form" (differentiable closed-form root from uv and
-    # z_rel, guarded: the reference bone is held at length 1) or "model" (the network's detached
-    # root + residual, benchmark v1: with bmc_grad "depth" it let the depths inflate without bound)
+    # z_rel, guarded: the reference bone is held at length 1); "detached" (the same closed form
+    # without a gradient); "all_bones" (in the graph, the mean of every bone's closed form with the
+    # limits' mid bone lengths, weighted by the bone's squared length in the image, so no one short
+    # bone is a lever); or "model" (the network's root: detached closed form + the MLP residual)
     bmc_root: str = "closed_form"
     root_margin: float = 0.05  # the guard: BMC only where |z_9 - z_10| < 1 - root_margin (else a hinge)
     bmc_start: int = 0  # step at which BMC switches on (a warm-up for the keypoints) ...
@@ -216,8 +224,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "bmc_terms": ("bl", "bl+rb", "all"), "bmc_grad": ("all", "depth"), "loss_2d": ("px", "image"),
-    "bmc_root": ("closed_form", "model"), "optimizer": ("adamw", "adam", "sgd"),
+    "bmc_terms": ("bl", "bl+rb", "all"), "bmc_grad": ("all", "depth", "maps"), "loss_2d": ("px", "image", "px_sq"),
+    "bmc_root": ("closed_form", "detached", "all_bones", "model"), "optimizer": ("adamw", "adam", "sgd"),
     "model.backbone": ("resnet18", "resnet34", "resnet50"), "model.norm": ("batch", "group"),
     "model.decoder": ("deconv", "skip"),
 }

@@ -17,7 +17,12 @@ Metrics (``evaluate_arrays``; all on root-relative poses unless said):
     ``implausible_poses`` / ``implausible_joints``: share of poses with any BMC term outside
     the limits, and share of joint-angle terms outside their polygons; ``bmc_pred`` the mean
     BMC of the predictions; ``bmc_true_depth`` the mean BMC of the *true* depths on the
-    predicted 2D keypoints (what the BMC makes of the right depth given this 2D).
+    predicted 2D keypoints (what the BMC makes of the right depth given this 2D) and ``bmc_true``
+    that of the true poses; benchmark v3's: ``depth_norm_mm`` (root-relative depth with the
+    reference bone scaled to its true length) and ``root_depth_mm`` (the hand's distance), see
+    :func:`per_image_metrics`; the collapse diagnostics (:mod:`bmclib.diagnostics`):
+    ``extent_ratio`` (median predicted 2D size over the truth's) and ``bone_ray_cos`` /
+    ``bone_ray_cos_true`` (median ``|cos|`` of bones and viewing rays, predicted / true).
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import skeleton as sk
 from .camera import from_2p5d
 from .limits import BMCLimits
 from .losses import BMCLoss
@@ -124,8 +130,16 @@ def evaluate_arrays(pred_xyz: np.ndarray, gt_xyz: np.ndarray, pred_uv: np.ndarra
     out["depth_flat_mm"] = float(np.abs(gz).mean() * 1000)  # the depth error of a flat hand: the baseline to beat
     out["depth_vs_flat_pct"] = float(100 * (out["depth_mm"] / max(out["depth_flat_mm"], 1e-12) - 1))
     out.update(pinhole_split(pred_xyz, gt_xyz))
+    per = per_image_metrics(pred_xyz, gt_xyz, pred_uv, gt_uv)
+    out["depth_norm_mm"] = float(per["depth_norm_mm"].mean())
+    out["root_depth_mm"] = float(per["root_depth_mm"].mean())
+    from .diagnostics import bone_ray_cos
+
+    out["bone_ray_cos"] = float(bone_ray_cos(torch.as_tensor(pred_xyz)).median())
+    out["bone_ray_cos_true"] = float(bone_ray_cos(torch.as_tensor(gt_xyz)).median())
     if pred_uv is not None and gt_uv is not None:
         out["epe_2d_px"] = float(np.linalg.norm(pred_uv - gt_uv, axis=-1).mean())
+        out["extent_ratio"] = float(np.median(per["extent_ratio"]))
     if limits is not None:
         from .losses import violations
 
@@ -133,8 +147,39 @@ def evaluate_arrays(pred_xyz: np.ndarray, gt_xyz: np.ndarray, pred_uv: np.ndarra
         out["implausible_poses"] = float(v.any(1).mean())
         out["implausible_joints"] = float(v[:, 28:].mean())
         out["bmc_pred"] = mean_bmc(pred_xyz, limits)["total"]
+        out["bmc_true"] = mean_bmc(gt_xyz, limits)["total"]
         if K is not None and pred_uv is not None:
             out["bmc_true_depth"] = mean_bmc(true_depth_poses(pred_uv, gt_xyz, K), limits)["total"]
+    return out
+
+
+def per_image_metrics(pred_xyz: np.ndarray, gt_xyz: np.ndarray, pred_uv: np.ndarray | None = None,
+                      gt_uv: np.ndarray | None = None,
+                      reference_bone: tuple[int, int] = sk.REFERENCE_BONE) -> dict[str, np.ndarray]:
+    """``(N,)`` per image, the metrics a paired comparison (bootstrap over images) needs, in mm / px:
+
+    ``depth_mm`` root-relative depth error (20 joints); ``depth_norm_mm`` the same after the
+    predicted pose is scaled so that its reference bone has the true length (the paper's
+    normalised protocol: FreiHAND's ``scale`` fixes the size, so the error is the shape's);
+    ``root_depth_mm`` the hand's distance error ``|z_root - z_root_true|``; ``pa_mpjpe_mm``;
+    ``epe_3d_mm`` root-relative; ``abs_3d_depth_part_mm`` benchmark v2's metric (pinhole split);
+    with 2D: ``epe_2d_px`` and ``extent_ratio`` (predicted 2D size over the truth's)."""
+    from .diagnostics import extent_ratio
+
+    p, g = pred_xyz - pred_xyz[:, :1], gt_xyz - gt_xyz[:, :1]
+    n, m = reference_bone
+    ratio = np.linalg.norm(g[:, m] - g[:, n], axis=-1) / np.maximum(np.linalg.norm(p[:, m] - p[:, n], axis=-1), 1e-9)
+    z_p = pred_xyz[..., 2:3]
+    q = pred_xyz * (gt_xyz[..., 2:3] / np.where(np.abs(z_p) > 1e-9, z_p, 1e-9))
+    out = {"depth_mm": np.abs(p[:, 1:, 2] - g[:, 1:, 2]).mean(1) * 1000,
+           "depth_norm_mm": np.abs(p[:, 1:, 2] * ratio[:, None] - g[:, 1:, 2]).mean(1) * 1000,
+           "root_depth_mm": np.abs(pred_xyz[:, 0, 2] - gt_xyz[:, 0, 2]) * 1000,
+           "pa_mpjpe_mm": np.linalg.norm(procrustes_align(pred_xyz, gt_xyz) - gt_xyz, axis=-1).mean(1) * 1000,
+           "epe_3d_mm": np.linalg.norm(p - g, axis=-1)[:, 1:].mean(1) * 1000,
+           "abs_3d_depth_part_mm": np.linalg.norm(pred_xyz - q, axis=-1).mean(1) * 1000}
+    if pred_uv is not None and gt_uv is not None:
+        out["epe_2d_px"] = np.linalg.norm(pred_uv - gt_uv, axis=-1).mean(1)
+        out["extent_ratio"] = extent_ratio(torch.as_tensor(pred_uv), torch.as_tensor(gt_uv)).numpy().astype(np.float64)
     return out
 
 

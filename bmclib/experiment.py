@@ -38,24 +38,29 @@ __all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "trained_steps"
 
 
 def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, progress: bool = True,
-                 benchmark=None, sizes: tuple[int, int] | None = None, device: str | None = None) -> dict[str, Path]:
+                 benchmark=None, sizes: tuple[int, int] | None = None, device: str | None = None,
+                 appearance: str | None = None) -> dict[str, Path]:
     """Both domains for a preset (made once), and the target's 3D cache for the oracle run.
     With a :class:`~bmclib.benchmark.Benchmark`, its data settings (populations) and its own
     folder ``<name>_<preset>_<size>px_seed<k>``. ``sizes``: (training, evaluation) images per
-    domain instead of the preset's (the folder name then says them); ``device``: render there."""
+    domain instead of the preset's (the folder name then says them); ``device``: render there;
+    ``appearance``: ``"skin"`` or ``"glove"`` (default: the benchmark's ``data.appearance``, else skin;
+    a glove folder ends in ``_glove``)."""
     from .data.freihand import freihand_to_cache
     from .data.synth import generate_dataset
 
     prefix = f"{benchmark.name}_" if benchmark is not None else ""
     n_train, n_eval = sizes or DATA_SIZES[preset]
     counts = f"_{n_train}+{n_eval}" if sizes else ""
-    root = Path(root) / f"{prefix}{preset}_{image_size}px{counts}_seed{seed}"
     data = benchmark.data if benchmark is not None else {}
+    appearance = appearance or data.get("appearance", "skin")
+    look = "" if appearance == "skin" else f"_{appearance}"
+    root = Path(root) / f"{prefix}{preset}_{image_size}px{counts}_seed{seed}{look}"
     for i, domain in enumerate(("source", "target")):
         if not (root / domain / "cache" / "evaluation" / "meta.json").is_file():
             generate_dataset(str(root / domain), domain, n_train, n_eval, seed=seed * 10 + i, size=image_size,
                              device=device, progress=progress, overwrite=True, n_hands=data.get(f"n_hands_{domain}"),
-                             population_seed=int(data.get("population_seed", 0)) + i)
+                             population_seed=int(data.get("population_seed", 0)) + i, appearance=appearance)
     oracle = root / "target" / "cache" / "training_3d"
     if not (oracle / "meta.json").is_file():
         freihand_to_cache(root / "target", oracle, "training", labels="3d", overwrite=True, progress=progress)

@@ -193,7 +193,9 @@ class PoseOutput:
     """``uv (B, 21, 2)`` px; ``z_rel (B, 21)`` and ``root (B,)`` in reference-bone units;
     ``root_closed_form (B,)`` before refinement; ``joints_norm (B, 21, 3)`` camera-frame joints
     in reference-bone units; ``joints (B, 21, 3)`` metric when a scale was given, else
-    equal to ``joints_norm``; ``heatmaps (B, 21, h, w)``."""
+    equal to ``joints_norm``; ``heatmaps (B, 21, h, w)`` the latent heatmaps' probabilities;
+    ``depth_maps (B, 21, h, w)`` the latent depth maps (``z_rel`` is their heatmap-weighted sum,
+    minus the root's)."""
 
     uv: Tensor
     z_rel: Tensor
@@ -202,6 +204,7 @@ class PoseOutput:
     joints_norm: Tensor
     joints: Tensor
     heatmaps: Tensor
+    depth_maps: Tensor | None = None
 
 
 class SkipDecoder(nn.Module):
@@ -279,4 +282,4 @@ class HandPoseNet(nn.Module):
         root = z_closed + self.refine(feats_root)[:, 0]
         joints_norm = from_2p5d(uv, z_rel, root, K)
         joints = joints_norm * scale.float()[:, None, None] if scale is not None else joints_norm
-        return PoseOutput(uv, z_rel, root, z_closed, joints_norm, joints, prob)
+        return PoseOutput(uv, z_rel, root, z_closed, joints_norm, joints, prob, maps[:, 21:])

@@ -35,16 +35,18 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 
-def _name(preset: str, candidate: str, steps: int, seed: int) -> str:
-    return f"study_{preset}_{candidate}_{steps}steps_seed{seed}"
+def _name(preset: str, candidate: str, steps: int, seed: int, appearance: str = "skin") -> str:
+    look = "" if appearance == "skin" else f"{appearance}_"
+    return f"study_{preset}_{look}{candidate}_{steps}steps_seed{seed}"
 
 
 def run_study(preset: str = "cpu", candidates: list[str] | None = None, steps: tuple[int, ...] = (3000,),
               image_size: int | None = None, seed: int = 0, jobs: int = 1, data_root: str = "data/synth",
               runs_root: str = "data/runs", results_root: str = "results", benchmark: str = "results/benchmark_v2.yaml",
-              progress: bool = True, device: str | None = None) -> Path:
+              progress: bool = True, device: str | None = None, appearance: str = "skin") -> Path:
     """Train each candidate on source 3D for each step budget and evaluate it on source validation;
-    returns the table's path. The benchmark file gives the data (populations) and the loss settings."""
+    returns the table's path. The benchmark file gives the data (populations) and the loss settings;
+    ``appearance`` the rendering (``"skin"``, or ``"glove"``: :data:`bmclib.data.synth.GLOVE_HUES`)."""
     from dataclasses import asdict
 
     from .benchmark import load_benchmark
@@ -58,7 +60,7 @@ def run_study(preset: str = "cpu", candidates: list[str] | None = None, steps: t
     bench = load_benchmark(benchmark)
     base = make_preset(preset)
     size = image_size or base.image_size
-    data = prepare_data(data_root, preset, size, progress=progress, benchmark=bench)
+    data = prepare_data(data_root, preset, size, progress=progress, benchmark=bench, appearance=appearance)
     src_eval = data["source"].parent / "evaluation"
     limits_path = source_limits(data, bench)
     out_runs = Path(results_root) / "model_study"
@@ -67,7 +69,7 @@ def run_study(preset: str = "cpu", candidates: list[str] | None = None, steps: t
         spec = dict(CANDIDATES[cand])
         model = {**asdict(base.model), **spec.pop("model", {})}
         for n in steps:
-            name = _name(preset, cand, n, seed)
+            name = _name(preset, cand, n, seed, appearance)
             overrides = {**bench.train_overrides(base.batch_size), **spec}
             cfg = make_preset(preset, **overrides, model=type(base.model)(**model), image_size=size, steps=n,
                               warmup=min(base.warmup, n // 10), name=name, seed=seed, source=str(data["source"]),
@@ -99,12 +101,14 @@ def study_table(preset: str, results_root: str = "results", runs_root: str = "da
         d = json.loads(f.read_text())
         cfg, m = d["provenance"]["config"], d["metrics"]
         cand = f.parent.name[len(f"study_{preset}_"):].rsplit("_", 2)[0]
+        appearance = next((a for a in ("glove", "markers") if cand.startswith(f"{a}_")), "skin")
+        cand = cand.removeprefix(f"{appearance}_")
         log = Path(runs_root) / f.parent.name / "train_log.jsonl"
         ips = None
         if log.is_file():
             speeds = [json.loads(x)["images_per_s"] for x in log.read_text().splitlines()[1:] if x.strip()]
             ips = statistics.median(speeds) if speeds else None
-        rows.append({"candidate": cand, "decoder": cfg["model"]["decoder"], "width": cfg["model"]["width"],
+        rows.append({"candidate": cand, "appearance": appearance, "decoder": cfg["model"]["decoder"], "width": cfg["model"]["width"],
                      "crop_px": cfg["image_size"], "heatmap_stride": 32 // 2 ** cfg["model"]["deconv"],
                      "w_heatmap": cfg.get("w_heatmap", 0.0), "steps": cfg["steps"], "seed": cfg["seed"],
                      "epe_2d_px": m["epe_2d_px"], "epe_2d_pct_crop": 100 * m["epe_2d_px"] / cfg["image_size"],
@@ -132,6 +136,8 @@ def add_cli_arguments(p) -> None:
     p.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), help="candidates to train (default: all)")
     p.add_argument("--steps", type=int, nargs="+", default=[3000], help="step budgets (one run per budget)")
     p.add_argument("--image-size", type=int, help="crop side in px (default: the preset's)")
+    p.add_argument("--appearance", default="skin", choices=("skin", "glove", "markers"),
+                   help="the hands' rendering: skin (benchmark v2), the coloured glove, or the glove with joint markers")
     p.add_argument("--seed", type=int, default=0, help="seed of every run")
     p.add_argument("--jobs", type=int, default=1, help="runs at once on the CPU, cores/jobs threads each")
     p.add_argument("--benchmark", default="results/benchmark_v2.yaml", help="data and loss settings")
@@ -143,6 +149,6 @@ def add_cli_arguments(p) -> None:
 
 def cli_main(a) -> int:
     table = run_study(a.preset, a.candidates, tuple(a.steps), a.image_size, a.seed, a.jobs, a.data, a.runs_dir,
-                      a.results, a.benchmark, device=a.device)
+                      a.results, a.benchmark, device=a.device, appearance=a.appearance)
     print(Path(table).read_text())
     return 0

@@ -27,11 +27,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import skeleton as sk
 from .camera import from_2p5d, root_depth
 from .config import (LEGACY_DEFAULTS, PRESETS, TrainConfig, config_from_dict, load_config, preset, same_config,
                      saved_config, validate_config)
 from .data.cache import PreparedCache
 from .data.loader import MixedSampler, augment
+from .diagnostics import bone_ray_cos, extent_ratio
 from .limits import BMCLimits
 from .losses import BMCLoss
 from .model import HandPoseNet
@@ -40,7 +42,7 @@ from .validate import load_checkpoint
 
 __all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "config_from_dict", "make_bmc_loss",
            "compute_losses", "same_config", "heatmap_loss", "gaussian_heatmaps",
-           "saved_config", "bmc_weight", "bmc_pose", "batch_layout", "validate_config", "LEGACY_DEFAULTS"]
+           "saved_config", "bmc_weight", "bmc_pose", "bmc_inputs", "all_bones_root", "batch_layout", "validate_config", "LEGACY_DEFAULTS"]
 
 
 # ----------------------------------------------------------------------------- losses
@@ -77,16 +79,58 @@ def bmc_weight(cfg: TrainConfig, step: int) -> float:
     return min(1.0, (step - cfg.bmc_start + 1) / cfg.bmc_ramp)
 
 
-def bmc_pose(out, K: Tensor, cfg: TrainConfig) -> Tensor:
-    """The normalised pose ``(B, 21, 3)`` the BMC judges. ``bmc_root="closed_form"``: the root
-    depth in closed form from the (possibly detached) uv and z_rel, *in* the graph, so the
-    reference bone has length 1 and BMC cannot scale the depths away; ``"model"``: the
-    network's own (detached closed form + residual) root."""
-    uv = out.uv.detach() if cfg.bmc_grad == "depth" else out.uv
-    uv, z = uv.float(), out.z_rel.float()
-    if cfg.bmc_root == "closed_form":
-        return from_2p5d(uv, z, root_depth(uv, z, K), K)
-    if cfg.bmc_grad == "depth":
+def bmc_inputs(out, cfg: TrainConfig) -> tuple[Tensor, Tensor]:
+    """``(uv (B, 21, 2), z_rel (B, 21))`` as BMC sees them, float32, detached as ``bmc_grad`` says:
+    ``"maps"`` rebuilds ``z_rel`` from the latent depth maps with the heatmap probabilities
+    detached, so BMC's gradient reaches the depth maps and never the 2D read-out."""
+    uv = out.uv.detach() if cfg.bmc_grad in ("depth", "maps") else out.uv
+    if cfg.bmc_grad == "maps":
+        if out.depth_maps is None:
+            raise ValueError("bmc_grad='maps' needs the model's latent depth maps (PoseOutput.depth_maps)")
+        z = (out.heatmaps.detach().float() * out.depth_maps.float()).sum((2, 3))
+        z = z - z[:, :1]
+    else:
+        z = out.z_rel
+    return uv.float(), z.float()
+
+
+def all_bones_root(uv: Tensor, z_rel: Tensor, K: Tensor, lengths: Tensor) -> Tensor:
+    """The root depth ``(B,)`` fitted over all 20 bones: each bone's closed-form root
+    (:func:`bmclib.camera.root_depth` with its normalised length ``lengths (20,)``; of its two
+    roots the one nearer the reference bone's), averaged with weights equal to the bone's squared
+    length in normalised image coordinates (a bone seen end-on says little about the distance).
+    A true pose with its true bone lengths gets its true root."""
+    from .camera import normalised_coords
+
+    xy = normalised_coords(uv, K)
+    ref = root_depth(uv, z_rel, K).detach()
+    roots, weights = [], []
+    for b, (p, c) in enumerate(sk.BONES):
+        hi, lo = root_depth(uv, z_rel, K, bone=(p, c), length=float(lengths[b]), both=True)
+        roots.append(torch.where((hi - ref).abs() <= (lo - ref).abs(), hi, lo))
+        weights.append((xy[:, c] - xy[:, p]).pow(2).sum(-1))
+    w = torch.stack(weights, 1)
+    return (torch.stack(roots, 1) * w).sum(1) / w.sum(1).clamp_min(1e-12)
+
+
+def bmc_pose(out, K: Tensor, cfg: TrainConfig, limits: BMCLimits | None = None) -> Tensor:
+    """The normalised pose ``(B, 21, 3)`` the BMC judges, from :func:`bmc_inputs` and the root
+    ``bmc_root`` names: ``"closed_form"`` in the graph (the reference bone has length 1, so BMC
+    cannot scale the depths away), ``"detached"`` (the same, without a gradient), ``"all_bones"``
+    (:func:`all_bones_root` with ``limits``' mid bone lengths) or ``"model"`` (the network's own
+    detached closed form + residual)."""
+    uv, z = bmc_inputs(out, cfg)
+    K = K.float()
+    if cfg.bmc_root in ("closed_form", "detached"):
+        root = root_depth(uv, z, K)
+        return from_2p5d(uv, z, root.detach() if cfg.bmc_root == "detached" else root, K)
+    if cfg.bmc_root == "all_bones":
+        if limits is None:
+            raise ValueError("bmc_root='all_bones' needs the limits (their bone lengths)")
+        mid = torch.as_tensor(np.asarray(limits.bone_length, dtype=np.float64).mean(1), dtype=uv.dtype,
+                              device=uv.device)
+        return from_2p5d(uv, z, all_bones_root(uv, z, K, mid), K)
+    if cfg.bmc_grad in ("depth", "maps"):
         return from_2p5d(uv, z, out.root.detach().float(), K)
     return out.joints_norm.float()
 
@@ -134,7 +178,8 @@ def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale:
     if B == 0:
         raise ValueError("compute_losses: an empty batch (0 samples) has no loss")
     terms: dict[str, Tensor] = {}
-    per_2d = (out.uv - batch.uv).abs().mean((1, 2))  # (B,) px
+    err = out.uv - batch.uv
+    per_2d = (0.5 * err * err if cfg.loss_2d == "px_sq" else err.abs()).mean((1, 2))  # (B,) px (px^2)
     terms["2d"] = per_2d.sum() / B / (S if cfg.loss_2d == "image" else 1)
     has3d = batch.has_3d
     if has3d.any():
@@ -152,9 +197,10 @@ def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale:
         total = total + cfg.w_heatmap * terms["heatmap"]
     bmc_total = None
     if bmc is not None:
-        r = bmc(bmc_pose(out, batch.K, cfg))
-        if cfg.bmc_root == "closed_form":
-            bmc_total = guarded_bmc(r.total, out.z_rel.float(), cfg.root_margin)
+        pose = bmc_pose(out, batch.K, cfg, bmc.limits)
+        r = bmc(pose)
+        if cfg.bmc_root != "model":  # a root in closed form exists only while |z_9 - z_10| < 1
+            bmc_total = guarded_bmc(r.total, bmc_inputs(out, cfg)[1], cfg.root_margin)
         else:
             bmc_total = r.total.mean()
         terms["bmc"] = bmc_total
@@ -169,6 +215,12 @@ def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale:
         terms["pull_2d"], terms["pull_bmc"] = a2.mean().detach(), ab.mean().detach()
         terms["bmc_pull_ratio"] = (ab.mean() / a2.mean().clamp_min(1e-30)).detach()
         terms["bmc_pull_ratio_p90"] = torch.quantile(ab / a2.clamp_min(1e-30), 0.9).detach()
+    if pulls:  # collapse diagnostics (bmclib.diagnostics): the 2D's size over the labels', bones along rays
+        with torch.no_grad():
+            terms["extent_ratio"] = extent_ratio(out.uv, batch.uv).median()
+            terms["bone_ray_cos"] = bone_ray_cos(out.joints_norm).median()
+            if has3d.any():
+                terms["bone_ray_cos_true"] = bone_ray_cos(batch.xyz[has3d]).median()
     terms["total"] = total
     return terms
 

@@ -54,6 +54,30 @@ class Domain:
     noise: float                    # pixel noise sd
     n_hands: int | None = None      # distinct hands in the population (None: every sample its own) ...
     population_seed: int = 0        # ... drawn once from this seed, the same for every batch
+    appearance: str = "skin"        # "skin" | "glove" (one hue per finger, one brightness per segment)
+    #                                 | "markers" (the glove with a white sphere on each joint)
+
+
+#: The coloured glove (``appearance="glove"``): one hue per finger (thumb .. little), three brightness
+#: levels along each finger (proximal, middle, distal segment) and a grey palm, so that every
+#: keypoint sits where two identifiable colours meet, as in coloured-glove hand tracking. Everything
+#: else (poses, camera, light, backgrounds, occluders, noise) stays the domain's.
+GLOVE_HUES = ((0.85, 0.15, 0.12), (0.15, 0.70, 0.15), (0.15, 0.30, 0.90), (0.90, 0.80, 0.10), (0.75, 0.20, 0.80))
+GLOVE_LEVELS = (1.0, 0.68, 0.40)
+GLOVE_PALM = (0.55, 0.55, 0.55)
+APPEARANCES = ("skin", "glove", "markers")
+#: ``appearance="markers"``: the glove with a sphere on each joint, this many times the capsule radius
+#: there, of this albedo
+MARKER_RADIUS = 1.15
+MARKER_ALBEDO = 0.95
+
+
+def glove_albedo(n: int, dtype=torch.float64) -> Tensor:
+    """Albedo ``(n, 31, 3)`` of the hand capsules in the glove (15 finger bones finger by finger,
+    proximal first, then the 16 palm capsules, as :func:`_capsules` orders them)."""
+    fingers = torch.tensor([[[c * lv for c in hue] for lv in GLOVE_LEVELS] for hue in GLOVE_HUES], dtype=dtype)
+    palm = torch.tensor(GLOVE_PALM, dtype=dtype).expand(_NUM_HAND_CAPSULES - 15, 3)
+    return torch.cat([fingers.reshape(15, 3), palm], 0).expand(n, -1, -1).clone()
 
 
 DOMAINS: dict[str, Domain] = {
@@ -332,8 +356,18 @@ def generate_batch(domain: str | Domain, n: int, size: int = 128, generator: tor
     palette = torch.tensor(anatomy.SKIN_TONES, dtype=f64)
     i0 = tone.floor().long().clamp(max=len(palette) - 2)
     skin = palette[i0] + (tone - i0)[:, None] * (palette[i0 + 1] - palette[i0])  # (n, 3)
-    albedo = skin[:, None] * (1 + 0.04 * torch.randn(n, _NUM_HAND_CAPSULES, 1, generator=g, dtype=f64))
+    jitter = 1 + 0.04 * torch.randn(n, _NUM_HAND_CAPSULES, 1, generator=g, dtype=f64)
+    if dom.appearance not in APPEARANCES:
+        raise ValueError(f"domain {dom.name!r}: appearance must be one of {APPEARANCES}, got {dom.appearance!r}")
+    # the glove replaces the skin's colour only: every random draw stays the same, so the two
+    # appearances of one seed show the same hands, poses, cameras and scenes
+    albedo = (skin[:, None] if dom.appearance == "skin" else glove_albedo(n)) * jitter
     is_hand = torch.ones(n, _NUM_HAND_CAPSULES, dtype=torch.bool)
+    if dom.appearance == "markers":  # the glove + a white sphere on every joint (motion-capture markers)
+        seg_a, seg_b = torch.cat([seg_a, xyz], 1), torch.cat([seg_b, xyz], 1)
+        radius = torch.cat([radius, MARKER_RADIUS * _joint_radius(radius)], 1)
+        albedo = torch.cat([albedo, torch.full((n, 21, 3), MARKER_ALBEDO, dtype=f64)], 1)
+        is_hand = torch.cat([is_hand, torch.ones(n, 21, dtype=torch.bool)], 1)
     # occluders: up to two spheres / short rods between the camera and the hand
     occ = torch.rand(n, generator=g) < dom.occluder_prob
     pick = torch.randint(0, 21, (n, 2), generator=g)
@@ -362,7 +396,7 @@ def generate_batch(domain: str | Domain, n: int, size: int = 128, generator: tor
                   albedo.to(dev, f32), is_hand.to(dev), light.to(dev, f32), ambient.to(dev, f32))
     out = render(scene, size, bg.to(dev))
     image = (out.image.cpu() + noise).clamp(0, 1)
-    joint_r = _joint_radius(radius[:, :_NUM_HAND_CAPSULES])
+    joint_r = _joint_radius(radius[:, :_NUM_HAND_CAPSULES]) * (MARKER_RADIUS if dom.appearance == "markers" else 1.0)
     vis = visibility(xyz, uv, out.depth.cpu().to(f64), joint_r)
     scale = kp.scale
     return SynthBatch((image * 255).round().to(torch.uint8), out.mask.cpu().to(torch.uint8) * 255,
@@ -385,14 +419,16 @@ def _chunk_generator(seed: int, split: str, chunk: int) -> torch.Generator:
 
 def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed: int = 0, size: int = 128,
                      device: str | None = None, make_cache: bool = True, progress: bool = True,
-                     overwrite: bool = False, n_hands: int | None = None, population_seed: int = 0) -> dict:
+                     overwrite: bool = False, n_hands: int | None = None, population_seed: int = 0,
+                     appearance: str = "skin") -> dict:
     """Render one domain to ``out`` in the FreiHAND v2 layout, then convert it to prepared
     caches ``out/cache/training`` and ``out/cache/evaluation``.
 
     The target domain's training cache is 2D-only (its weakly supervised role); its
     evaluation cache and all of the source domain are 3D-labelled. Same seed, same bytes.
     ``n_hands``: a population of that many people (drawn from ``population_seed``) instead of
-    a new hand per sample. Returns a summary (counts, seconds, images/s).
+    a new hand per sample. ``appearance``: ``"skin"``, ``"glove"`` (:data:`GLOVE_HUES`) or ``"markers"``. Returns a
+    summary (counts, seconds, images/s).
     """
     import time
     from pathlib import Path
@@ -402,6 +438,8 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
 
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {sorted(DOMAINS)}, got {domain!r}")
+    if appearance not in APPEARANCES:
+        raise ValueError(f"appearance must be one of {APPEARANCES}, got {appearance!r}")
     if num_train < 1 or num_eval < 0:
         raise ValueError(f"need num_train >= 1 and num_eval >= 0, got {num_train}, {num_eval}")
     final = Path(out)
@@ -420,7 +458,7 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
     root = staging_dir(final)
     try:
         summary, t0 = _render_layout(root, domain, num_train, num_eval, seed, size, device, progress, n_hands,
-                                     population_seed)
+                                     population_seed, appearance)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
@@ -433,14 +471,14 @@ def generate_dataset(out: str, domain: str, num_train: int, num_eval: int, seed:
     total_s = time.perf_counter() - t0
     n = sum(summary["splits"].values())
     summary.update({"render_and_write_s": render_s, "total_s": total_s, "images_per_s": n / total_s})
-    write_json_atomic(root / "provenance.json", provenance(config={k: summary[k] for k in ("domain", "seed", "size",
-                                                                                       "n_hands", "population_seed")},
+    write_json_atomic(root / "provenance.json", provenance(config={k: summary[k] for k in ("domain", "seed", "size", "n_hands",
+                                                                                       "population_seed", "appearance")},
                                                            splits=summary["splits"], device=str(device or "cpu")))
     return summary
 
 
 def _render_layout(root, domain: str, num_train: int, num_eval: int, seed: int, size: int, device, progress: bool,
-                   n_hands, population_seed: int):
+                   n_hands, population_seed: int, appearance: str = "skin"):
     """Render both splits of one domain into the FreiHAND layout at ``root``; ``(summary, t0)``."""
     import dataclasses
     import time
@@ -454,8 +492,8 @@ def _render_layout(root, domain: str, num_train: int, num_eval: int, seed: int, 
 
     t0 = time.perf_counter()
     summary: dict = {"domain": domain, "seed": seed, "size": size, "n_hands": n_hands,
-                     "population_seed": population_seed, "splits": {}}
-    dom = dataclasses.replace(DOMAINS[domain], n_hands=n_hands, population_seed=population_seed)
+                     "population_seed": population_seed, "appearance": appearance, "splits": {}}
+    dom = dataclasses.replace(DOMAINS[domain], n_hands=n_hands, population_seed=population_seed, appearance=appearance)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for split, num in (("training", num_train), ("evaluation", num_eval)):
             if num == 0:
@@ -488,7 +526,8 @@ def _render_layout(root, domain: str, num_train: int, num_eval: int, seed: int, 
             bar.close()
             write_split(root, split, np.concatenate(xyz), np.concatenate(K), np.concatenate(scale),
                         np.concatenate(vis), info={"generator": "bmclib.data.synth", "domain": domain,
-                                                   "seed": seed, "size": size, "n_hands": n_hands})
+                                                   "seed": seed, "size": size, "n_hands": n_hands,
+                                                   "appearance": appearance})
             summary["splits"][split] = num
     return summary, t0
 

@@ -1,0 +1,170 @@
+"""Benchmark v3's building blocks: the data levels (glove, markers), BMC's wirings, the collapse
+diagnostics, the per-image metrics and the wiring study on held-out source hands."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bmclib import skeleton as sk
+from bmclib.camera import from_2p5d, root_depth, to_2p5d
+from bmclib.model import PoseOutput, soft_argmax
+
+
+# ----------------------------------------------------------------------------- data levels
+@pytest.mark.parametrize("domain", ["source", "target"])
+def test_glove_and_markers_keep_every_pose_camera_and_scene(domain):
+    from bmclib.data.synth import DOMAINS, generate_batch
+
+    looks = {a: generate_batch(dataclasses.replace(DOMAINS[domain], appearance=a), 6, 64,
+                               torch.Generator().manual_seed(3)) for a in ("skin", "glove", "markers")}
+    for a in ("glove", "markers"):
+        for field in ("uv", "xyz", "K", "scale", "angles"):
+            assert torch.equal(getattr(looks[a], field), getattr(looks["skin"], field)), (a, field)
+        assert (looks[a].images.float() - looks["skin"].images.float()).abs().mean() > 2  # the hands look different
+    assert (looks["markers"].images != looks["glove"].images).any()
+
+
+def test_the_glove_gives_each_finger_one_hue_and_each_segment_one_brightness():
+    from bmclib.data.synth import GLOVE_HUES, GLOVE_LEVELS, GLOVE_PALM, glove_albedo
+
+    a = glove_albedo(2)
+    assert a.shape == (2, 31, 3)
+    fingers = a[0, :15].reshape(5, 3, 3)
+    for f in range(5):
+        hue = fingers[f] / fingers[f].sum(-1, keepdim=True)  # chromaticity: the same along the finger
+        assert torch.allclose(hue, hue[:1].expand(3, 3))
+        assert torch.allclose(fingers[f].sum(-1) / sum(GLOVE_HUES[f]), torch.tensor(GLOVE_LEVELS, dtype=a.dtype))
+    assert torch.allclose(a[0, 15:], torch.tensor(GLOVE_PALM, dtype=a.dtype).expand(16, 3))
+
+
+def test_an_unknown_appearance_is_refused(tmp_path):
+    from bmclib.data.synth import generate_dataset
+
+    with pytest.raises(ValueError, match="appearance must be one of"):
+        generate_dataset(str(tmp_path / "x"), "source", 4, 0, size=64, progress=False, appearance="paint")
+    assert not (tmp_path / "x").exists()
+
+
+# ----------------------------------------------------------------------------- wirings
+def _fake_output(seed: int = 0, B: int = 4, cells: int = 8, size: int = 64):
+    """A PoseOutput built from leaf heatmap logits and depth maps, as the model builds it."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, 21, cells, cells, generator=g).requires_grad_(True)
+    maps = (0.1 * torch.randn(B, 21, cells, cells, generator=g)).requires_grad_(True)
+    uv, prob = soft_argmax(logits, torch.ones(21), size / cells)
+    z = (prob * maps).sum((2, 3))
+    z = z - z[:, :1]
+    K = torch.tensor([[120.0, 0, 32], [0, 120.0, 32], [0, 0, 1]]).expand(B, 3, 3)
+    root = root_depth(uv, z, K).clamp(1, 100).detach()
+    out = PoseOutput(uv, z, root, root, from_2p5d(uv, z, root, K), from_2p5d(uv, z, root, K), prob, maps)
+    return out, logits, maps, K
+
+
+@pytest.mark.parametrize("grad, reaches_2d", [("all", True), ("depth", True), ("maps", False)])
+def test_which_wiring_lets_bmc_reach_the_2d_heatmaps(grad, reaches_2d):
+    # "depth" detaches uv, yet z_rel = sum(prob * D) still carries BMC into the heatmaps; "maps" does not
+    from bmclib.losses import BMCLoss
+    from bmclib.train import bmc_pose, preset
+
+    out, logits, maps, K = _fake_output()
+    cfg = preset("tiny", use_bmc=True, bmc_grad=grad, bmc_root="closed_form")
+    BMCLoss(reduction="mean")(bmc_pose(out, K, cfg)).total.backward()
+    assert maps.grad is not None and maps.grad.abs().sum() > 0  # BMC always trains the depth maps
+    assert (logits.grad is not None and bool(logits.grad.abs().sum() > 0)) == reaches_2d
+
+
+def test_a_detached_root_judges_the_same_pose_with_another_gradient():
+    from bmclib.losses import BMCLoss
+    from bmclib.train import bmc_pose, preset
+
+    grads, poses = {}, {}
+    for root in ("closed_form", "detached"):
+        out, logits, maps, K = _fake_output(1)
+        pose = bmc_pose(out, K, preset("tiny", use_bmc=True, bmc_grad="maps", bmc_root=root))
+        BMCLoss(reduction="mean")(pose).total.backward()
+        grads[root], poses[root] = maps.grad.clone(), pose.detach()
+    assert torch.equal(poses["closed_form"], poses["detached"])
+    assert not torch.allclose(grads["closed_form"], grads["detached"])
+
+
+def test_the_all_bones_root_recovers_the_true_distance_of_a_true_pose(hands):
+    from bmclib.train import all_bones_root
+
+    xyz = hands[0][:16].double()
+    K = torch.tensor([[500.0, 0, 64], [0, 500.0, 64], [0, 0, 1]], dtype=torch.float64).expand(16, 3, 3)
+    uv, z_rel, Z, s = to_2p5d(xyz, K)
+    lengths = torch.stack([(xyz[:, c] - xyz[:, p]).norm(dim=-1) / s for p, c in sk.BONES], 1)  # (16, 20)
+    for i in range(16):  # the true normalised lengths of that hand
+        got = all_bones_root(uv[i:i + 1], z_rel[i:i + 1], K[i:i + 1], lengths[i])
+        assert torch.allclose(got, Z[i:i + 1], rtol=1e-9)
+
+
+def test_the_squared_2d_loss_pulls_harder_the_further_off_a_keypoint_is():
+    from bmclib.data.loader import Batch
+    from bmclib.train import compute_losses, preset
+
+    pulls = {}
+    for err in (1.0, 4.0):
+        uv = torch.full((1, 21, 2), 30.0, requires_grad=True)
+        out = PoseOutput(uv + err, torch.zeros(1, 21), torch.ones(1), torch.ones(1), torch.zeros(1, 21, 3),
+                         torch.zeros(1, 21, 3), torch.zeros(1, 21, 4, 4))
+        batch = Batch(torch.zeros(1, 3, 64, 64), torch.full((1, 21, 2), 30.0), torch.zeros(1, 21, 3),
+                      torch.eye(3)[None], torch.zeros(1, dtype=torch.bool), torch.ones(1))
+        compute_losses(out, batch, preset("tiny", loss_2d="px_sq"), None)["2d"].backward()
+        pulls[err] = float(uv.grad.abs().mean())
+    assert pulls[4.0] == pytest.approx(4 * pulls[1.0])
+
+
+# ----------------------------------------------------------------------------- diagnostics and metrics
+def test_extent_ratio_and_bone_ray_cos():
+    from bmclib.diagnostics import bone_ray_cos, extent_ratio
+
+    uv = torch.rand(3, 21, 2) * 40
+    assert torch.allclose(extent_ratio(0.6 * uv + 7, uv), torch.full((3,), 0.6))
+    j = torch.zeros(1, 21, 3)
+    j[..., 2] = 0.5
+    j[0, 1] = torch.tensor([0.0, 0.0, 0.6])  # along the ray
+    j[0, 5] = torch.tensor([0.05, 0.0, 0.5])  # across it
+    c = bone_ray_cos(j)
+    mid = np.array([0.025, 0.0, 0.5])  # the second bone's midpoint: its ray is nearly perpendicular to it
+    assert float(c[0, 0]) == pytest.approx(1.0) and float(c[0, 4]) == pytest.approx(mid[0] / np.linalg.norm(mid))
+
+
+def test_per_image_metrics_separate_shape_distance_and_2d(hands):
+    from bmclib.evaluate import per_image_metrics
+
+    gt = hands[0][:20].numpy()
+    m = per_image_metrics(gt, gt, np.zeros((20, 21, 2)), np.zeros((20, 21, 2)) + 1e-3)
+    for k in ("depth_mm", "depth_norm_mm", "root_depth_mm", "pa_mpjpe_mm", "epe_3d_mm"):
+        assert np.allclose(m[k], 0, atol=1e-4), k
+    rel = gt - gt[:, :1]
+    shrunk = gt[:, :1] + 0.7 * rel + np.array([0, 0, 0.05])  # a smaller hand, 5 cm further away
+    m = per_image_metrics(shrunk, gt)
+    assert np.allclose(m["depth_norm_mm"], 0, atol=1e-6)  # the shape is right: the scale is the truth's
+    assert np.all(m["depth_mm"] > 1)  # the size is not
+    assert np.allclose(m["root_depth_mm"], 50)
+
+
+# ----------------------------------------------------------------------------- the study
+@pytest.mark.slow
+def test_the_wiring_study_trains_on_held_out_source_hands(tmp_path, capsys):
+    from bmclib.cli import main
+
+    argv = ["wiring-study", "--preset", "tiny", "--wirings", "none", "late", "--appearance", "glove", "--data",
+            tmp_path / "data", "--runs-dir", tmp_path / "runs", "--results", tmp_path / "results"]
+    assert main([str(a) for a in argv]) == 0
+    table = (tmp_path / "results" / "tables" / "wiring_study.md").read_text()
+    assert "| glove | none | 0 |" in table and "| glove | late | 0 |" in table
+    data = next((tmp_path / "data").glob("v2_tiny_64px_seed0_glove"))
+    held = json.loads((data / "source_heldout" / "provenance.json").read_text())["config"]
+    src = json.loads((data / "source" / "provenance.json").read_text())["config"]
+    assert held["population_seed"] == src["population_seed"] + 100 and held["appearance"] == "glove"
+    m = json.loads((tmp_path / "results" / "wiring_study" / "wiring_tiny_glove_late_seed0" / "metrics.json").read_text())
+    assert m["provenance"]["data"]["eval_cache"].endswith("source_heldout/cache/evaluation")
+    assert m["provenance"]["config"]["bmc_start"] == 3 and m["provenance"]["config"]["bmc_root"] == "detached"
+    assert main([str(a) for a in argv]) == 0  # resumable: nothing left to train
+    assert capsys.readouterr().out.count("[skip]") == 2
