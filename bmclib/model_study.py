@@ -86,6 +86,24 @@ def run_study(preset: str = "cpu", candidates: list[str] | None = None, steps: t
     return study_table(preset, results_root, runs_root)
 
 
+def _earlier_speeds(csv_path: Path, preset: str) -> dict[str, float]:
+    """``run name -> images_per_s`` of the table written before (empty when there is none)."""
+    import csv
+
+    if not csv_path.is_file():
+        return {}
+    out = {}
+    with open(csv_path) as f:
+        for r in csv.DictReader(f):
+            try:
+                name = _name(preset, r["candidate"], int(r["steps"]), int(r["seed"]),
+                             r.get("appearance") or "skin")
+                out[name] = float(r["images_per_s"])
+            except (KeyError, ValueError, TypeError):
+                continue
+    return out
+
+
 def study_table(preset: str, results_root: str = "results", runs_root: str = "data/runs") -> Path:
     """``results/tables/model_study.{csv,md}`` from the study's metrics files (and the training
     logs' images/s, where the runs are still on this machine)."""
@@ -97,6 +115,7 @@ def study_table(preset: str, results_root: str = "results", runs_root: str = "da
     from .tables import frame_markdown, write_table
 
     rows = []
+    earlier = _earlier_speeds(Path(results_root) / "tables" / "model_study.csv", preset)
     for f in sorted((Path(results_root) / "model_study").glob(f"study_{preset}_*/metrics.json")):
         d = json.loads(f.read_text())
         cfg, m = d["provenance"]["config"], d["metrics"]
@@ -108,6 +127,8 @@ def study_table(preset: str, results_root: str = "results", runs_root: str = "da
         if log.is_file():
             speeds = [json.loads(x)["images_per_s"] for x in log.read_text().splitlines()[1:] if x.strip()]
             ips = statistics.median(speeds) if speeds else None
+        else:  # trained on another machine: keep the figure the table had (measured with its log)
+            ips = earlier.get(f.parent.name)
         rows.append({"candidate": cand, "appearance": appearance, "decoder": cfg["model"]["decoder"], "width": cfg["model"]["width"],
                      "crop_px": cfg["image_size"], "heatmap_stride": 32 // 2 ** cfg["model"]["deconv"],
                      "w_heatmap": cfg.get("w_heatmap", 0.0), "steps": cfg["steps"], "seed": cfg["seed"],

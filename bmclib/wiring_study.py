@@ -10,6 +10,8 @@ so the wiring benchmark v3 freezes is pre-registered (as the v2 lambda study did
 Candidates (all: BMC terms ``all``, lambdas 1, source-quantile limits, v2's loss balance):
 
     none            no BMC (benchmark run 2's role): the baseline every wiring is paired with
+    source3d        no weak set (run 1's role: a negative control)
+    oracle          the held-out hands' 3D labels instead of their 2D (run 4's role: a positive control)
     v2              BMC's gradient everywhere, closed-form root in the graph (benchmark v2)
     maps            uv and the heatmap probabilities detached: BMC trains the depth maps alone
     maps_detached   maps + the closed-form root detached
@@ -33,6 +35,9 @@ __all__ = ["WIRINGS", "heldout_data", "run_study", "study_table"]
 #: wiring -> config overrides (``*_frac``: a share of the preset's steps)
 WIRINGS: dict[str, dict[str, Any]] = {
     "none": dict(use_bmc=False),
+    # the controls: no weak set (run 1's role), and the held-out hands with their 3D labels (the oracle)
+    "source3d": dict(use_bmc=False, weak=None),
+    "oracle": dict(use_bmc=False, weak="3d"),
     "v2": dict(use_bmc=True, bmc_grad="all", bmc_root="closed_form"),
     "maps": dict(use_bmc=True, bmc_grad="maps", bmc_root="closed_form"),
     "maps_detached": dict(use_bmc=True, bmc_grad="maps", bmc_root="detached"),
@@ -51,7 +56,8 @@ def heldout_data(data: dict[str, Path], preset: str, seed: int = 0, progress: bo
                  sizes: tuple[int, int] | None = None) -> dict[str, Path]:
     """Held-out source hands beside ``data`` (:func:`bmclib.experiment.prepare_data`'s folders): the
     source domain rendered with another population (``population_seed + 100``) and the same
-    appearance; ``weak`` its training split as a 2D-only cache, ``eval`` its evaluation split."""
+    appearance; ``weak`` its training split as a 2D-only cache, ``weak_3d`` the same with its 3D
+    labels (the oracle), ``eval`` its evaluation split."""
     import json
 
     from .data.freihand import freihand_to_cache
@@ -68,7 +74,7 @@ def heldout_data(data: dict[str, Path], preset: str, seed: int = 0, progress: bo
     weak = root / "cache" / "training_2d"
     if not (weak / "meta.json").is_file():
         freihand_to_cache(root, weak, "training", labels="2d", overwrite=True, progress=progress)
-    return {"weak": weak, "eval": root / "cache" / "evaluation", "root": root}
+    return {"weak": weak, "weak_3d": root / "cache" / "training", "eval": root / "cache" / "evaluation", "root": root}
 
 
 def _name(preset: str, appearance: str, wiring: str, seed: int) -> str:
@@ -98,12 +104,13 @@ def run_study(preset: str = "cpu", wirings: list[str] | None = None, seeds=(0,),
     for seed in seeds:
         for w in wirings:
             spec = dict(WIRINGS[w])
+            weak = {"2d": held["weak"], "3d": held["weak_3d"], None: ""}[spec.pop("weak", "2d")]
             for key in ("bmc_start", "bmc_ramp"):
                 if f"{key}_frac" in spec:
                     spec[key] = int(round(spec.pop(f"{key}_frac") * base.steps))
             name = _name(preset, appearance, w, seed)
             cfg = make_preset(preset, **{**overrides, **spec}, limits=str(limits_path), name=name, seed=seed,
-                              source=str(data["source"]), weak=str(held["weak"]), out=runs_root)
+                              source=str(data["source"]), weak=str(weak), out=runs_root)
             done = trained_steps(Path(runs_root) / name, cfg) == cfg.steps
             if done and (out_runs / name / "metrics.json").is_file():
                 print(f"[skip] {name}: trained and evaluated")
