@@ -452,6 +452,7 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
                     *_module("model_study")),
     "wiring-study": ("how BMC is wired into training: candidates on held-out source hands (source validation)",
                      *_module("wiring_study")),
+    "controls": ("a benchmark's metrics and test conditions on positive and negative controls", *_module("controls")),
     "gpu-check": ("render, train runs 1-4 briefly, evaluate, and print images/s, BMC share and peak memory",
                   *_module("gpu_check")),
     "balance": ("the 2D-loss / BMC pull on the keypoints, on a source validation split", *_module("balance")),

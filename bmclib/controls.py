@@ -1,0 +1,319 @@
+"""Controls for a benchmark's metrics and test conditions: can the test pass, can it fail?
+
+A metric or a condition measures BMC's effect only if the right answer passes it and a guess that
+uses no image fails it. Benchmark v2's did neither: its metric was almost all the hand's distance,
+which a constant from source statistics predicted better than every weakly supervised run, and its
+flat-hand condition was failed by the oracle. Here every candidate metric and condition is run on
+
+* **positive controls** (must pass): the oracle run (the weak set's 3D labels), and the truth's
+  depths placed on the no-BMC run's predicted 2D (``truth_through_2d``: BMC working perfectly at
+  that 2D);
+* **negative controls** (must fail): the source-only run (no weak set), a flat hand at the source's
+  median distance on the predicted 2D (``flat_const``), and the source's mean pose on the predicted
+  2D with its closed-form root (``mean_pose``) -- both use no image beyond the 2D;
+
+and a metric x condition is *valid* (may be pre-registered) only if every positive control passes
+and every negative control fails. Comparisons are paired: the same images, the same seed, with a
+bootstrap over images and seeds (:func:`paired_reduction`). :func:`power` says how many seeds (and
+images) a 25% paired reduction needs.
+
+``bmc controls --set source_val --appearance glove`` (the wiring study's runs on held-out source
+hands) and ``bmc controls --set v2`` (benchmark v2's committed runs on its target-test) write
+``results/tables/controls_<set>.{csv,md}``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import skeleton as sk
+from .camera import from_2p5d, root_depth
+from .evaluate import per_image_metrics, true_depth_poses
+
+__all__ = ["SourceStats", "source_stats", "control_poses", "paired_reduction", "CONDITIONS", "METRICS",
+           "validate", "power", "SETS", "run_controls"]
+
+#: the candidate metrics (per image, lower is better; :func:`bmclib.evaluate.per_image_metrics`)
+METRICS = ("depth_norm_mm", "depth_mm", "root_depth_mm", "pa_mpjpe_mm", "epe_3d_mm", "abs_3d_depth_part_mm",
+           "epe_2d_px")
+POSITIVE = ("oracle", "truth_through_2d")
+NEGATIVE = ("source_only", "flat_const", "mean_pose")
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """What a no-image guess may know, from the 3D-labelled source training set: the median wrist
+    depth (m), the median reference-bone length (m) and the mean root-relative depth per joint in
+    reference-bone units."""
+
+    distance_m: float
+    scale_m: float
+    mean_z_rel: np.ndarray  # (21,)
+
+
+def source_stats(xyz: np.ndarray) -> SourceStats:
+    """:class:`SourceStats` of source poses ``(N, 21, 3)`` (metres, camera frame)."""
+    n, m = sk.REFERENCE_BONE
+    s = np.linalg.norm(xyz[:, m] - xyz[:, n], axis=-1)
+    z_rel = (xyz[..., 2] - xyz[:, :1, 2]) / s[:, None]
+    return SourceStats(float(np.median(xyz[:, 0, 2])), float(np.median(s)), z_rel.mean(0))
+
+
+def control_poses(uv: np.ndarray, K: np.ndarray, gt_xyz: np.ndarray, stats: SourceStats) -> dict[str, np.ndarray]:
+    """The controls built on one set of predicted 2D keypoints ``uv (N, 21, 2)``: ``truth_through_2d``
+    (the true depths on those rays), ``flat_const`` (every joint at the source's median distance) and
+    ``mean_pose`` (the source's mean relative depths, the root in closed form, the source's median
+    size). Returns metric joints ``(N, 21, 3)`` each."""
+    uv_t = torch.as_tensor(uv, dtype=torch.float64)
+    K_t = torch.as_tensor(K, dtype=torch.float64)
+    N = len(uv)
+    flat = from_2p5d(uv_t, torch.zeros(N, 21, dtype=torch.float64), torch.full((N,), stats.distance_m,
+                                                                                 dtype=torch.float64), K_t)
+    z = torch.as_tensor(stats.mean_z_rel, dtype=torch.float64).expand(N, 21)
+    Z = root_depth(uv_t, z, K_t).clamp(1.0, 100.0)
+    mean = from_2p5d(uv_t, z, Z, K_t) * stats.scale_m
+    return {"truth_through_2d": true_depth_poses(uv, gt_xyz, K), "flat_const": flat.numpy(), "mean_pose": mean.numpy()}
+
+
+def paired_reduction(x: np.ndarray, base: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """The relative reduction ``1 - mean(x) / mean(base)`` of a per-image metric, paired: ``x`` and
+    ``base`` are ``(seeds, images)`` on the same images. The 95% interval resamples seeds and images
+    (the same draw for both arms). Positive: ``x`` is better."""
+    x, base = np.atleast_2d(x), np.atleast_2d(base)
+    g = np.random.default_rng(seed)
+    S, N = x.shape
+    est = 1 - x.mean() / base.mean()
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        si = g.integers(0, S, S)
+        ii = g.integers(0, N, N)
+        boots[b] = 1 - x[si][:, ii].mean() / base[si][:, ii].mean()
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    per_seed = 1 - x.mean(1) / base.mean(1)
+    return {"reduction": float(est), "lo": float(lo), "hi": float(hi), "every_seed": bool((per_seed > 0).all()),
+            "per_seed": per_seed.tolist()}
+
+
+def _reduction_vs_base(arm, base, flat, oracle) -> bool:
+    r = paired_reduction(arm, base)
+    return r["lo"] > 0
+
+
+def _beats_flat(arm, base, flat, oracle) -> bool:
+    r = paired_reduction(arm, flat)
+    return r["lo"] > 0
+
+
+def _closes_gap(arm, base, flat, oracle, share: float = 0.25) -> bool:
+    gap = base.mean() - oracle.mean()
+    return bool(gap > 0 and (base.mean() - arm.mean()) >= share * gap)
+
+
+#: condition -> (sentence, test(arm, base, flat-on-the-arm's-2D, oracle) -> bool); arrays ``(seeds, images)``
+CONDITIONS: dict[str, tuple[str, Callable[..., bool]]] = {
+    "better_than_no_bmc": ("paired reduction vs the no-BMC run, 95% interval above 0", _reduction_vs_base),
+    "beats_flat": ("paired reduction vs a flat hand at the source's median distance on the same 2D, 95% interval "
+                   "above 0", _beats_flat),
+    "closes_25pct_of_gap": ("closes >= 25% of the no-BMC -> oracle gap", _closes_gap),
+}
+
+
+def validate(per: dict[str, dict[str, np.ndarray]], base: str = "base") -> list[dict[str, Any]]:
+    """Each metric x condition on each control. ``per[arm][metric]`` is ``(seeds, images)``; the arms
+    are ``base``, ``oracle``, the positive and negative controls, and ``flat_on:<arm>`` (the flat hand
+    on that arm's 2D). A row per metric x condition: every control's pass / fail and ``valid``."""
+    rows = []
+    for metric in METRICS:
+        if metric not in per[base]:
+            continue
+        for cond, (sentence, test) in CONDITIONS.items():
+            row: dict[str, Any] = {"metric": metric, "condition": cond}
+            ok = True
+            for arm in POSITIVE + NEGATIVE:
+                if arm not in per:
+                    continue
+                passed = bool(test(per[arm][metric], per[base][metric], per[f"flat_on:{arm}"][metric],
+                                   per["oracle"][metric]))
+                row[arm] = "pass" if passed else "fail"
+                ok &= passed if arm in POSITIVE else not passed
+            row["valid"] = ok
+            rows.append(row)
+    return rows
+
+
+def power(diff_per_seed: np.ndarray, base_mean: float, images_sd: float | None = None, n_images: int | None = None,
+          effect: float = 0.25, alpha: float = 0.05, beta: float = 0.2) -> dict[str, float]:
+    """Seeds (and images) needed to see a paired reduction of ``effect`` x ``base_mean`` with a one-sided
+    test at ``alpha`` and power ``1 - beta`` (normal approximation): ``n = ((z_a + z_b) sd / delta)^2``
+    with ``sd`` the seed-to-seed spread of the paired difference ``diff_per_seed``; with ``images_sd``
+    (the per-image spread of the paired difference) also the images one seed needs."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(1 - alpha) + NormalDist().inv_cdf(1 - beta)
+    delta = effect * base_mean
+    d = np.asarray(diff_per_seed, dtype=float)
+    sd = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
+    out = {"effect": effect, "delta": delta, "seed_sd": sd, "seeds_needed": max(2, math.ceil((z * sd / delta) ** 2))
+           if np.isfinite(sd) else float("nan"), "seeds_measured": int(len(d))}
+    if images_sd is not None:
+        out["images_sd"] = float(images_sd)
+        out["images_needed"] = max(1, math.ceil((z * images_sd / delta) ** 2))
+        if n_images:
+            out["images_measured"] = int(n_images)
+    return out
+
+
+# ----------------------------------------------------------------------------- the sets of runs
+#: set -> how to find its runs: the run folders under the results root, role -> run, the candidates
+SETS: dict[str, dict[str, Any]] = {
+    "v2": {"runs": "runs/{preset}_v2_{run}_seed{seed}", "seeds": (0, 1, 2),
+           "roles": {"base": "2_target2d", "oracle": "4_target3d_oracle", "source_only": "1_source3d"},
+           "candidates": ("3_bmc_all", "3a_bmc_bl", "3b_bmc_bl_rb"),
+           "where": "benchmark v2's committed runs on its target-test"},
+    "source_val": {"runs": "wiring_study/wiring_{preset}_{appearance}_{run}_seed{seed}", "seeds": (0, 1, 2),
+                   "roles": {"base": "none", "oracle": "oracle", "source_only": "source3d"},
+                   "candidates": ("v2", "maps", "maps_detached", "output", "all_bones", "pull_2d", "late", "v2_late"),
+                   "where": "the wiring study's runs on held-out source hands (source validation)"},
+}
+
+
+def _load(pattern: str, run: str, seeds, **names) -> dict[int, dict[str, Any]]:
+    out = {}
+    for s in seeds:
+        d = Path(pattern.format(run=run, seed=s, **names))
+        f = d / "predictions.npz"
+        if f.is_file():
+            with np.load(f) as z:
+                prov = json.loads((d / "metrics.json").read_text())["provenance"]
+                out[s] = {"uv": z["uv"].astype(np.float64), "xyz": z["xyz"].astype(np.float64),
+                          "eval_sha256": prov["data"].get("eval_sha256"), "eval_cache": prov["data"].get("eval_cache"),
+                          "source": prov["data"].get("source")}
+    return out
+
+
+def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache: str | None = None,
+                 source_cache: str | None = None, results_root: str = "results", preset: str = "cpu",
+                 n_boot: int = 2000) -> Path:
+    """Score every arm of set ``name`` (:data:`SETS`) per image, build the controls on the no-BMC run's 2D,
+    validate each metric x condition, and write ``tables/controls_<name>.{csv,md}`` (plus the arms'
+    metric values with paired intervals, and the power analysis). The caches default to those the
+    no-BMC run recorded (its evaluation labels, its 3D training set); labels are checked by sha256."""
+    import pandas as pd
+
+    from .data.cache import PreparedCache
+    from .results import provenance, write_text_atomic
+    from .tables import frame_markdown, write_table
+
+    if name not in SETS:
+        raise ValueError(f"unknown set {name!r}; choose from {list(SETS)}")
+    spec = SETS[name]
+    names = {"appearance": appearance, "preset": preset}
+    roles = dict(spec["roles"])
+    pattern = str(Path(results_root) / spec["runs"])
+    runs = {role: _load(pattern, run, spec["seeds"], **names) for role, run in roles.items()}
+    runs.update({c: _load(pattern, c, spec["seeds"], **names) for c in spec["candidates"]})
+    seeds = sorted(set.intersection(*(set(runs[r]) for r in roles)))
+    if not seeds:
+        raise FileNotFoundError(f"set {name!r}: no seed has all of {list(roles.values())} under "
+                                f"{pattern.format(run='*', seed='*', **names)}")
+    first = runs["base"][seeds[0]]
+    eval_cache = eval_cache or first["eval_cache"]
+    source_cache = source_cache or first["source"]
+    ev, src = PreparedCache(eval_cache), PreparedCache(source_cache)
+    gt_xyz, gt_uv, K = (ev.annotations[k].astype(np.float64) for k in ("xyz", "uv", "K"))
+    stats = source_stats(src.annotations["xyz"][src.annotations["has_3d"]].astype(np.float64))
+    sha = ev.meta["annotations_sha256"]
+    for arm, by_seed in runs.items():
+        for s, r in by_seed.items():
+            if r["eval_sha256"] not in (None, sha):
+                raise ValueError(f"{name}: run {arm} seed {s} was evaluated on other labels than {eval_cache} "
+                                 f"({r['eval_sha256'][:12]} vs {sha[:12]})")
+
+    def metrics(xyz, uv):
+        return per_image_metrics(xyz, gt_xyz, uv, gt_uv)
+
+    per: dict[str, dict[str, list]] = {}
+
+    def add(arm: str, m: dict[str, np.ndarray]) -> None:
+        for k, v in m.items():
+            per.setdefault(arm, {}).setdefault(k, []).append(v)
+
+    for s in seeds:
+        base = runs["base"][s]
+        for arm in ("base", "oracle", "source_only"):
+            r = runs[arm][s]
+            add(arm, metrics(r["xyz"], r["uv"]))
+            add(f"flat_on:{arm}", metrics(control_poses(r["uv"], K, gt_xyz, stats)["flat_const"], r["uv"]))
+        ctrl = control_poses(base["uv"], K, gt_xyz, stats)
+        for c, xyz in ctrl.items():  # the controls on the no-BMC run's 2D share its flat hand
+            add(c, metrics(xyz, base["uv"]))
+            add(f"flat_on:{c}", metrics(ctrl["flat_const"], base["uv"]))
+    arrays = {arm: {k: np.stack(v) for k, v in m.items()} for arm, m in per.items()}
+    rows = validate(arrays)
+    prov = provenance(made_by="bmc controls", set=name, appearance=appearance, seeds=seeds, eval_cache=eval_cache,
+                      eval_sha256=sha, source_cache=source_cache)
+    valid = pd.DataFrame(rows)
+    # the arms' values: each metric's mean and its paired reduction vs the no-BMC run
+    vals = []
+    cands = [c for c in spec["candidates"] if all(s in runs[c] for s in seeds)]
+    cand_arrays = {c: {k: np.stack([metrics(runs[c][s]["xyz"], runs[c][s]["uv"])[k] for s in seeds])
+                       for k in METRICS} for c in cands}
+    for arm, m in {**{a: arrays[a] for a in ("base", "oracle", "source_only", *POSITIVE[1:], *NEGATIVE[1:])},
+                   **cand_arrays}.items():
+        for k in METRICS:
+            r = paired_reduction(m[k], arrays["base"][k], n_boot)
+            vals.append({"arm": arm, "metric": k, "mean": float(m[k].mean()), "vs_no_bmc_pct": 100 * r["reduction"],
+                         "lo_pct": 100 * r["lo"], "hi_pct": 100 * r["hi"], "every_seed": r["every_seed"]})
+    values = pd.DataFrame(vals)
+    # power: the seed-to-seed spread of each arm's paired difference from the no-BMC run, and the
+    # per-image spread, against a 25% reduction of the no-BMC run's mean
+    pw = []
+    for arm, m in {"oracle": arrays["oracle"], **cand_arrays}.items():
+        for k in ("depth_norm_mm", "depth_mm", "pa_mpjpe_mm", "root_depth_mm"):
+            d = m[k] - arrays["base"][k]  # (seeds, images)
+            pw.append({"arm": arm, "metric": k, **power(d.mean(1), float(arrays["base"][k].mean()),
+                                                        float(d.std(1, ddof=1).mean()), d.shape[1])})
+    power_df = pd.DataFrame(pw)
+    stem = Path(results_root) / "tables" / f"controls_{name}"
+    write_table(values, stem.with_name(stem.name + "_values"), "# Arm values\n\n" + frame_markdown(values))
+    legend = "\n".join(f"- `{k}`: {v[0]}" for k, v in CONDITIONS.items())
+    md = (f"# Controls: {spec['where']}\n\n"
+          f"Seeds {seeds}; {len(gt_xyz)} images; labels `{eval_cache}` (annotations sha256 {sha[:12]}, the "
+          f"`eval_sha256` of every run read). Positive controls "
+          f"(must pass): {', '.join(POSITIVE)}; negative controls (must fail): {', '.join(NEGATIVE)}. A metric x "
+          f"condition is **valid** (may be pre-registered) only if all positives pass and all negatives fail.\n\n"
+          f"{legend}\n\nSource statistics for the no-image controls: median distance {stats.distance_m:.3f} m, "
+          f"median reference bone {1000 * stats.scale_m:.1f} mm (from `{source_cache}`).\n\n" + frame_markdown(valid)
+          + "\n\n## Each arm: mean, and paired reduction vs the no-BMC run (95% interval over images and seeds)\n\n"
+          + frame_markdown(values)
+          + "\n\n## Power: seeds and images needed to see a 25% paired reduction (one-sided 5%, power 80%)\n\n"
+          "`seed_sd`: the seed-to-seed spread of the arm's mean paired difference from the no-BMC run (needs 2 seeds "
+          "or more); `images_sd`: the per-image spread of that difference within a seed.\n\n"
+          + frame_markdown(power_df) + f"\n\nMade by `bmc controls --set {name}` at commit {prov['git_commit']}, "
+          f"{prov['time']}.")
+    path = write_table(valid, stem, md)
+    write_text_atomic(stem.with_suffix(".json"), json.dumps({"provenance": prov, "valid": rows, "values": vals,
+                                                             "power": pw}, indent=1))
+    return path
+
+
+def add_cli_arguments(p) -> None:
+    p.add_argument("--set", default="source_val", choices=list(SETS), help="which runs")
+    p.add_argument("--appearance", default="glove", choices=("skin", "glove", "markers"), help="the data level")
+    p.add_argument("--eval-cache", help="the labels the runs were evaluated on (default: the set's data folder)")
+    p.add_argument("--source-cache", help="the 3D-labelled source set for the no-image controls' statistics")
+    p.add_argument("--preset", default="cpu", help="the runs' preset (their names say it)")
+    p.add_argument("--results", default="results", help="where the runs' predictions are and the table goes")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap samples")
+
+
+def cli_main(a) -> int:
+    path = run_controls(a.set, a.appearance, a.eval_cache, a.source_cache, a.results, a.preset, a.bootstrap)
+    print(Path(path).read_text())
+    return 0
