@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WIRINGS", "heldout_data", "run_study", "study_table"]
+__all__ = ["WIRINGS", "SELECTION", "heldout_data", "run_study", "study_table", "choose_wiring"]
 
 #: wiring -> config overrides (``*_frac``: a share of the preset's steps)
 WIRINGS: dict[str, dict[str, Any]] = {
@@ -47,6 +47,18 @@ WIRINGS: dict[str, dict[str, Any]] = {
     "late": dict(use_bmc=True, bmc_grad="maps", bmc_root="detached", bmc_start_frac=0.5, bmc_ramp_frac=0.1),
     "v2_late": dict(use_bmc=True, bmc_grad="all", bmc_root="closed_form", bmc_start_frac=0.5, bmc_ramp_frac=0.1),
 }
+
+#: How benchmark v3 picks its wiring from this study, fixed before any wiring was evaluated
+#: (:func:`choose_wiring`): a wiring qualifies when, on held-out source hands, seed 0, against the
+#: no-BMC run ("none") of the same seed,
+#:   1. it did not collapse: median 2D extent over the truth's within 5% of the no-BMC run's, and
+#:      median |cos(bone, ray)| at most 0.05 above the no-BMC run's;
+#:   2. it kept the 2D: 2D error at most 5% above the no-BMC run's;
+#: and among the qualified wirings the one with the lowest normalised depth error (`depth_norm_mm`,
+#: the metric the controls keep) is chosen, ties (within 0.1 mm) to the lower BMC of the prediction.
+#: If none qualifies, or none has a lower normalised depth error than the no-BMC run, the study says
+#: so and v3 still takes the best qualified (else the least collapsed) wiring, named as such.
+SELECTION = {"extent_tol": 0.05, "cos_tol": 0.05, "epe_2d_tol": 0.05, "tie_mm": 0.1, "metric": "depth_norm_mm"}
 
 #: the held-out people: the source population model drawn from this offset of its seed
 HELDOUT_POPULATION_OFFSET = 100
@@ -163,6 +175,34 @@ def study_table(preset: str, appearance: str, results_root: str = "results") -> 
           + frame_markdown(df) + "\n\n"
           + f"Made by `bmc wiring-study` at commit {prov['git_commit']}, {prov['time']}.")
     return write_table(df, Path(results_root) / "tables" / "wiring_study", md)
+
+
+def choose_wiring(metrics: dict[str, dict[str, float]], rule: dict[str, float] = SELECTION) -> dict[str, Any]:
+    """Apply :data:`SELECTION` to ``{wiring: metrics}`` of one seed (``"none"`` among them; the
+    controls ``source3d`` and ``oracle`` are not candidates). Returns the choice, each wiring's
+    checks, and a sentence."""
+    base = metrics["none"]
+    checks = {}
+    for w, m in metrics.items():
+        if w in ("none", "source3d", "oracle"):
+            continue
+        c = {"extent": abs(m["extent_ratio"] - base["extent_ratio"]) <= rule["extent_tol"] * base["extent_ratio"],
+             "cos": m["bone_ray_cos"] <= base["bone_ray_cos"] + rule["cos_tol"],
+             "epe_2d": m["epe_2d_px"] <= (1 + rule["epe_2d_tol"]) * base["epe_2d_px"]}
+        checks[w] = {**c, "qualified": all(c.values()), rule["metric"]: m[rule["metric"]], "bmc_pred": m["bmc_pred"]}
+    if not checks:
+        raise ValueError("no BMC wiring among the metrics")
+    qualified = [w for w, c in checks.items() if c["qualified"]]
+    pool = qualified or sorted(checks, key=lambda w: abs(metrics[w]["extent_ratio"] - base["extent_ratio"]))[:1]
+    best = min(checks[w][rule["metric"]] for w in pool)
+    tied = [w for w in pool if checks[w][rule["metric"]] <= best + rule["tie_mm"]]
+    choice = min(tied, key=lambda w: checks[w]["bmc_pred"])
+    helps = checks[choice][rule["metric"]] < base[rule["metric"]]
+    text = (f"chosen: {choice} ({rule['metric']} {checks[choice][rule['metric']]:.2f} vs no BMC "
+            f"{base[rule['metric']]:.2f}); qualified: {qualified or 'none'}"
+            + ("" if qualified else "; no wiring qualified: the least collapsed one is taken")
+            + ("" if helps else "; no qualified wiring beat the no-BMC run on source validation"))
+    return {"choice": choice, "qualified": qualified, "helps": bool(helps), "checks": checks, "text": text}
 
 
 def add_cli_arguments(p) -> None:

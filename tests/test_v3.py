@@ -243,3 +243,19 @@ def test_bmc_controls_on_benchmark_v2s_committed_runs(tmp_path, capsys):
 
     rc = main(["controls", "--set", "v2", "--eval-cache", str(tmp_path / "nowhere"), "--results", "results"])
     assert rc == 2 and "nowhere" in capsys.readouterr().err
+
+
+def test_choose_wiring_follows_the_rule_fixed_before_the_study():
+    from bmclib.wiring_study import choose_wiring
+
+    def m(epe, ext, cos, depth, bmc=0.5):
+        return {"epe_2d_px": epe, "extent_ratio": ext, "bone_ray_cos": cos, "depth_norm_mm": depth, "bmc_pred": bmc}
+    runs = {"none": m(3.0, 0.98, 0.60, 30.0), "oracle": m(3.0, 0.98, 0.6, 20.0),
+            "v2": m(6.8, 0.60, 0.85, 25.0),  # collapsed: best depth, but the 2D shrank
+            "late": m(3.1, 0.97, 0.61, 28.0, bmc=0.3), "maps": m(3.05, 0.99, 0.62, 28.05, bmc=0.2),
+            "pull_2d": m(3.2, 0.98, 0.6, 27.0)}  # 2D 6.7% worse: not qualified
+    r = choose_wiring(runs)
+    assert r["choice"] == "maps" and r["helps"]  # late and maps tie within 0.1 mm: the lower BMC wins
+    assert set(r["qualified"]) == {"late", "maps"} and not r["checks"]["v2"]["qualified"]
+    worse = choose_wiring({"none": m(3.0, 0.98, 0.6, 30.0), "late": m(3.0, 0.98, 0.6, 31.0)})
+    assert worse["choice"] == "late" and not worse["helps"] and "no qualified wiring beat" in worse["text"]
