@@ -28,7 +28,7 @@ BENCHMARK_FORMAT = "bmclib.benchmark"
 DEFAULT_BENCHMARK = Path(__file__).resolve().parents[1] / "results" / "benchmark_v2.yaml"
 #: training fields a benchmark may set (everything else comes from the preset)
 TRAIN_KEYS = ("loss_2d", "w_2d", "w_z", "w_root", "lambda_bl", "lambda_rb", "lambda_a", "bmc_root", "bmc_grad",
-              "root_margin", "batch_weak")
+              "root_margin", "batch_weak", "bmc_start_frac", "bmc_ramp_frac")
 _LIMIT_RULES = ("source_minmax", "source_quantile", "source_box", "literature")
 
 
@@ -45,12 +45,37 @@ class Benchmark:
     test: dict[str, Any]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
-    def train_overrides(self, batch_size: int) -> dict[str, Any]:
-        """Config overrides for every run; ``batch_weak: equal`` becomes ``batch_size``."""
+    def train_overrides(self, batch_size: int, steps: int | None = None) -> dict[str, Any]:
+        """Config overrides for every run; ``batch_weak: equal`` becomes ``batch_size`` and
+        ``bmc_start_frac`` / ``bmc_ramp_frac`` become steps of a ``steps``-step run."""
         out = dict(self.training)
         if out.get("batch_weak") == "equal":
             out["batch_weak"] = batch_size
+        for key in ("bmc_start", "bmc_ramp"):
+            if f"{key}_frac" in out:
+                if steps is None:
+                    raise ValueError(f"{self.path}: training.{key}_frac needs the run's number of steps")
+                out[key] = int(round(out.pop(f"{key}_frac") * steps))
         return out
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The data levels (appearances) the benchmark is run at; v1 / v2: skin only."""
+        return tuple(self.data.get("levels", ("skin",)))
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the benchmark's synthetic data (its folder says it)."""
+        return int(self.data.get("seed", 0))
+
+    def run_bench_name(self, level: str | None = None) -> str:
+        """The benchmark part of its runs' names: ``v2``; ``v3-glove`` for a level of a benchmark with levels."""
+        if "levels" not in self.data:
+            return self.name
+        level = level or self.levels[0]
+        if level not in self.levels:
+            raise ValueError(f"{self.path}: level {level!r} is not one of data.levels {list(self.levels)}")
+        return f"{self.name}-{level}"
 
     def fit_limits(self, xyz, source: str):
         """The benchmark's limits, fitted by its rule on 3D-labelled poses ``xyz (N, 21, 3)``."""
@@ -115,6 +140,33 @@ def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
         v = data.get(k)
         if v is not None and (not isinstance(v, int) or v < 1):
             raise ValueError(f"{where}: data.{k} must be null or an int >= 1, got {v!r}")
+    if "seed" in data and (not isinstance(data["seed"], int) or isinstance(data["seed"], bool) or data["seed"] < 0):
+        raise ValueError(f"{where}: data.seed must be an int >= 0, got {data['seed']!r}")
+    if "levels" in data:
+        from .data.synth import APPEARANCES
+
+        lv = data["levels"]
+        if not isinstance(lv, list) or not lv or any(x not in APPEARANCES for x in lv) or len(set(lv)) != len(lv):
+            raise ValueError(f"{where}: data.levels must be a non-empty list of distinct appearances from "
+                             f"{list(APPEARANCES)}, got {lv!r}")
+    for k in ("bmc_start_frac", "bmc_ramp_frac"):
+        v = training.get(k)
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1):
+            raise ValueError(f"{where}: training.{k} must be a number in [0, 1], got {v!r}")
+    if "metric" in test:  # benchmark v3's test: a validated metric and conditions (bmclib.controls)
+        from .controls import CONDITIONS, METRICS
+
+        if test["metric"] not in METRICS:
+            raise ValueError(f"{where}: test.metric must be one of {list(METRICS)}, got {test['metric']!r}")
+        conds = test.get("conditions")
+        if not isinstance(conds, list) or not conds or any(c not in CONDITIONS for c in conds):
+            raise ValueError(f"{where}: test.conditions must be a non-empty list from {list(CONDITIONS)}, got {conds!r}")
+        for k in ("base_run", "bmc_run", "oracle_run"):
+            if test.get(k) not in runs:
+                raise ValueError(f"{where}: test.{k} must name one of the runs {list(runs)}, got {test.get(k)!r}")
+        seeds = test.get("seeds")
+        if not isinstance(seeds, list) or len(seeds) < 2 or any(not isinstance(x, int) for x in seeds):
+            raise ValueError(f"{where}: test.seeds must list at least two int seeds, got {seeds!r}")
     return Benchmark(name, where, data, limits, training, runs, test, raw)
 
 

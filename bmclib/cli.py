@@ -157,6 +157,7 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default="data/runs", help="checkpoints and logs")
     p.add_argument("--results", default="results", help="metrics, tables and figures")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--level", help="a data level of the benchmark file (benchmark v3: glove or skin; default its first)")
     p.add_argument("--force", action="store_true", help="redo finished runs")
     p.add_argument("--jobs", type=int, default=1,
                    help="train this many runs at once on the CPU, cores/jobs threads each (2 on 2 cores: 1.4x the "
@@ -169,8 +170,11 @@ def _experiment(a: argparse.Namespace) -> int:
     from .experiment import run_experiment
 
     table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device,
-                           jobs=a.jobs, evaluate_only=a.evaluate_only, benchmark=a.benchmark)
-    print(Path(table).read_text())
+                           jobs=a.jobs, evaluate_only=a.evaluate_only, benchmark=a.benchmark, level=a.level)
+    if Path(table).is_dir():  # benchmark v3: the runs' metrics files; its verdict is part 2's table
+        print(f"runs evaluated: metrics under {table}/")
+    else:
+        print(Path(table).read_text())
     return 0
 
 

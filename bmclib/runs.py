@@ -33,8 +33,9 @@ RUNS: dict[str, dict[str, Any]] = {
     "8_bmc_lambda_0.1": dict(weak="2d", use_bmc=True, bmc_terms="all", lambda_bl=0.1, lambda_rb=0.1, lambda_a=0.1),
 }
 
-#: ``[lifting_]<preset>_[<bench>_]<run>_seed<k>``
-NAME_RE = re.compile(r"^(?P<prefix>lifting_)?(?P<preset>tiny|cpu-long|cpu|gpu)_(?:(?P<bench>v\d+)_)?(?P<run>.+)_seed(?P<seed>\d+)$")
+#: ``[lifting_]<preset>_[<bench>_]<run>_seed<k>``; ``<bench>`` may name a data level (``v3-glove``)
+NAME_RE = re.compile(r"^(?P<prefix>lifting_)?(?P<preset>tiny|cpu-long|cpu|gpu)_(?:(?P<bench>v\d+(?:-[a-z]+)?)_)?"
+                     r"(?P<run>.+)_seed(?P<seed>\d+)$")
 
 
 def run_name(preset: str, run: str, seed: int, bench: str | None = None) -> str:

@@ -259,3 +259,56 @@ def test_choose_wiring_follows_the_rule_fixed_before_the_study():
     assert set(r["qualified"]) == {"late", "maps"} and not r["checks"]["v2"]["qualified"]
     worse = choose_wiring({"none": m(3.0, 0.98, 0.6, 30.0), "late": m(3.0, 0.98, 0.6, 31.0)})
     assert worse["choice"] == "late" and not worse["helps"] and "no qualified wiring beat" in worse["text"]
+
+
+# ----------------------------------------------------------------------------- the benchmark file
+V3_MINI = """format: bmclib.benchmark
+name: v9
+data: {seed: 1, levels: [glove, skin], n_hands_source: 20, n_hands_target: 32}
+limits: {rule: source_quantile, interval_coverage: 0.99, hull_coverage: 0.99}
+training: {loss_2d: px, bmc_grad: maps, bmc_root: detached, bmc_start_frac: 0.5, bmc_ramp_frac: 0.1, batch_weak: equal}
+runs:
+  1_source3d: {weak: null, use_bmc: false}
+  2_target2d: {weak: 2d, use_bmc: false}
+  3_bmc_all: {weak: 2d, use_bmc: true, bmc_terms: all}
+  4_target3d_oracle: {weak: 3d, use_bmc: false}
+test: {metric: depth_norm_mm, conditions: [better_than_no_bmc], base_run: 2_target2d, bmc_run: 3_bmc_all,
+       oracle_run: 4_target3d_oracle, seeds: [0, 1, 2]}
+"""
+
+
+def test_a_v3_benchmark_file_with_levels_and_a_schedule(tmp_path):
+    from bmclib.benchmark import load_benchmark
+    from bmclib.runs import parse_run_name, run_name
+
+    p = tmp_path / "v9.yaml"
+    p.write_text(V3_MINI)
+    b = load_benchmark(p)
+    assert b.levels == ("glove", "skin") and b.data_seed == 1
+    assert b.run_bench_name() == "v9-glove" and b.run_bench_name("skin") == "v9-skin"
+    o = b.train_overrides(32, 3000)
+    assert o["bmc_start"] == 1500 and o["bmc_ramp"] == 300 and o["batch_weak"] == 32 and "bmc_start_frac" not in o
+    name = run_name("cpu", "3_bmc_all", 2, b.run_bench_name("skin"))
+    assert name == "cpu_v9-skin_3_bmc_all_seed2"
+    assert parse_run_name(name) == {"kind": "benchmark", "preset": "cpu", "bench": "v9-skin", "run": "3_bmc_all",
+                                    "seed": 2}
+    with pytest.raises(ValueError, match="level 'markers' is not one of data.levels"):
+        b.run_bench_name("markers")
+
+
+@pytest.mark.parametrize("edit, says", [
+    (("levels: [glove, skin]", "levels: [glove, paint]"), "data.levels"),
+    (("seed: 1,", "seed: -1,"), "data.seed"),
+    (("bmc_start_frac: 0.5", "bmc_start_frac: 2"), "training.bmc_start_frac"),
+    (("metric: depth_norm_mm", "metric: depth_flat_mm"), "test.metric"),
+    (("conditions: [better_than_no_bmc]", "conditions: [wins]"), "test.conditions"),
+    (("oracle_run: 4_target3d_oracle", "oracle_run: 5_nothing"), "test.oracle_run"),
+    (("seeds: [0, 1, 2]", "seeds: [0]"), "test.seeds"),
+])
+def test_a_broken_v3_benchmark_file_names_the_field(edit, says, tmp_path):
+    from bmclib.benchmark import load_benchmark
+
+    p = tmp_path / "v9.yaml"
+    p.write_text(V3_MINI.replace(*edit))
+    with pytest.raises(ValueError, match=says):
+        load_benchmark(p)
