@@ -47,10 +47,10 @@ from torch import Tensor
 from . import skeleton as sk
 
 __all__ = ["Decomposition", "decompose", "decompose_cm", "compose", "compose_parts", "normalize_scale", "validate_joints",
-           "compute_dtype", "pose_scale", "EPS_DEGENERATE"]
+           "compute_dtype", "pose_scale", "EPS_DEGENERATE", "PALM_FLOOR"]
 
 _NUM_F = sk.NUM_FINGERS
-# Relative floors, in units of the pose's own size (the rms root-bone length).
+# Relative floors, in units of the pose's own size (pose_scale: the rms root-bone length, floored).
 _EPS_NORMAL = 1e-6  # curvature denominators
 _EPS_ANGLE = 1e-15  # nudge that keeps atan2 away from (0, 0)
 # Degenerate bones: a bone (or a pair of root bones' cross / dot product) shorter than this
@@ -60,10 +60,17 @@ _EPS_ANGLE = 1e-15  # nudge that keeps atan2 away from (0, 0)
 # gimbal lock (|(l_x, l_z)| below it), and palm normals are floored at it. Exact above it;
 # real hands' shortest bone is ~0.2 pose sizes.
 EPS_DEGENERATE = 1e-2
+# The pose's size is floored at this share of the rms length of all 20 bones: a palm that collapsed
+# inside a hand with fingers (root bones near zero, the fingers intact) is measured by the fingers,
+# so the scale-free terms (bone lengths / the reference bone, curvatures x the reference bone) stay
+# bounded. Real hands have an rms root-bone length of 1.5-2 x the rms of all bones (measured on
+# every synthetic population and anatomical hand), 3x above this floor. (At 0.01 of all bones a
+# palm shrunk to 1e-3 of its size still had |grad| x size ~ 1e6 through its curvatures.)
+PALM_FLOOR = 0.5
 # Rodrigues' minimal rotation divides by 1 + cos(turn); a bone folded back onto its parent (a turn
 # of pi) has no minimal rotation. The divisor is floored here (turns beyond ~179.2 deg; real joints
 # stop below 120 deg), which bounds the gradient of an exact fold: with a 1e-12 floor float32
-# rounding of the fold's direction gave |grad| x size of 1e7-4e9.
+# rounding of the fold's direction gave |grad| x size of 4e6-4e9 (float64: ~1).
 _EPS_TURN = EPS_DEGENERATE ** 2
 
 
@@ -172,14 +179,14 @@ class _Palm:
 
 def pose_scale(roots: Tensor, bones: Tensor | None = None) -> Tensor:
     """The pose's size ``(N,)`` from component-major root bones ``(3, 5, N)`` (and all 20 bones
-    ``(3, 20, N)``): the rms root-bone length, floored at :data:`EPS_DEGENERATE` x the rms length of
+    ``(3, 20, N)``): the rms root-bone length, floored at :data:`PALM_FLOOR` x the rms length of
     all bones (a hand whose root bones collapsed is still measured by its fingers, so the
     scale-free terms stay bounded: with an absolute floor alone its loss reached 1e30), then at the
     dtype's smallest real pose size. The one rule for :func:`decompose`, the BMC loss (both paths)
     and :func:`normalize_scale`."""
     scale = _vnorm(roots.flatten(0, 1)) * _NUM_F ** -0.5
     if bones is not None:
-        scale = torch.maximum(scale, EPS_DEGENERATE * _vnorm(bones.flatten(0, 1)) * bones.shape[1] ** -0.5)
+        scale = torch.maximum(scale, PALM_FLOOR * _vnorm(bones.flatten(0, 1)) * bones.shape[1] ** -0.5)
     return scale.clamp_min(_scale_floor(roots.dtype))
 
 
@@ -251,7 +258,10 @@ def decompose_cm(j: Tensor) -> _Parts:
     root_angles = root_angles * _fade(palm.cross_norm ** 2 + dots ** 2)  # a collapsed root bone: bounded grads
     dr = r[:, 1:] - r[:, :-1]  # (3, 4, N)
     de = palm.edge_normals[:, 1:] - palm.edge_normals[:, :-1]  # (3, 4, N)
-    curv = _dot(de, dr) / ((_dot(dr, dr) + _EPS_NORMAL ** 2) * palm.scale)  # (4, N)
+    dr2 = _dot(dr, dr)
+    # neighbouring root bones closer than EPS_DEGENERATE pose sizes fade to curvature 0 (the curvature
+    # of a fold grows as 1 / |dr| and its gradient as 1 / |dr|^2; real hands have |dr| >= 0.2)
+    curv = _dot(de, dr) / ((dr2 + _EPS_NORMAL ** 2) * palm.scale) * _fade(dr2)  # (4, N)
 
     fbn = fb / palm.scale  # (3, 5, 4, N) unitless
     # a 1e-15 nudge along z: a zero-length bone reads as straight (angles 0) with finite

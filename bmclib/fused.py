@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .biomech import EPS_DEGENERATE as _E, _EPS_ANGLE, _EPS_NORMAL, _EPS_TURN, _EDGE_ROWS, _PALM_ROWS, _scale_floor
+from .biomech import EPS_DEGENERATE as _E, PALM_FLOOR, _EPS_ANGLE, _EPS_NORMAL, _EPS_TURN, _EDGE_ROWS, _PALM_ROWS, \
+    _scale_floor
 
 __all__ = ["bmc_terms", "loss_weights"]
 
@@ -87,7 +88,7 @@ class _State:
     """What the backward needs from the forward (numpy arrays)."""
     __slots__ = ("fb", "L", "scale", "scale_raw", "scale_all", "fbn", "r", "r1", "r2", "rn", "rd", "z", "z1", "z2", "w", "wn",
                  "wd", "n", "mn", "md", "mid", "palm", "p1", "p2", "edge", "dots", "xr", "ar", "fr", "qr", "dr", "de",
-                 "dd", "curv", "frames", "steps", "locs", "sq", "sqc", "nr", "a", "fade", "ref", "ref_free", "vb",
+                 "dd", "curv", "curv_raw", "q", "fc", "frames", "steps", "locs", "sq", "sqc", "nr", "a", "fade", "ref", "ref_free", "vb",
                  "values", "low", "high", "signed", "smax")
 
 
@@ -105,7 +106,7 @@ def _forward(j: np.ndarray, low: np.ndarray, high: np.ndarray, normals: np.ndarr
     lsq = _dot(fb, fb)  # (5, 4, N)
     s.L = L = np.sqrt(_max(lsq, tiny))
     s.scale_raw = np.sqrt(_max(_add(lsq[:, 0], 0), tiny)) * 5 ** -0.5  # rms root-bone length
-    s.scale_all = np.sqrt(_max(_add(lsq.reshape(20, n_pose), 0), tiny)) * (_E * 20 ** -0.5)  # E x rms all bones
+    s.scale_all = np.sqrt(_max(_add(lsq.reshape(20, n_pose), 0), tiny)) * (PALM_FLOOR * 20 ** -0.5)  # of all bones
     # biomech.pose_scale: the rms root-bone length, floored by the fingers, then by the dtype's floor
     s.scale = scale = _max(np.maximum(s.scale_raw, s.scale_all),
                            _scale_floor(torch.float32 if dtype == np.float32 else torch.float64))
@@ -139,8 +140,11 @@ def _forward(j: np.ndarray, low: np.ndarray, high: np.ndarray, normals: np.ndarr
     s.fr = _min(s.qr, 1.0)
     s.dr = dr = r[:, 1:] - r[:, :-1]
     s.de = s.edge[:, 1:] - s.edge[:, :-1]
-    s.dd = (_dot(dr, dr) + _EPS_NORMAL ** 2) * scale
-    s.curv = _dot(s.de, dr) / s.dd
+    s.q = _dot(dr, dr)
+    s.dd = (s.q + _EPS_NORMAL ** 2) * scale
+    s.curv_raw = _dot(s.de, dr) / s.dd
+    s.fc = _min(s.q * _E2INV, 1.0)  # neighbouring root bones closer than E fade to curvature 0
+    s.curv = s.curv_raw * s.fc
     # the finger chain: each bone in its frame, then the frame turned onto it
     s.locs = locs = np.empty((3, 3, 5, n_pose), dtype)  # bone, row, finger, pose
     s.sq = sq = np.empty((3, 2, 5, n_pose), dtype)  # |(l_x, l_z)|^2, |l|^2 per bone
@@ -212,12 +216,14 @@ def _backward(s: _State, g_interval: np.ndarray, g_angle: np.ndarray, normals_t:
     top = _bmm(normals_t, (s.signed == s.smax[:, None]).astype(dtype))  # (15, 3, N): sums of normals, count
     top[:, :2] *= (g_angle * (s.smax > 0) / top[:, 2])[:, None]
     g_ang = top[:, :2].reshape(5, 3, 2, n_pose).transpose(1, 2, 0, 3)  # (3 bones, 2, 5, N)
-    # curvature = (de . dr) / ((dr . dr + eps^2) scale)
+    # curvature = (de . dr) / ((dr . dr + eps^2) scale) x min(1, dr . dr / E^2)
+    g_q = g_curv * s.curv_raw * (s.q < _E * _E) * _E2INV
+    g_curv = g_curv * s.fc
     g_p = g_curv / s.dd
-    cc = g_curv * s.curv
+    cc = g_curv * s.curv_raw
     g_scale -= _add(cc, 0) / scale
     g_de = g_p * s.dr
-    g_dr = g_p * s.de - (2.0 * cc * scale / s.dd) * s.dr
+    g_dr = g_p * s.de + (2.0 * g_q - 2.0 * cc * scale / s.dd) * s.dr
     g_edge = np.zeros_like(s.edge)
     np.negative(g_de, out=g_edge[:, :4])
     g_edge[:, 1:] += g_de
@@ -297,7 +303,7 @@ def _backward(s: _State, g_interval: np.ndarray, g_angle: np.ndarray, normals_t:
     g_scale -= _add((g_fbn * s.fbn).reshape(60, n_pose), 0) / scale
     roots_rule = s.scale == s.scale_raw  # ties (measure zero) go to the root bones
     g_fb[:, :, 0] += (g_scale * roots_rule / (5.0 * s.scale_raw)) * fb[:, :, 0]
-    g_fb += (g_scale * ((s.scale == s.scale_all) & ~roots_rule) * (_E * _E / 20.0) / s.scale_all) * fb
+    g_fb += (g_scale * ((s.scale == s.scale_all) & ~roots_rule) * (PALM_FLOOR ** 2 / 20.0) / s.scale_all) * fb
     g_fb += (g_l / s.L) * fb
     # bones = joint - parent
     g_j = np.empty((3, 21, n_pose), dtype)

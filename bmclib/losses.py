@@ -236,8 +236,9 @@ class BMCLoss(nn.Module):
             raise TypeError(f"BMCLoss: joints must be a torch.Tensor of shape (..., 21, 3), got "
                             f"{type(joints).__module__}.{type(joints).__name__}"
                             + (" (convert with torch.from_numpy)" if isinstance(joints, np.ndarray) else ""))
-        if self.reduction != "none" and joints.numel() == 0 and joints.shape[-2:] == (sk.NUM_JOINTS, 3):
-            zero = joints.sum() * 0  # in the graph: a zero gradient, not NaN
+        if self.reduction != "none" and joints.numel() == 0:
+            validate_joints(joints, check_finite=False)  # the same dtype and shape rules as a full batch
+            zero = joints.sum().to(compute_dtype(joints.dtype)) * 0  # in the graph: a zero gradient, not NaN
             return BMCLossOutput(zero, zero, zero, zero)
         fused = (self.fused and joints.device.type == "cpu" and joints.numel() > 0
                  and not torch._C._functorch.is_functorch_wrapped_tensor(joints))  # torch.func: autograd path

@@ -88,14 +88,22 @@ def remove_stale_temps(folder: str | os.PathLike, name: str | None = None) -> li
     """Delete the temporary files :func:`atomic_path` left in ``folder`` when a write was killed
     (``.<name>.<random>.tmp<suffix>``; every file's, or only ``name``'s); returns what was removed.
     Call it where one process owns the folder (a run's start), never beside a concurrent writer."""
+    import re
+
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    # exactly what tempfile.mkstemp(prefix=".<name>.", suffix=".tmp<suffix>") makes: 8 random characters
+    pattern = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>\.[^.]+)?$")
     gone = []
-    for p in folder.glob(f".{name or '*'}.*.tmp*"):
-        if p.is_file() and ".tmp" in p.name:
-            p.unlink(missing_ok=True)
-            gone.append(p)
+    for p in folder.iterdir():
+        m = pattern.match(p.name)
+        if m is None or not p.is_file() or (name is not None and m["name"] != name):
+            continue
+        if (m["suffix"] or "") != Path(m["name"]).suffix:  # atomic_path keeps the target's suffix
+            continue
+        p.unlink(missing_ok=True)
+        gone.append(p)
     return gone
 
 

@@ -242,11 +242,6 @@ def _unpickling_reason(message: str) -> str:
     m = re.search(r"Unsupported operand (\d+)", message)
     if m:
         return f"not a torch checkpoint (unsupported pickle operand {m.group(1)})"
-    for pattern, reason in ((r"invalid load key, '(.{1,8})'", "not a torch checkpoint (invalid load key {0!r})"),
-                            (r"(could not find MARK|pickle data was truncated)", "truncated or corrupted ({0})")):
-        m = re.search(pattern, message)
-        if m:
-            return reason.format(m.group(1))
     return "not a checkpoint torch can read safely"
 
 
