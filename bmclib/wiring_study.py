@@ -174,7 +174,46 @@ def study_table(preset: str, appearance: str, results_root: str = "results") -> 
           "(v2's run 3: 0.47-0.75 and 0.73-0.96).\n\n"
           + frame_markdown(df) + "\n\n"
           + f"Made by `bmc wiring-study` at commit {prov['git_commit']}, {prov['time']}.")
-    return write_table(df, Path(results_root) / "tables" / "wiring_study", md)
+    path = write_table(df, Path(results_root) / "tables" / "wiring_study", md)
+    study_figure(df, Path(results_root) / "figures" / "wiring_study.png")
+    return path
+
+
+def study_figure(df, path: Path) -> None:
+    """Two panels per appearance's seed-0 runs: the normalised depth error per wiring (the no-BMC run
+    and the oracle as lines), and each wiring's 2D error against its 2D extent (a collapse sits
+    low and left)."""
+    import matplotlib.pyplot as plt
+
+    from .viz.static import save
+
+    d = df[df["seed"] == 0]
+    if d.empty:
+        return
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1.6, 1]})
+    wires = [w for w in WIRINGS if w in set(d["wiring"]) and w not in ("none", "source3d", "oracle")]
+    look = d["appearance"].iloc[0]
+    d = d[d["appearance"] == look].set_index("wiring")
+    col = "normalised depth (mm)"
+    ax.bar(range(len(wires)), [d.loc[w, col] for w in wires], color="#9ecae1")
+    for w, style in (("none", ("#333333", "-", "no BMC")), ("oracle", ("#2ca02c", "--", "oracle (3D labels)")),
+                     ("source3d", ("#d62728", ":", "source 3D only"))):
+        if w in d.index:
+            ax.axhline(d.loc[w, col], color=style[0], ls=style[1], lw=1, label=f"{style[2]}: {d.loc[w, col]:.1f}")
+    ax.set_xticks(range(len(wires)), wires, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel("normalised root-relative depth error (mm)")
+    ax.set_title(f"BMC wirings on held-out source hands ({look}, seed 0)", fontsize=9)
+    ax.legend(fontsize=7)
+    for w in ["none", *wires]:
+        bx.scatter(d.loc[w, "2D extent / truth"], d.loc[w, "2D (px)"], s=18, color="#333333" if w == "none" else
+                   "#08519c")
+        bx.annotate(w, (d.loc[w, "2D extent / truth"], d.loc[w, "2D (px)"]), fontsize=7, xytext=(3, 2),
+                    textcoords="offset points")
+    bx.set_xlabel("predicted 2D extent / true (median)")
+    bx.set_ylabel("2D error (px)")
+    bx.set_title("did the 2D hold? (a collapse: left and up)", fontsize=9)
+    fig.tight_layout()
+    save(fig, path, dpi=120)
 
 
 def choose_wiring(metrics: dict[str, dict[str, float]], rule: dict[str, float] = SELECTION) -> dict[str, Any]:
