@@ -31,8 +31,9 @@ FAMILIES = ("scale", "collapsed", "shrunk", "scale_ref", "shrunk_palm", "fold_pi
 #: (default lambdas), on every family, in float32 and float64, on both loss paths. The floors that
 #: keep degenerate poses finite (``biomech.EPS_DEGENERATE`` = 0.01 of the pose's size) set its
 #: order: a bone just above the floor has a gradient of about 1 / EPS_DEGENERATE^2 pose sizes.
-#: Measured (``bmc fuzz``, seeds 0-3, 256 poses a family): at most 1.0e6, in ``shrunk``; the
-#: others: ``collapsed`` 1.0e5, ``shrunk_palm`` 3.6e4, ``scale_ref`` 5e2, the rest below 10.
+#: Measured (``results/benchmarks/fuzz_gradients.md``, 512 poses a family; seeds 0-3 of 256 reach
+#: 1.0e6 in ``shrunk``): ``shrunk`` 8.4e5, ``shrunk_palm`` 1.6e5, ``collapsed`` 1.4e5, ``fold_pi`` 24,
+#: ``scale_ref`` 12, the rest below 10.
 GRAD_BOUND = 1e7
 
 
