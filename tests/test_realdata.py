@@ -172,7 +172,7 @@ def test_pred_json_round_trip_and_errors(tmp_path):
     with pytest.raises(ValueError, match=r"field 'xyz_list': shape \(4, 20, 3\)"):
         read_pred_json(tmp_path / "bad.json")
     (tmp_path / "one.json").write_text(json.dumps(xyz.tolist()))
-    with pytest.raises(ValueError, match="expected \\[xyz_list, verts_list\\]"):
+    with pytest.raises(ValueError, match="expected a list \\[xyz_list, verts_list\\], got a list of length 4"):
         read_pred_json(tmp_path / "one.json")
 
 
