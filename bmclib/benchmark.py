@@ -165,8 +165,9 @@ def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
             if test.get(k) not in runs:
                 raise ValueError(f"{where}: test.{k} must name one of the runs {list(runs)}, got {test.get(k)!r}")
         seeds = test.get("seeds")
-        if not isinstance(seeds, list) or len(seeds) < 2 or any(not isinstance(x, int) for x in seeds):
-            raise ValueError(f"{where}: test.seeds must list at least two int seeds, got {seeds!r}")
+        if (not isinstance(seeds, list) or len(seeds) < 2 or len(set(seeds)) != len(seeds)
+                or any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in seeds)):
+            raise ValueError(f"{where}: test.seeds must list at least two distinct int seeds >= 0, got {seeds!r}")
     return Benchmark(name, where, data, limits, training, runs, test, raw)
 
 

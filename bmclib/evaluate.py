@@ -160,7 +160,9 @@ def per_image_metrics(pred_xyz: np.ndarray, gt_xyz: np.ndarray, pred_uv: np.ndar
 
     ``depth_mm`` root-relative depth error (20 joints); ``depth_norm_mm`` the same after the
     predicted pose is scaled so that its reference bone has the true length (the paper's
-    normalised protocol: FreiHAND's ``scale`` fixes the size, so the error is the shape's);
+    normalised protocol: FreiHAND's ``scale`` fixes the size, so the error is the shape's; it
+    equals ``depth_mm`` when the predicted root is the closed form, and also rescales away a
+    refined root's error; one bone sets the ratio, so a short predicted bone gives a heavy tail);
     ``root_depth_mm`` the hand's distance error ``|z_root - z_root_true|``; ``pa_mpjpe_mm``;
     ``epe_3d_mm`` root-relative; ``abs_3d_depth_part_mm`` benchmark v2's metric (pinhole split);
     with 2D: ``epe_2d_px`` and ``extent_ratio`` (predicted 2D size over the truth's)."""

@@ -160,7 +160,7 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
         overrides = {**LEGACY_DEFAULTS, **(overrides or {})}
     base = make_preset(preset, **overrides)
     bench_name = bench.run_bench_name(level) if bench is not None else None
-    look = bench_name.split("-", 1)[1] if bench_name and "-" in bench_name else None
+    look = (level or bench.levels[0]) if bench is not None and "levels" in bench.data else None
     data = prepare_data(data_root, preset, base.image_size, seed=bench.data_seed if bench is not None else 0,
                         progress=progress, benchmark=bench, sizes=data_sizes, device=device, appearance=look)
     # one set of limits for training (BMC runs) and for the plausibility metric of every run

@@ -82,7 +82,8 @@ def bmc_weight(cfg: TrainConfig, step: int) -> float:
 def bmc_inputs(out, cfg: TrainConfig) -> tuple[Tensor, Tensor]:
     """``(uv (B, 21, 2), z_rel (B, 21))`` as BMC sees them, float32, detached as ``bmc_grad`` says:
     ``"maps"`` rebuilds ``z_rel`` from the latent depth maps with the heatmap probabilities
-    detached, so BMC's gradient reaches the depth maps and never the 2D read-out."""
+    detached, so BMC's gradient reaches the depth maps and not the 2D read-out directly (it still
+    reaches the 2D through the trunk the depth maps share with the heatmaps)."""
     uv = out.uv.detach() if cfg.bmc_grad in ("depth", "maps") else out.uv
     if cfg.bmc_grad == "maps":
         if out.depth_maps is None:
@@ -108,9 +109,11 @@ def all_bones_root(uv: Tensor, z_rel: Tensor, K: Tensor, lengths: Tensor) -> Ten
     for b, (p, c) in enumerate(sk.BONES):
         hi, lo = root_depth(uv, z_rel, K, bone=(p, c), length=float(lengths[b]), both=True)
         roots.append(torch.where((hi - ref).abs() <= (lo - ref).abs(), hi, lo))
-        weights.append((xy[:, c] - xy[:, p]).pow(2).sum(-1))
+        # a bone whose quadratic has no real root (discriminant clamped: hi == lo) says nothing
+        weights.append((xy[:, c] - xy[:, p]).pow(2).sum(-1) * (hi != lo))
     w = torch.stack(weights, 1)
-    return (torch.stack(roots, 1) * w).sum(1) / w.sum(1).clamp_min(1e-12)
+    fit = (torch.stack(roots, 1) * w).sum(1) / w.sum(1).clamp_min(1e-12)
+    return torch.where(w.sum(1) > 0, fit, ref).clamp(1.0, 100.0)  # the model's own range of roots
 
 
 def bmc_pose(out, K: Tensor, cfg: TrainConfig, limits: BMCLimits | None = None) -> Tensor:

@@ -239,8 +239,10 @@ def choose_wiring(metrics: dict[str, dict[str, float]], rule: dict[str, float] =
     helps = checks[choice][rule["metric"]] < base[rule["metric"]]
     text = (f"chosen: {choice} ({rule['metric']} {checks[choice][rule['metric']]:.2f} vs no BMC "
             f"{base[rule['metric']]:.2f}); qualified: {qualified or 'none'}"
-            + ("" if qualified else "; no wiring qualified: the least collapsed one is taken")
-            + ("" if helps else "; no qualified wiring beat the no-BMC run on source validation"))
+            + ("" if qualified else "; no wiring qualified: the least collapsed one (2D extent nearest the "
+               "no-BMC run's) is taken")
+            + ("" if helps else ("; no qualified wiring beat the no-BMC run on source validation" if qualified
+                                 else "; it did not beat the no-BMC run on source validation")))
     return {"choice": choice, "qualified": qualified, "helps": bool(helps), "checks": checks, "text": text}
 
 
