@@ -337,12 +337,20 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
     values = pd.DataFrame(vals)
     # power: the seed-to-seed spread of each arm's paired difference from the no-BMC run, and the
     # per-image spread, against a 25% reduction of the no-BMC run's mean
+    # (every seed where both the arm and the no-BMC run exist: a candidate may have more seeds than the controls)
     pw = []
-    for arm, m in {"oracle": arrays["oracle"], **cand_arrays}.items():
-        for k in ("depth_norm_mm", "depth_mm", "pa_mpjpe_mm", "root_depth_mm"):
-            d = m[k] - arrays["base"][k]  # (seeds, images)
-            pw.append({"arm": arm, "metric": k, **power(d.mean(1), float(arrays["base"][k].mean()),
-                                                        float(np.sqrt(d.var(1, ddof=1).mean())), d.shape[1])})
+    keys = ("depth_norm_mm", "depth_mm", "pa_mpjpe_mm", "root_depth_mm")
+    for arm in ("oracle", *[c for c in spec["candidates"] if runs[c]]):
+        both = sorted(set(runs[arm if arm != "oracle" else "oracle"]) & set(runs["base"]))
+        if not both:
+            continue
+        am = [metrics(runs[arm][s]["xyz"], runs[arm][s]["uv"]) for s in both]
+        bm = [metrics(runs["base"][s]["xyz"], runs["base"][s]["uv"]) for s in both]
+        for k in keys:
+            d = np.stack([a[k] - b[k] for a, b in zip(am, bm)])  # (seeds, images)
+            base_mean = float(np.mean([b[k].mean() for b in bm]))
+            pw.append({"arm": arm, "metric": k, "seeds": str(both), "mean_diff": float(d.mean()),
+                       **power(d.mean(1), base_mean, float(np.sqrt(d.var(1, ddof=1).mean())), d.shape[1])})
     power_df = pd.DataFrame(pw)
     stem = Path(results_root) / "tables" / f"controls_{name}"
     write_table(values, stem.with_name(stem.name + "_values"), "# Arm values\n\n" + frame_markdown(values))
