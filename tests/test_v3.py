@@ -174,9 +174,12 @@ def test_the_wiring_study_trains_on_held_out_source_hands(tmp_path, capsys):
     out = json.loads((tmp_path / "results" / "tables" / "controls_source_val.json").read_text())
     assert {(r["metric"], r["condition"]) for r in out["valid"]} >= {("depth_norm_mm", "better_than_no_bmc"),
                                                                       ("root_depth_mm", "beats_flat")}
-    assert all(r["valid"] == (all(r[a] == "pass" for a in ("oracle", "truth_through_2d"))
-                              and all(r[a] == "fail" for a in ("source_only", "flat_const", "mean_pose")))
-               for r in out["valid"])
+    for r in out["valid"]:  # a valid cell has no failing positive and no passing negative, and judged both kinds
+        if r["valid"]:
+            assert all(r[a] in ("pass", "n/i") for a in ("oracle", "truth_through_2d"))
+            assert all(r[a] in ("fail", "n/i") for a in ("source_only", "flat_const", "mean_pose"))
+            assert "pass" in (r["oracle"], r["truth_through_2d"])
+    assert {p["arm"] for p in out["power"]} >= {"oracle", "late"}
     assert {v["arm"] for v in out["values"]} >= {"base", "oracle", "late", "flat_const"}
     assert out["provenance"]["eval_cache"].endswith("source_heldout/cache/evaluation")
 
