@@ -339,3 +339,22 @@ def test_a_broken_v3_benchmark_file_names_the_field(edit, says, tmp_path):
     p.write_text(V3_MINI.replace(*edit))
     with pytest.raises(ValueError, match=says):
         load_benchmark(p)
+
+
+def test_the_committed_v3_file_tests_only_what_both_control_sets_validated():
+    from pathlib import Path
+
+    from bmclib.benchmark import load_benchmark
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    b = load_benchmark(root / "benchmark_v3.yaml")
+    assert b.raw["status"] == "frozen" and b.levels[0] == "glove" and b.data_seed != 0  # not v2's seen hands
+    for name in ("controls_v2", "controls_source_val"):
+        valid = {(r["metric"], r["condition"]): r["valid"] for r in
+                 json.loads((root / "tables" / f"{name}.json").read_text())["valid"]}
+        for cond in b.test["conditions"]:
+            assert valid[(b.test["metric"], cond)], (name, cond)
+    power = json.loads((root / "tables" / "controls_source_val.json").read_text())["power"]
+    need = next(p["seeds_needed"] for p in power if p["arm"] == "late" and p["metric"] == b.test["metric"])
+    assert len(b.test["seeds"]) >= max(3, need)
+    assert b.training["bmc_grad"] == "maps" and b.training["bmc_root"] == "detached"  # the wiring study's choice
