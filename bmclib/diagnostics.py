@@ -7,7 +7,7 @@ the depth error is measured, so training logs them and every evaluation reports 
 
     >>> import torch
     >>> uv = torch.rand(4, 21, 2) * 50
-    >>> float(extent_ratio(uv * 0.5 + 3, uv).median())
+    >>> round(float(extent_ratio(uv * 0.5 + 3, uv).median()), 6)
     0.5
 """
 from __future__ import annotations
