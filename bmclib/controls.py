@@ -299,8 +299,14 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
                 raise ValueError(f"{name}: run {arm} seed {s} was evaluated on other labels than {eval_cache} "
                                  f"({r['eval_sha256'][:12]} vs {sha[:12]})")
 
-    def metrics(xyz, uv):
-        return per_image_metrics(xyz, gt_xyz, uv, gt_uv)
+    cache: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+
+    def metrics(xyz, uv, key: tuple[str, int] | None = None):
+        if key is None:
+            return per_image_metrics(xyz, gt_xyz, uv, gt_uv)
+        if key not in cache:  # a run's per-image metrics, computed once for the values and the power rows
+            cache[key] = per_image_metrics(xyz, gt_xyz, uv, gt_uv)
+        return cache[key]
 
     per: dict[str, dict[str, list]] = {}
 
@@ -312,7 +318,7 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
         base = runs["base"][s]
         for arm in ("base", "oracle", "source_only"):
             r = runs[arm][s]
-            add(arm, metrics(r["xyz"], r["uv"]))
+            add(arm, metrics(r["xyz"], r["uv"], (arm, s)))
             add(f"flat_on:{arm}", metrics(control_poses(r["uv"], K, gt_xyz, stats)["flat_const"], r["uv"]))
         ctrl = control_poses(base["uv"], K, gt_xyz, stats)
         for c, xyz in ctrl.items():  # the controls on the no-BMC run's 2D share its flat hand
@@ -326,7 +332,7 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
     # the arms' values: each metric's mean and its paired reduction vs the no-BMC run
     vals = []
     cands = [c for c in spec["candidates"] if all(s in runs[c] for s in seeds)]
-    cand_arrays = {c: {k: np.stack([metrics(runs[c][s]["xyz"], runs[c][s]["uv"])[k] for s in seeds])
+    cand_arrays = {c: {k: np.stack([metrics(runs[c][s]["xyz"], runs[c][s]["uv"], (c, s))[k] for s in seeds])
                        for k in METRICS} for c in cands}
     for arm, m in {**{a: arrays[a] for a in ("base", "oracle", "source_only", *POSITIVE[1:], *NEGATIVE[1:])},
                    **cand_arrays}.items():
@@ -341,11 +347,11 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
     pw = []
     keys = ("depth_norm_mm", "depth_mm", "pa_mpjpe_mm", "root_depth_mm")
     for arm in ("oracle", *[c for c in spec["candidates"] if runs[c]]):
-        both = sorted(set(runs[arm if arm != "oracle" else "oracle"]) & set(runs["base"]))
+        both = sorted(set(runs[arm]) & set(runs["base"]))
         if not both:
             continue
-        am = [metrics(runs[arm][s]["xyz"], runs[arm][s]["uv"]) for s in both]
-        bm = [metrics(runs["base"][s]["xyz"], runs["base"][s]["uv"]) for s in both]
+        am = [metrics(runs[arm][s]["xyz"], runs[arm][s]["uv"], (arm, s)) for s in both]
+        bm = [metrics(runs["base"][s]["xyz"], runs["base"][s]["uv"], ("base", s)) for s in both]
         for k in keys:
             d = np.stack([a[k] - b[k] for a, b in zip(am, bm)])  # (seeds, images)
             base_mean = float(np.mean([b[k].mean() for b in bm]))

@@ -116,13 +116,14 @@ def all_bones_root(uv: Tensor, z_rel: Tensor, K: Tensor, lengths: Tensor) -> Ten
     return torch.where(w.sum(1) > 0, fit, ref).clamp(1.0, 100.0)  # the model's own range of roots
 
 
-def bmc_pose(out, K: Tensor, cfg: TrainConfig, limits: BMCLimits | None = None) -> Tensor:
+def bmc_pose(out, K: Tensor, cfg: TrainConfig, limits: BMCLimits | None = None,
+             inputs: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """The normalised pose ``(B, 21, 3)`` the BMC judges, from :func:`bmc_inputs` and the root
     ``bmc_root`` names: ``"closed_form"`` in the graph (the reference bone has length 1, so BMC
     cannot scale the depths away), ``"detached"`` (the same, without a gradient), ``"all_bones"``
     (:func:`all_bones_root` with ``limits``' mid bone lengths) or ``"model"`` (the network's own
-    detached closed form + residual)."""
-    uv, z = bmc_inputs(out, cfg)
+    detached closed form + residual). ``inputs``: :func:`bmc_inputs` computed already."""
+    uv, z = inputs if inputs is not None else bmc_inputs(out, cfg)
     K = K.float()
     if cfg.bmc_root in ("closed_form", "detached"):
         root = root_depth(uv, z, K)
@@ -200,10 +201,10 @@ def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale:
         total = total + cfg.w_heatmap * terms["heatmap"]
     bmc_total = None
     if bmc is not None:
-        pose = bmc_pose(out, batch.K, cfg, bmc.limits)
-        r = bmc(pose)
+        inputs = bmc_inputs(out, cfg)
+        r = bmc(bmc_pose(out, batch.K, cfg, bmc.limits, inputs))
         if cfg.bmc_root != "model":  # a root in closed form exists only while |z_9 - z_10| < 1
-            bmc_total = guarded_bmc(r.total, bmc_inputs(out, cfg)[1], cfg.root_margin)
+            bmc_total = guarded_bmc(r.total, inputs[1], cfg.root_margin)
         else:
             bmc_total = r.total.mean()
         terms["bmc"] = bmc_total
