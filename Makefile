@@ -39,10 +39,10 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 bench: $(STAMP)
-	$(PY) -m bmclib.bench --json results/benchmarks/bmc_loss.json
+	$(PY) -m bmclib.bench.cli bench --json results/benchmarks/bmc_loss.json
 
 reproduce: $(STAMP)
-	$(PY) -m bmclib.cli reproduce --preset $(PRESET) $(if $(FORCE),--force,)
+	$(PY) -m bmclib.bench.cli reproduce --preset $(PRESET) $(if $(FORCE),--force,)
 
 clean-venv:
 	rm -rf $(VENV)

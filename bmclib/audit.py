@@ -21,10 +21,8 @@ import torch
 
 from .limits import BMCLimits
 from .losses import TERM_NAMES, VIOLATION_TOL
-from .validate import as_array, check_finite
 
-__all__ = ["TERM_NAMES", "TERM_UNITS", "DEFAULT_TOLERANCE", "term_excess", "degenerate_intervals", "load_predictions",
-           "read_mediapipe", "audit_sides",
+__all__ = ["TERM_NAMES", "TERM_UNITS", "DEFAULT_TOLERANCE", "term_excess", "degenerate_intervals", "audit_sides",
            "audit", "write_audit", "plot_limits"]
 
 #: the unit of each term's excess (:func:`term_excess`), in :data:`TERM_NAMES` order
@@ -58,104 +56,6 @@ def degenerate_intervals(limits: BMCLimits, rel: float = 1e-6) -> list[str]:
             base = 0 if name == "length" else (20 if name == "curvature" else 24)
             out.append(TERM_NAMES[base + int(i)])
     return out
-
-
-def read_mediapipe(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """Hands from MediaPipe Hands output saved as JSON: ``(xyz (N, 21, 3), sides)``, one entry
-    per detected hand, frames in order, ``sides[i]`` ``"left"`` / ``"right"`` — the side of the
-    *landmarks' geometry*, which is what the audit needs.
-
-    The file holds one frame or a list of frames, each either
-
-    * the Tasks API's ``HandLandmarkerResult`` as a mapping: ``handedness`` (per hand a list
-      of categories with ``category_name`` "Left" / "Right"), ``hand_world_landmarks`` (per hand
-      21 landmarks), optionally ``hand_landmarks``; or
-    * the legacy ``mp.solutions.hands`` output through ``MessageToDict``: ``multi_handedness``
-      (per hand ``{"classification": [{"label": ...}]}``), ``multi_hand_world_landmarks``
-      (per hand ``{"landmark": [...]}``).
-
-    A landmark is ``{"x", "y", "z"}`` or ``[x, y, z]``. World landmarks (metres, origin near the
-    hand's centre) are used as camera-frame joints (MediaPipe's x right, y down, z away from
-    the camera); MediaPipe's 21 landmarks are in our joint order. **Handedness:** the Tasks
-    API labels the subject's hand and inverts the label for a mirrored image, so the label is
-    the landmarks' side; the legacy API assumes a mirrored (selfie) input and labels the
-    subject's hand under that assumption, so its landmarks are always of the *other* side
-    than its label. Each is read accordingly. Wrong joint counts, non-finite values, unknown
-    labels and a handedness list that does not match the hands are errors naming the frame
-    and hand."""
-    from .results import read_json
-
-    path = Path(path)
-    data = read_json(path, f"MediaPipe output not found: {path}")
-    frames = data if isinstance(data, list) else [data]
-    xyz, sides = [], []
-    for f, frame in enumerate(frames):
-        if not isinstance(frame, dict):
-            raise ValueError(f"{path}: frame {f}: expected a mapping of MediaPipe results, got {type(frame).__name__}")
-        if "hand_world_landmarks" in frame or "handedness" in frame:
-            hands, labels, legacy = frame.get("hand_world_landmarks"), frame.get("handedness"), False
-            field, hfield = "hand_world_landmarks", "handedness"
-        elif "multi_hand_world_landmarks" in frame or "multi_handedness" in frame:
-            hands = [h.get("landmark") if isinstance(h, dict) else h for h in frame.get("multi_hand_world_landmarks") or []]
-            labels = [h.get("classification") if isinstance(h, dict) else h for h in frame.get("multi_handedness") or []]
-            legacy, field, hfield = True, "multi_hand_world_landmarks", "multi_handedness"
-        else:
-            raise ValueError(f"{path}: frame {f}: no MediaPipe hands (expected 'hand_world_landmarks' and "
-                             f"'handedness', or 'multi_hand_world_landmarks' and 'multi_handedness'); has {sorted(frame)}")
-        hands, labels = hands or [], labels or []
-        if len(labels) != len(hands):
-            raise ValueError(f"{path}: frame {f}: field '{hfield}': {len(labels)} handedness entries for "
-                             f"{len(hands)} hands in '{field}'")
-        for h, (marks, cats) in enumerate(zip(hands, labels)):
-            where = f"{path}: frame {f}: hand {h}"
-            if not isinstance(marks, list) or len(marks) != 21:
-                raise ValueError(f"{where}: field '{field}': expected 21 landmarks, got "
-                                 f"{len(marks) if isinstance(marks, list) else type(marks).__name__}")
-            try:
-                pts = [[m["x"], m["y"], m["z"]] if isinstance(m, dict) else list(m) for m in marks]
-                arr = np.asarray(pts, dtype=np.float64)
-            except (KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{where}: field '{field}': landmarks must be {{x, y, z}} or [x, y, z] ({e})") from None
-            if arr.shape != (21, 3) or not np.isfinite(arr).all():
-                raise ValueError(f"{where}: field '{field}': expected 21 finite (x, y, z), got shape {arr.shape}"
-                                 + ("" if arr.shape != (21, 3) else " with NaN / inf"))
-            top = cats[0] if isinstance(cats, list) and cats else cats
-            label = (top.get("category_name", top.get("label")) if isinstance(top, dict) else top)
-            if not isinstance(label, str) or label.lower() not in ("left", "right"):
-                raise ValueError(f"{where}: field '{hfield}': handedness must be 'Left' or 'Right', got {label!r}")
-            side = label.lower()
-            if legacy:
-                side = "left" if side == "right" else "right"
-            xyz.append(arr)
-            sides.append(side)
-    if not xyz:
-        raise ValueError(f"{path}: no hands in {len(frames)} frame(s)")
-    return np.stack(xyz), sides
-
-
-def load_predictions(path: str | os.PathLike) -> np.ndarray:
-    """``(N, 21, 3)`` joints from a FreiHAND ``pred.json``, a ``predictions.npz`` (key ``xyz``)
-    or a ``.npy`` array; a wrong shape or a NaN / inf value is a ``ValueError`` naming the file,
-    the field and the sample."""
-    from .evaluate import read_pred_json
-
-    path = Path(path)
-    if path.suffix == ".json":
-        return read_pred_json(path)[0]
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions not found: {path}")
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            if "xyz" not in z.files:
-                raise ValueError(f"{path}: no 'xyz' array (has {z.files})")
-            xyz = z["xyz"]
-    elif path.suffix == ".npy":
-        xyz = np.load(path, allow_pickle=False)
-    else:
-        raise ValueError(f"{path}: expected .json (FreiHAND pred.json), .npz or .npy")
-    xyz = as_array(xyz, path, "xyz", (None, 21, 3))
-    check_finite(xyz, path, "xyz")
-    return xyz
 
 
 def audit(xyz: np.ndarray, limits: BMCLimits | None = None, side: str = "right",
@@ -331,17 +231,17 @@ def _write_html(result: dict, path: Path, name: str, order: np.ndarray, pred_pat
             link = (f'<p><a href="audit_samples/{page.name}"><b>open sample {int(i)} in the inspector\'s view</b></a> '
                     "(rotatable 3D hand, each joint against its envelope; works offline)</p>")
         if xyz is not None and np.isfinite(xyz[i]).all():
-            from .viz.static import _plt, pose_views
+            from .viz.static import pyplot, pose_views
 
             fig = pose_views({f"sample {i}": xyz[i]}, azims=(-60.0,))
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=70)
-            _plt().close(fig)
+            pyplot().close(fig)
             img = f'<img alt="sample {i}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
         far = [f"{html.escape(TERM_NAMES[k])}: {ex[i, k]:.1f} {TERM_UNITS[k]}"
                for k in np.argsort(-ex[i]) if ex[i, k] > tol[TERM_UNITS[k]]][:6]
         src = html.escape(str(pred_path)) if pred_path else "PRED"
-        code = html.escape("from bmclib.audit import load_predictions\nfrom bmclib.viz.inspector import PoseInspector\n"
+        code = html.escape("from bmclib.predictions import load_predictions\nfrom bmclib.viz.inspector import PoseInspector\n"
                            f"pose = load_predictions(\"{src}\")[{int(i)}]\n"
                            + ("pose = pose * [-1, 1, 1]  # a left hand, mirrored as the audit did\n"
                               if result.get("side") == "left" else "")

@@ -51,8 +51,8 @@ __all__ = ["Decomposition", "decompose", "decompose_cm", "compose", "compose_par
 
 _NUM_F = sk.NUM_FINGERS
 # Relative floors, in units of the pose's own size (pose_scale: the rms root-bone length, floored).
-_EPS_NORMAL = 1e-6  # curvature denominators
-_EPS_ANGLE = 1e-15  # nudge that keeps atan2 away from (0, 0)
+EPS_NORMAL = 1e-6  # curvature denominators
+EPS_ANGLE = 1e-15  # nudge that keeps atan2 away from (0, 0)
 # Degenerate bones: a bone (or a pair of root bones' cross / dot product) shorter than this
 # many pose sizes has its direction faded to "straight" (angle 0) and its normalisation
 # floored, so that a collapsed bone inside a normal hand has bounded gradients (they
@@ -71,7 +71,7 @@ PALM_FLOOR = 0.5
 # of pi) has no minimal rotation. The divisor is floored here (turns beyond ~179.2 deg; real joints
 # stop below 120 deg), which bounds the gradient of an exact fold: with a 1e-12 floor float32
 # rounding of the fold's direction gave |grad| x size of 4e6-4e9 (float64: ~1).
-_EPS_TURN = EPS_DEGENERATE ** 2
+EPS_TURN = EPS_DEGENERATE ** 2
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -81,7 +81,7 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype
 
 
-def _scale_floor(dtype: torch.dtype) -> float:
+def scale_floor(dtype: torch.dtype) -> float:
     # Smallest pose size treated as a real pose; below it, results stay finite but
     # are no longer scale invariant. Chosen so that a few chained divisions by it
     # cannot overflow the dtype.
@@ -163,8 +163,8 @@ def _index(name: str, values: tuple[int, ...], device: torch.device) -> Tensor:
 
 
 # rows of cat([n_0..n_3, m_01, m_12, m_23]) that make the edge normals and the finger palm normals
-_EDGE_ROWS = (0, 4, 5, 6, 3)
-_PALM_ROWS = (0, 1, 5, 6, 3)
+EDGE_ROWS = (0, 4, 5, 6, 3)
+PALM_ROWS = (0, 1, 5, 6, 3)
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def pose_scale(roots: Tensor, bones: Tensor | None = None) -> Tensor:
     scale = _vnorm(roots.flatten(0, 1)) * _NUM_F ** -0.5
     if bones is not None:
         scale = torch.maximum(scale, PALM_FLOOR * _vnorm(bones.flatten(0, 1)) * bones.shape[1] ** -0.5)
-    return scale.clamp_min(_scale_floor(roots.dtype))
+    return scale.clamp_min(scale_floor(roots.dtype))
 
 
 def _palm(roots: Tensor, bones: Tensor | None = None) -> _Palm:
@@ -200,8 +200,8 @@ def _palm(roots: Tensor, bones: Tensor | None = None) -> _Palm:
     n = w / w_norm.clamp_min(EPS_DEGENERATE)  # (3, 4, N)
     mid = _normalize(n[:, 1:] + n[:, :-1], EPS_DEGENERATE)  # (3, 3, N): n01, n12, n23
     nm = torch.cat([n, mid], dim=1)  # (3, 7, N)
-    edge = nm.index_select(1, _index("edge", _EDGE_ROWS, nm.device))  # (3, 5, N)
-    palm = nm.index_select(1, _index("palm", _PALM_ROWS, nm.device))  # (3, 5, N)
+    edge = nm.index_select(1, _index("edge", EDGE_ROWS, nm.device))  # (3, 5, N)
+    palm = nm.index_select(1, _index("palm", PALM_ROWS, nm.device))  # (3, 5, N)
     z = _normalize(r, EPS_DEGENERATE)  # (3, 5, N)
     y = torch.linalg.cross(palm, z, dim=0)  # = z x (-palm)
     return _Palm(scale, r, w_norm, n, edge, torch.stack([-palm, y, z]))  # frame0 (3, 3, 5, N)
@@ -216,7 +216,7 @@ def _next_frame(frame: Tensor, d: Tensor) -> Tensor:
     (never normalised) gives ``x' = x - d_x / (1 + d_z) (z + z')`` and
     ``y' = y - d_y / (1 + d_z) (z + z')``: finite for a straight joint (``d = e_z``)."""
     z_new = (frame * d[:, None]).sum(0)  # (3, ...) world
-    k = d[:2] / (1.0 + d[2:]).clamp_min(_EPS_TURN)  # (2, ...)
+    k = d[:2] / (1.0 + d[2:]).clamp_min(EPS_TURN)  # (2, ...)
     xy = frame[:2] - k[:, None] * (frame[2] + z_new)  # (2, 3, ...)
     return torch.cat([xy, z_new[None]])
 
@@ -254,19 +254,19 @@ def decompose_cm(j: Tensor) -> _Parts:
     r = palm.r
     # phi = atan2(|r_f x r_f+1|, r_f . r_f+1); the offset keeps a zero root bone at (0, +tiny)
     dots = _dot(r[:, :-1], r[:, 1:])
-    root_angles = torch.atan2(palm.cross_norm, dots + _EPS_ANGLE)  # (4, N)
+    root_angles = torch.atan2(palm.cross_norm, dots + EPS_ANGLE)  # (4, N)
     root_angles = root_angles * _fade(palm.cross_norm ** 2 + dots ** 2)  # a collapsed root bone: bounded grads
     dr = r[:, 1:] - r[:, :-1]  # (3, 4, N)
     de = palm.edge_normals[:, 1:] - palm.edge_normals[:, :-1]  # (3, 4, N)
     dr2 = _dot(dr, dr)
     # neighbouring root bones closer than EPS_DEGENERATE pose sizes fade to curvature 0 (the curvature
     # of a fold grows as 1 / |dr| and its gradient as 1 / |dr|^2; real hands have |dr| >= 0.2)
-    curv = _dot(de, dr) / ((dr2 + _EPS_NORMAL ** 2) * palm.scale) * _fade(dr2)  # (4, N)
+    curv = _dot(de, dr) / ((dr2 + EPS_NORMAL ** 2) * palm.scale) * _fade(dr2)  # (4, N)
 
     fbn = fb / palm.scale  # (3, 5, 4, N) unitless
     # a 1e-15 nudge along z: a zero-length bone reads as straight (angles 0) with finite
     # gradients; real angles move by 1e-15 / |bone| (|bone| in units of the pose size)
-    nudge = j.new_tensor([0.0, 0.0, _EPS_ANGLE]).view(3, 1, 1)
+    nudge = j.new_tensor([0.0, 0.0, EPS_ANGLE]).view(3, 1, 1)
     frame = palm.frame0  # (3, 3, 5, N)
     tiny = torch.finfo(j.dtype).tiny
     ez = j.new_tensor([0.0, 0.0, 1.0]).view(3, 1, 1)

@@ -1,16 +1,21 @@
-"""The ``bmc`` command line: one entry point, one subcommand per job (``bmc COMMAND -h`` for its options).
+"""The library's commands: one subcommand per job (``bmc COMMAND -h`` for its options).
 
-Every command exits 0 on success and 2 with a one-line message naming the file, field or
-value at fault (``bmc COMMAND: ...``) on bad input; argparse's own usage errors also exit 2.
+The ``bmc`` program is these commands plus the benchmark's (:mod:`bmclib.bench.cli`). Every
+command exits 0 on success and 2 with a one-line message naming the file, field or value at
+fault (``bmc COMMAND: ...``) on bad input; argparse's own usage errors also exit 2.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Callable
+
+#: what ``bmc -h`` says first (plain text: argparse prints it as it is)
+DESCRIPTION = ("bmc: weakly supervised 3D hand pose estimation with biomechanical constraints.\n"
+               "Each command exits 0 on success and 2 with a one-line message on bad input; "
+               "bmc COMMAND -h lists its options.")
 
 # ----------------------------------------------------------------------------- commands
 # Each command is an ``_args(p)`` that declares its options and a ``_run(a)`` that does the
@@ -91,7 +96,8 @@ def _predict_freihand_args(p: argparse.ArgumentParser) -> None:
 
 
 def _predict_freihand(a: argparse.Namespace) -> int:
-    from .evaluate import predict_freihand, write_pred_json
+    from .evaluate import predict_freihand
+    from .predictions import write_pred_json
 
     xyz = predict_freihand(a.run, a.root, a.split, a.device)
     print(f"wrote {write_pred_json(a.out, xyz)} ({len(xyz)} samples; vertices are zeros: joints only)")
@@ -144,40 +150,6 @@ def _evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
-def _experiment_args(p: argparse.ArgumentParser) -> None:
-    from .experiment import RUNS
-    from .train import PRESETS
-
-    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="data size and training preset")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every run")
-    p.add_argument("--runs", nargs="+", help=f"runs to do (default: all of the benchmark's; v1: {', '.join(RUNS)})")
-    p.add_argument("--benchmark", help="a pre-registered benchmark file, e.g. results/benchmark_v2.yaml "
-                                       "(default: benchmark v1, the runs of bmclib.experiment)")
-    p.add_argument("--data", default="data/synth", help="where the synthetic domains are made")
-    p.add_argument("--runs-dir", default="data/runs", help="checkpoints and logs")
-    p.add_argument("--results", default="results", help="metrics, tables and figures")
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--level", help="a data level of the benchmark file (benchmark v3: glove or skin; default its first)")
-    p.add_argument("--force", action="store_true", help="redo finished runs")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="train this many runs at once on the CPU, cores/jobs threads each (2 on 2 cores: 1.4x the "
-                        "images/s, bmc bench jobs)")
-    p.add_argument("--evaluate-only", action="store_true",
-                   help="re-evaluate the runs trained to the end (e.g. after a metric was added); train nothing")
-
-
-def _experiment(a: argparse.Namespace) -> int:
-    from .experiment import run_experiment
-
-    table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device,
-                           jobs=a.jobs, evaluate_only=a.evaluate_only, benchmark=a.benchmark, level=a.level)
-    if Path(table).is_dir():  # benchmark v3: the runs' metrics files; its verdict is part 2's table
-        print(f"runs evaluated: metrics under {table}/")
-    else:
-        print(Path(table).read_text())
-    return 0
-
-
 def _prepare_rhd_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", help="unpacked RHD folder (with training/ and evaluation/)")
     p.add_argument("--out", required=True, help="cache folder to write")
@@ -221,7 +193,8 @@ def _eval_freihand(a: argparse.Namespace) -> int:
     import numpy as np
 
     from .data.freihand import read_split
-    from .evaluate import freihand_keypoint_scores, read_pred_json, write_freihand_report
+    from .evaluate import freihand_keypoint_scores, write_freihand_report
+    from .predictions import read_pred_json
 
     gt = read_split(a.root, a.split)["xyz"]
     if gt is None:
@@ -240,9 +213,11 @@ def _eval_freihand(a: argparse.Namespace) -> int:
 
 
 def _fit_limits_args(p: argparse.ArgumentParser) -> None:
+    from .limits import DEFAULT_COVERAGE
+
     p.add_argument("data", help="a prepared cache folder (its 3D-labelled samples) or a .npy of (N, 21, 3) joints")
     p.add_argument("--out", required=True, help="limits JSON to write")
-    p.add_argument("--coverage", type=float, default=0.999, help="share of each joint's points inside its polygon")
+    p.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, help="share of each joint's points inside its polygon")
     p.add_argument("--margin", type=float, default=0.0, help="dilate polygons by this many radians")
     p.add_argument("--interval-coverage", type=float, default=1.0,
                    help="share of the lengths / root angles / curvatures inside their intervals (1.0: min..max; "
@@ -300,7 +275,8 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
 
 def _audit(a: argparse.Namespace) -> int:
     from . import skeleton as sk
-    from .audit import audit, audit_sides, load_predictions, read_mediapipe, write_audit
+    from .audit import audit, audit_sides, write_audit
+    from .predictions import load_predictions, read_mediapipe
     from .limits import BMCLimits
 
     limits = BMCLimits.load(a.limits) if a.limits else None
@@ -350,29 +326,16 @@ def _refine(a: argparse.Namespace) -> int:
     import numpy as np
 
     from . import skeleton as sk
-    from .audit import load_predictions
-    from .evaluate import mean_bmc, write_pred_json
+    from .evaluate import mean_bmc
     from .lifting import refine_predictions
     from .limits import BMCLimits
+    from .predictions import load_intrinsics, load_predictions, write_pred_json
     from .results import atomic_path
-    from .validate import as_array, check_intrinsics
 
     xyz = load_predictions(a.pred)
-    kp = Path(a.K)
-    if kp.is_dir():
-        from .data.cache import PreparedCache
-
-        K = PreparedCache(kp).annotations["K"].astype(np.float64)
-    elif kp.suffix == ".npy":
-        K = np.load(kp, allow_pickle=False)
-    else:
-        from .results import read_json
-
-        K = read_json(kp, f"intrinsics not found: {kp}")
-    K = as_array(K, kp, "K", (None, 3, 3))
-    check_intrinsics(K, kp)
+    K = load_intrinsics(a.K)
     if len(K) != len(xyz):
-        raise ValueError(f"{kp}: field 'K': {len(K)} intrinsics for {len(xyz)} predictions in {a.pred}")
+        raise ValueError(f"{a.K}: field 'K': {len(K)} intrinsics for {len(xyz)} predictions in {a.pred}")
     limits = BMCLimits.load(a.limits) if a.limits else BMCLimits.default()
     if a.side == "left":  # mirror into right hands; K diag(-1, 1, 1) projects them to the same pixels
         xyz, K = sk.mirror_joints(xyz), K * np.array([-1.0, 1.0, 1.0])
@@ -416,54 +379,11 @@ def _verify_cache(a: argparse.Namespace) -> int:
     return status
 
 
-def _tables_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", default="results", help="results root (reads runs/*/metrics.json)")
-    p.add_argument("--refine", nargs="+", metavar="RUN",
-                   help="also measure bmc refine on these benchmark-v2 runs' target-test predictions")
-    p.add_argument("--preset", default="cpu", help="preset of the --refine runs")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the --refine runs")
-
-
-def _tables(a: argparse.Namespace) -> int:
-    from .tables import build_all, refine_study
-
-    for path in build_all(a.results):
-        print(f"wrote {path}")
-    if a.refine:
-        print(f"wrote {refine_study(a.preset, a.refine, a.seeds, a.results)}")
-    return 0
-
-
-def _module(name: str):
-    """``(add_arguments, run)`` of a module that also runs on its own (``python -m bmclib.NAME``)."""
-    def args(p: argparse.ArgumentParser) -> None:
-        importlib.import_module(f"bmclib.{name}").add_cli_arguments(p)
-
-    def run(a: argparse.Namespace) -> int:
-        return importlib.import_module(f"bmclib.{name}").cli_main(a)
-    return args, run
-
-
 #: name -> (one-line summary, add_arguments, run); the order of ``bmc -h``
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "synth": ("render a synthetic domain (FreiHAND layout + prepared caches)", _synth_args, _synth),
     "train": ("train the 2.5D network (presets tiny / cpu / gpu; torchrun for DDP)", _train_args, _train),
     "evaluate": ("evaluate a trained run on a 3D-labelled cache (writes metrics.json)", _evaluate_args, _evaluate),
-    "experiment": ("the synthetic benchmark: all runs x seeds, then the table and figure", _experiment_args,
-                   _experiment),
-    "regime": ("the regime map: where BMC can turn 2D into depth (keypoints, resumable)", *_module("regime")),
-    "model-study": ("which keypoint network: candidates trained on source 3D, 2D error on source validation",
-                    *_module("model_study")),
-    "wiring-study": ("how BMC is wired into training: candidates on held-out source hands (source validation)",
-                     *_module("wiring_study")),
-    "controls": ("a benchmark's metrics and test conditions on positive and negative controls", *_module("controls")),
-    "gpu-check": ("render, train runs 1-4 briefly, evaluate, and print images/s, BMC share and peak memory",
-                  *_module("gpu_check")),
-    "balance": ("the 2D-loss / BMC pull on the keypoints, on a source validation split", *_module("balance")),
-    "tables": ("rebuild every table and its figure from results/runs/*/metrics.json", _tables_args, _tables),
-    "reproduce": ("synthetic data + every notebook through papermill (make reproduce)", *_module("reproduce")),
-    "bench": ("throughput benchmarks (BMC loss, synthesis, training, jobs, FreiHAND scoring)", *_module("bench")),
-    "fuzz": ("BMC loss gradients on degenerate poses, family by family (the robustness bound)", *_module("fuzz")),
     "limits": ("show the default limits, or a saved limits file", _limits_args, _limits),
     "fit-limits": ("fit BMC limits to 3D data (a prepared cache or a .npy), with a figure", _fit_limits_args,
                    _fit_limits),
@@ -482,9 +402,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
 }
 
 #: what a command may raise for bad input: reported in one line, exit code 2 (anything else is
-#: a bug and keeps its traceback). papermill's execution errors are RuntimeErrors.
+#: a bug and keeps its traceback)
 USER_ERRORS = (OSError, ValueError, FloatingPointError)
-_EXTRA_ERRORS = {"reproduce": (RuntimeError,)}
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -504,13 +423,16 @@ def _version() -> str:
     return f"bmc (bmclib) {__version__}"
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The ``bmc`` parser. ``only``: declare the options of that command alone (declaring a
-    command's options imports its module: torch, papermill, ...; ``bmc -h`` needs none)."""
-    parser = argparse.ArgumentParser(prog="bmc", description=__doc__, formatter_class=_Formatter)
+def build_parser(only: str | None = None, commands: dict | None = None,
+                 description: str = DESCRIPTION) -> argparse.ArgumentParser:
+    """The ``bmc`` parser over ``commands`` (default: the library's, :data:`COMMANDS`). ``only``:
+    declare the options of that command alone (declaring a command's options imports its
+    module: torch, papermill, ...; ``bmc -h`` needs none)."""
+    commands = COMMANDS if commands is None else commands
+    parser = argparse.ArgumentParser(prog="bmc", description=description, formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for name, (summary, add_arguments, _run) in COMMANDS.items():
+    for name, (summary, add_arguments, _run) in commands.items():
         p = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
                            formatter_class=_Formatter)
         if only is None or name == only:
@@ -534,35 +456,34 @@ def _missing_extra(name: str, e: ModuleNotFoundError) -> int:
     return 2
 
 
-def _dispatch(name: str, a: argparse.Namespace) -> int:
+def dispatch(name: str, run: Callable, a: argparse.Namespace, extra_errors: tuple = ()) -> int:
+    """Run one command: its exit code, or 2 with a one-line message for bad input
+    (:data:`USER_ERRORS` and the command's ``extra_errors``) or a missing optional package."""
     try:
-        return int(COMMANDS[name][2](a) or 0)
+        return int(run(a) or 0)
     except ModuleNotFoundError as e:
         return _missing_extra(name, e)
-    except USER_ERRORS + _EXTRA_ERRORS.get(name, ()) as e:
+    except USER_ERRORS + tuple(extra_errors) as e:
         print(f"bmc {name}: {e}", file=sys.stderr)
         return 2
 
 
-def standalone(name: str, add_arguments: Callable, run: Callable, argv: list[str] | None = None) -> int:
-    """``python -m bmclib.NAME``: the same options and error handling as ``bmc NAME``."""
-    p = argparse.ArgumentParser(prog=f"bmc {name}", description=COMMANDS[name][0], formatter_class=_Formatter)
-    add_arguments(p)
-    return _dispatch(name, p.parse_args(argv))
-
-
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, commands: dict | None = None, extra_errors: dict | None = None,
+         description: str = DESCRIPTION) -> int:
+    """``bmc``: parse ``argv`` against ``commands`` (default :data:`COMMANDS`) and run the one named.
+    ``extra_errors``: command -> further exception types that count as bad input."""
+    commands = COMMANDS if commands is None else commands
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((x for x in argv if not x.startswith("-")), None)
     try:  # declaring a command's options imports its module
-        parser = build_parser(only=command if command in COMMANDS else "")
+        parser = build_parser(command if command in commands else "", commands, description)
     except ModuleNotFoundError as e:
         return _missing_extra(command or "", e)
     a = parser.parse_args(argv)
     if a.command is None:  # a bare ``bmc``: the list of commands
         parser.print_help()
         return 0
-    return _dispatch(a.command, a)
+    return dispatch(a.command, commands[a.command][2], a, (extra_errors or {}).get(a.command, ()))
 
 
 if __name__ == "__main__":

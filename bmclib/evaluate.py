@@ -39,7 +39,7 @@ from .limits import BMCLimits
 from .losses import BMCLoss
 
 __all__ = ["procrustes_align", "pck_auc", "evaluate_arrays", "predict_cache", "evaluate_run", "write_metrics",
-           "freihand_keypoint_scores", "freihand_keypoint_scores_loop", "pinhole_split", "read_pred_json", "write_pred_json",
+           "freihand_keypoint_scores", "freihand_keypoint_scores_loop", "pinhole_split",
            "write_freihand_report", "predict_freihand", "true_depth_poses", "mean_bmc", "true_depth_bmc_curve"]
 
 
@@ -213,7 +213,7 @@ def predict_freihand(run_dir: str | os.PathLike, root: str | os.PathLike, split:
     from .progress import tqdm
 
     from .data.crop import crop_resize
-    from .data.freihand import _resize_affine, read_split
+    from .data.freihand import resize_affine, read_split
     from .train import load_trained
 
     model, cfg = load_trained(run_dir, device)
@@ -235,7 +235,7 @@ def predict_freihand(run_dir: str | os.PathLike, root: str | os.PathLike, split:
                 raise ValueError(f"{path}: expected a square image, got {arr.shape[1]}x{arr.shape[0]}")
             native = arr.shape[0]
             imgs.append(arr if native == S else crop_resize(arr, (0.0, 0.0, float(native)), S)[0])
-            Ks.append(_resize_affine(native, S) @ data["K"][i])
+            Ks.append(resize_affine(native, S) @ data["K"][i])
         images = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float().div_(255).to(device)
         K = torch.from_numpy(np.stack(Ks)).float().to(device)
         scale = torch.from_numpy(data["scale"][list(idx)]).float().to(device)
@@ -361,40 +361,6 @@ def freihand_keypoint_scores_loop(gt_xyz: np.ndarray, pred_xyz: np.ndarray) -> d
         out[f"{prefix}_mean3d"] = float(np.mean(means)) * 100
         out[f"{prefix}_auc3d"] = float(np.mean(aucs))
     return out
-
-
-def read_pred_json(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """FreiHAND's ``pred.json``: ``[xyz_list, verts_list]`` -> ``(xyz (N, 21, 3), verts (N, 778, 3) or None)``."""
-    from .results import read_json
-
-    path = Path(path)
-    data = read_json(path, f"predictions not found: {path}")
-    if not isinstance(data, list) or len(data) != 2:
-        got = (f"a list of length {len(data)}" if isinstance(data, list) else
-               f"a dict with keys {sorted(map(str, data))[:8]}" if isinstance(data, dict) else
-               f"a {type(data).__name__}")
-        raise ValueError(f"{path}: expected a list [xyz_list, verts_list], got {got}")
-    from .validate import as_array, check_finite
-
-    xyz = as_array(data[0], path, "xyz_list", (None, 21, 3))
-    check_finite(xyz, path, "xyz_list")
-    verts = as_array(data[1], path, "verts_list", (len(xyz), 778, 3)) if data[1] else None
-    return xyz, verts
-
-
-def write_pred_json(path: str | os.PathLike, xyz: np.ndarray, verts: np.ndarray | None = None) -> Path:
-    """Write FreiHAND's submission format. Without vertices (this project predicts joints only)
-    every sample gets 778 zero vertices, so the file is accepted; its mesh scores are meaningless."""
-    import json
-
-    from .results import write_text_atomic
-
-    xyz = np.asarray(xyz, dtype=np.float64)
-    if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
-        raise ValueError(f"xyz: expected (N, 21, 3), got {xyz.shape}")
-    if verts is None:
-        verts = np.zeros((len(xyz), 778, 3))
-    return write_text_atomic(path, json.dumps([xyz.tolist(), np.asarray(verts).tolist()]))
 
 
 def write_freihand_report(scores: dict, out_dir: str | os.PathLike, label: str = "prediction",

@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .biomech import EPS_DEGENERATE as _E, PALM_FLOOR, _EPS_ANGLE, _EPS_NORMAL, _EPS_TURN, _EDGE_ROWS, _PALM_ROWS, \
-    _scale_floor
+from .biomech import EPS_DEGENERATE as _E, PALM_FLOOR, EPS_ANGLE, EPS_NORMAL, EPS_TURN, EDGE_ROWS, PALM_ROWS, \
+    scale_floor
 
 __all__ = ["bmc_terms", "loss_weights"]
 
 _E2INV = _E ** -2
 _ROLL1, _ROLL2 = np.array([1, 2, 0]), np.array([2, 0, 1])
-_EDGE, _PALM = np.array(_EDGE_ROWS), np.array(_PALM_ROWS)
+_EDGE, _PALM = np.array(EDGE_ROWS), np.array(PALM_ROWS)
 _add = np.add.reduce
 
 
@@ -109,7 +109,7 @@ def _forward(j: np.ndarray, low: np.ndarray, high: np.ndarray, normals: np.ndarr
     s.scale_all = np.sqrt(_max(_add(lsq.reshape(20, n_pose), 0), tiny)) * (PALM_FLOOR * 20 ** -0.5)  # of all bones
     # biomech.pose_scale: the rms root-bone length, floored by the fingers, then by the dtype's floor
     s.scale = scale = _max(np.maximum(s.scale_raw, s.scale_all),
-                           _scale_floor(torch.float32 if dtype == np.float32 else torch.float64))
+                           scale_floor(torch.float32 if dtype == np.float32 else torch.float64))
     s.fbn = fbn = fb / scale  # unitless
     s.r = r = fbn[:, :, 0]  # (3, 5, N) root bones
     # palm normals n_f = r_{f+1} x r_f, their bisectors, the first frames
@@ -133,7 +133,7 @@ def _forward(j: np.ndarray, low: np.ndarray, high: np.ndarray, normals: np.ndarr
     np.subtract(s.p1 * s.z2, s.p2 * s.z1, out=frame[1])  # palm x z
     # root angular distances and curvatures
     s.dots = dots = _dot(r[:, :-1], r[:, 1:])  # (4, N)
-    s.xr = dots + _EPS_ANGLE
+    s.xr = dots + EPS_ANGLE
     s.ar = np.empty_like(dots)
     _atan2(wn, s.xr, s.ar)
     s.qr = (wn * wn + dots * dots) * _E2INV
@@ -141,7 +141,7 @@ def _forward(j: np.ndarray, low: np.ndarray, high: np.ndarray, normals: np.ndarr
     s.dr = dr = r[:, 1:] - r[:, :-1]
     s.de = s.edge[:, 1:] - s.edge[:, :-1]
     s.q = _dot(dr, dr)
-    s.dd = (s.q + _EPS_NORMAL ** 2) * scale
+    s.dd = (s.q + EPS_NORMAL ** 2) * scale
     s.curv_raw = _dot(s.de, dr) / s.dd
     s.fc = _min(s.q * _E2INV, 1.0)  # neighbouring root bones closer than E fade to curvature 0
     s.curv = s.curv_raw * s.fc
@@ -151,7 +151,7 @@ def _forward(j: np.ndarray, low: np.ndarray, high: np.ndarray, normals: np.ndarr
     s.frames, s.steps = [frame], []
     for k in range(3):
         loc = np.einsum("rcfn,cfn->rfn", frame, fbn[:, :, k + 1], out=locs[k])
-        loc[2] += _EPS_ANGLE
+        loc[2] += EPS_ANGLE
         ll = loc * loc
         np.add(ll[0], ll[2], out=sq[k, 0])
         np.add(sq[k, 0], ll[1], out=sq[k, 1])
@@ -164,7 +164,7 @@ def _forward(j: np.ndarray, low: np.ndarray, high: np.ndarray, normals: np.ndarr
         d[2] += (fl - n1) / fl  # below the floor the direction turns towards e_z
         new = np.empty_like(frame)
         zn = np.einsum("rcfn,rfn->cfn", frame, d, out=new[2])  # (3, 5, N) world: the new z
-        den = _max(d[2] + 1.0, _EPS_TURN)
+        den = _max(d[2] + 1.0, EPS_TURN)
         kk = d[:2] / den
         sz = frame[2] + zn
         np.subtract(frame[:2], kk[:, None] * sz, out=new[:2])
@@ -261,7 +261,7 @@ def _backward(s: _State, g_interval: np.ndarray, g_angle: np.ndarray, normals_t:
             g_zt = g_zn - g_sz
             g_d = np.einsum("rcfn,cfn->rfn", frame, g_zt)  # (3, 5, N)
             g_d[:2] -= g_kk / den
-            g_d[2] += _dot(g_kk, kk) / den * (d[2] + 1.0 >= _EPS_TURN)
+            g_d[2] += _dot(g_kk, kk) / den * (d[2] + 1.0 >= EPS_TURN)
             g_fl = (g_d[2] - _dot(g_d, d)) / fl
             g_n1 = g_fl * (n1 >= _E) - g_d[2] / fl
             gl += g_d / fl

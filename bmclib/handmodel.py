@@ -28,7 +28,7 @@ from . import anatomy
 from . import skeleton as sk
 from .biomech import compose_parts
 
-__all__ = ["HandShape", "root_bones_from_anatomy", "palm_volar_offset_mid", "finger_lengths_from_anatomy", "template_pose",
+__all__ = ["random_poses", "HandShape", "root_bones_from_anatomy", "palm_volar_offset_mid", "finger_lengths_from_anatomy", "template_pose",
            "sample_hand_shapes"]
 
 _RADIAL = torch.tensor([1.0, 0.0, 0.0])
@@ -142,3 +142,13 @@ def sample_hand_shapes(n: int, generator: torch.Generator | None = None, dtype: 
     roots = roots * (1 + segment_cv * torch.randn(n, 5, 1, generator=g, dtype=dtype))
     lengths = finger_lengths_from_anatomy(hl) * (1 + segment_cv * torch.randn(n, 5, 3, generator=g, dtype=dtype))
     return HandShape(roots, lengths, hl, hb, female)
+
+
+def random_poses(n: int, seed: int = 0, spread: float = 0.6) -> torch.Tensor:
+    """``(n, 21, 3)`` float32 anatomical hand shapes with random angles (rad, uniform +-spread
+    around a half-closed hand), some of them outside the limits."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = sample_hand_shapes(n, g)
+    angles = torch.empty(n, 5, 3, 2, dtype=torch.float64).uniform_(-spread, spread, generator=g)
+    angles[..., 0] += 0.6
+    return compose_parts(shapes.root_bones, shapes.finger_lengths, angles).float()

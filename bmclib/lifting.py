@@ -7,26 +7,16 @@ closed-form root depth (:func:`bmclib.camera.root_depth`), so it always projects
 observed 2D. Trained on the source domain's 3D labels, a target sample with 2D only adds
 *nothing* to the loss (its 2D is the input) — unless BMC judges its lifted pose. That is the
 cleanest form of the paper's argument, and it runs in a minute on a CPU. The regime map
-(:mod:`bmclib.regime`, notebook 03) is built from these pieces; :func:`run_lifting` runs the
-fixed set of runs below for one seed.
-
-Runs (all evaluated on target-test with full 3D, inputs with ``noise_px`` pixel noise):
-    source3d          L1 on z_rel of source samples
-    source3d_refine   source3d, then test-time refinement: each pose's depths moved into the
-                      BMC limits while its 2D projection stays fixed (:func:`refine`)
-    target2d_bmc      + target 2D-only samples, BMC on the lifted 3D of every sample whose
-                      closed-form root exists (see below)
-    target2d_bmc_unguarded    the same with BMC on every lifted pose, valid or not
-    target2d_bmc_literature   target2d_bmc with the literature limits (``BMCLimits.default()``)
-    target3d_oracle   + target samples with their 3D labels (an upper bound)
+(:mod:`bmclib.bench.regime`, notebook 03) and the lifting runs (:mod:`bmclib.bench.lifting_runs`)
+are built from these pieces.
 
 The closed-form root depth exists only while the reference bone's relative depth
 ``|z_9 - z_10|`` stays below its length (1); beyond it the discriminant is clamped and the
 "pose" is no reconstruction at all (its reference bone is not of length 1). Unguarded, the
 BMC-trained lifter learned to go there for 19% of target-test poses (0.9% without BMC) and
-nearly doubled the depth error (benchmark v1's notebook 03, 1.5 px noise). The guard (:func:`guarded_bmc`):
+nearly doubled the depth error (benchmark v1's notebook 03, 1.5 px noise). The guard (:func:`bmclib.losses.guarded_bmc`):
 BMC only on poses with ``|z_9 - z_10| < 1 - root_margin``, plus a hinge pushing the others
-back, at the same weight; run ``target2d_bmc_unguarded`` keeps the old loss for comparison.
+back, at the same weight.
 
 Example:
     >>> cfg = LiftingConfig.from_preset("tiny")
@@ -37,7 +27,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,12 +36,13 @@ from torch import Tensor, nn
 from . import skeleton as sk
 from .camera import normalised_coords, from_2p5d, root_depth, to_2p5d
 from .limits import BMCLimits
-from .losses import BMCLoss
+from .losses import BMCLoss, guarded_bmc, root_extent
 
 __all__ = ["LiftingConfig", "Lifter", "KeypointSet", "PoseBMC", "bone_ratios", "keypoint_set", "make_sets", "predict_depths",
            "train_lifter", "lift", "refine", "refine_predictions",
-           "evaluate_lifter", "run_lifting", "RUNS", "root_extent", "guarded_bmc"]
+           "evaluate_lifter", "RUNS"]
 
+#: the kinds of lifter training :func:`train_lifter` knows (:mod:`bmclib.bench.lifting_runs` describes them)
 RUNS = ("source3d", "source3d_refine", "target2d_bmc", "target2d_bmc_unguarded", "target2d_bmc_literature",
         "target3d_oracle")
 
@@ -192,20 +182,6 @@ def lift(z_rel: Tensor, uv: Tensor, K: Tensor) -> Tensor:
     return from_2p5d(uv, z_rel, Z, K)
 
 
-def root_extent(z_rel: Tensor, bone: tuple[int, int] = sk.REFERENCE_BONE) -> Tensor:
-    """``|z_n - z_m| (B,)`` of the reference bone, in its lengths: the closed-form root depth
-    exists only where this is at most 1."""
-    return (z_rel[..., bone[0]] - z_rel[..., bone[1]]).abs()
-
-
-def guarded_bmc(per_pose: Tensor, z_rel: Tensor, margin: float = 0.05) -> Tensor:
-    """The BMC of the poses whose closed-form root exists (``root_extent < 1 - margin``), plus a
-    hinge on ``root_extent`` pushing the others back; both averaged over the batch."""
-    extent = root_extent(z_rel)
-    valid = extent < 1.0 - margin
-    return torch.where(valid, per_pose, torch.zeros_like(per_pose)).mean() + torch.relu(extent - (1.0 - margin)).mean()
-
-
 def train_lifter(cfg: LiftingConfig, sets: dict[str, KeypointSet], run: str, limits: BMCLimits | None = None,
                  progress: bool = True, exact_lengths: bool = False,
                  init: Lifter | None = None) -> tuple[Lifter, list[dict[str, float]]]:
@@ -262,7 +238,7 @@ def refine(z_rel: Tensor, uv: Tensor, K: Tensor, limits: BMCLimits, steps: int =
     BMC limits, staying near the prediction (``prior * |z - z_rel|^2``); the 2D projection
     is unchanged by construction (every joint stays on its camera ray). The closed-form root
     stays in the graph (the reference bone is held at length 1), with the guard of
-    :func:`guarded_bmc`, so depths cannot be inflated without bound. Poses are refined
+    :func:`~bmclib.losses.guarded_bmc`, so depths cannot be inflated without bound. Poses are refined
     independently, ``batch_size`` at a time. ``ratios (B, 20)``: each hand's true bone ratios
     (the exact-length upper bound of :class:`PoseBMC`)."""
     if not (z_rel.shape[:-1] == uv.shape[:-2] == K.shape[:-2]):
@@ -340,40 +316,3 @@ def evaluate_lifter(z_rel: Tensor, s: KeypointSet, limits: BMCLimits | None = No
     m["depth_rel_bone"] = float((z_rel - s.z_rel).abs()[:, 1:].mean())
     m["no_root_share"] = float((root_extent(z_rel) > 1.0).float().mean())  # poses without a closed-form root
     return m
-
-
-def run_lifting(cfg: LiftingConfig, runs: tuple[str, ...] = RUNS, results_root: str | Path = "results",
-                progress: bool = True, sets: dict[str, KeypointSet] | None = None) -> dict[str, dict[str, Any]]:
-    """Every lifting run for one seed: writes ``results/runs/lifting_<preset>_<run>_seed<k>/metrics.json``
-    (and the training log next to it); returns ``{run: {"metrics": ..., "log": ..., "z": ...}}``.
-    ``sets`` (from :func:`make_sets` with the same config) saves generating them again."""
-    from .evaluate import write_metrics
-    from .results import write_json_atomic
-
-    sets = make_sets(cfg) if sets is None else sets
-    limits = BMCLimits.fit(sets["source"].xyz.double(), coverage=0.999, source="fit: lifting source domain 3D")
-    out: dict[str, dict[str, Any]] = {}
-    base_model = None
-    for run in runs:
-        if run == "source3d_refine":
-            if base_model is None:
-                base_model, _ = train_lifter(cfg, sets, "source3d", progress=progress)
-            z = refine(predict_depths(base_model, sets["test"]), sets["test"].uv, sets["test"].K, limits,
-                       cfg.refine_steps, cfg.refine_lr, cfg.refine_prior)
-            log: list[dict[str, float]] = []
-        else:
-            model, log = train_lifter(cfg, sets, run, limits, progress=progress)
-            if run == "source3d":
-                base_model = model
-            z = predict_depths(model, sets["test"])
-        metrics = evaluate_lifter(z, sets["test"], limits)
-        name = f"lifting_{cfg.preset}_{run}_seed{cfg.seed}"
-        write_metrics(name, metrics, Path(results_root) / "runs", config={**cfg.to_dict(), "run": run},
-                      preset=cfg.preset, seed=cfg.seed, steps=cfg.steps,
-                      data={"generator": "bmclib.data.synth.sample_keypoints", "source": "source", "target": "target",
-                            "noise_px": cfg.noise_px})
-        if log:
-            write_json_atomic(Path(results_root) / "runs" / name / "train_log.json", log)
-        out[run] = {"metrics": metrics, "log": log, "z": z}
-    return out
-

@@ -35,7 +35,7 @@ from . import skeleton as sk
 from .biomech import decompose, normalize_scale, validate_joints
 from .results import read_json, write_json_atomic
 
-__all__ = ["BMCLimits", "fit_polygon", "dilate_polygon", "polygon_area", "LIMITS_FORMAT", "LIMITS_VERSION", "MIN_WIDTH",
+__all__ = ["BMCLimits", "limits_by_rule", "LIMIT_RULES", "DEFAULT_COVERAGE", "fit_polygon", "dilate_polygon", "polygon_area", "LIMITS_FORMAT", "LIMITS_VERSION", "MIN_WIDTH",
            "DegenerateLimitsWarning"]
 
 LIMITS_FORMAT = "bmclib.limits"
@@ -119,7 +119,16 @@ def _inside_count(points: np.ndarray, poly: np.ndarray, eps: float = 1e-12) -> i
     return int(inside.sum())
 
 
-def fit_polygon(points: np.ndarray, coverage: float = 0.999, min_extent: float = 1e-3,
+#: the default share of each joint's (flexion, abduction) points kept inside its fitted polygon
+DEFAULT_COVERAGE = 0.999
+
+#: the rules that make limits for a data set (:func:`limits_by_rule`): the literature's, or fitted
+#: on 3D poses with min / max intervals, 0.5-99.5% quantile intervals and polygons, or quantile
+#: intervals and (flexion, abduction) boxes
+LIMIT_RULES = ("literature", "source_minmax", "source_quantile", "source_box")
+
+
+def fit_polygon(points: np.ndarray, coverage: float = DEFAULT_COVERAGE, min_extent: float = 1e-3,
                 max_vertices: int | None = None) -> np.ndarray:
     """Convex polygon ``(M, 2)`` (CCW) around ``points (N, 2)`` keeping ``coverage`` of them inside.
 
@@ -260,7 +269,7 @@ class BMCLimits:
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def fit(cls, joints: Tensor | np.ndarray, coverage: float = 0.999, *,
+    def fit(cls, joints: Tensor | np.ndarray, coverage: float = DEFAULT_COVERAGE, *,
             reference_bone: tuple[int, int] = sk.REFERENCE_BONE, margin: float = 0.0,
             max_vertices: int | None = None, source: str = "fit", interval_coverage: float = 1.0,
             shape: str = "hull", min_width: dict[str, float] | None = None) -> "BMCLimits":
@@ -468,3 +477,20 @@ def _default_limits() -> BMCLimits:
     meta = {"source": "literature (bmclib.anatomy: ANSUR II, Buchholz 1992, AAOS / Cobos 2008 ROM)",
             "n_poses": 20000, "seed": 0}
     return BMCLimits(lengths, root_angle, curv, tuple(polys), sk.REFERENCE_BONE, meta)
+
+
+def limits_by_rule(rule: str, xyz, hull_coverage: float = DEFAULT_COVERAGE, interval_coverage: float = 0.99,
+                   source: str = "fit") -> BMCLimits:
+    """The limits of one of :data:`LIMIT_RULES` for 3D poses ``xyz (N, 21, 3)``: ``literature``
+    (:meth:`BMCLimits.default`, ``xyz`` unused); ``source_minmax`` (min / max intervals,
+    polygons keeping ``hull_coverage``); ``source_quantile`` (the central ``interval_coverage``
+    of each interval, polygons keeping ``hull_coverage``); ``source_box`` (as ``source_quantile``
+    with axis-aligned (flexion, abduction) boxes)."""
+    if rule not in LIMIT_RULES:
+        raise ValueError(f"limits rule must be one of {LIMIT_RULES}, got {rule!r}")
+    if rule == "literature":
+        return BMCLimits.default()
+    if rule == "source_minmax":
+        return BMCLimits.fit(xyz, hull_coverage, source=source)
+    return BMCLimits.fit(xyz, hull_coverage, interval_coverage=interval_coverage,
+                         shape="box" if rule == "source_box" else "hull", source=source)

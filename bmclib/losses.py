@@ -44,7 +44,7 @@ from .biomech import EPS_DEGENERATE, SaturatingUpcast, compute_dtype, decompose_
 from .fused import bmc_terms, loss_weights
 from .limits import BMCLimits
 
-__all__ = ["BMCLoss", "BMCLossOutput", "interval_loss", "polygon_distance", "TERM_NAMES", "VIOLATION_TOL", "violations",
+__all__ = ["guarded_bmc", "root_extent", "BMCLoss", "BMCLossOutput", "interval_loss", "polygon_distance", "TERM_NAMES", "VIOLATION_TOL", "violations",
            "plausible"]
 
 #: The 43 terms of a pose, in the order of :attr:`BMCLossOutput.per_term`: 20 bone lengths,
@@ -149,7 +149,7 @@ class BMCLoss(nn.Module):
     Gradients are finite for every finite pose the loss accepts, including degenerate ones
     (zero-length bones, collapsed palms, bones folded back by pi, poses of 1e-6 of a hand's
     size, coincident joints), and ``|d total / d joint| x pose size`` stays below
-    :data:`bmclib.fuzz.GRAD_BOUND` for the per-pose total with the default lambdas (scale-free:
+    :data:`bmclib.bench.fuzz.GRAD_BOUND` for the per-pose total with the default lambdas (scale-free:
     the gradient grows as 1 / size). ``tests/test_robustness.py`` checks it family by family.
     """
 
@@ -296,3 +296,17 @@ def violations(joints: Tensor, limits: BMCLimits | None = None, tol: float = VIO
 def plausible(joints: Tensor, limits: BMCLimits | None = None, tol: float = VIOLATION_TOL) -> Tensor:
     """``(...,)`` bool: is every term of each pose ``(..., 21, 3)`` inside ``limits``?"""
     return ~violations(joints, limits, tol).any(-1)
+
+
+def root_extent(z_rel: Tensor, bone: tuple[int, int] = sk.REFERENCE_BONE) -> Tensor:
+    """``|z_n - z_m| (B,)`` of the reference bone, in its lengths: the closed-form root depth
+    exists only where this is at most 1."""
+    return (z_rel[..., bone[0]] - z_rel[..., bone[1]]).abs()
+
+
+def guarded_bmc(per_pose: Tensor, z_rel: Tensor, margin: float = 0.05) -> Tensor:
+    """The BMC of the poses whose closed-form root exists (``root_extent < 1 - margin``), plus a
+    hinge on ``root_extent`` pushing the others back; both averaged over the batch."""
+    extent = root_extent(z_rel)
+    valid = extent < 1.0 - margin
+    return torch.where(valid, per_pose, torch.zeros_like(per_pose)).mean() + torch.relu(extent - (1.0 - margin)).mean()

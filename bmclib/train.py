@@ -34,8 +34,8 @@ from .config import (LEGACY_DEFAULTS, PRESETS, TrainConfig, config_from_dict, lo
 from .data.cache import PreparedCache
 from .data.loader import MixedSampler, augment
 from .diagnostics import bone_ray_cos, extent_ratio
-from .limits import BMCLimits
-from .losses import BMCLoss
+from .limits import DEFAULT_COVERAGE, BMCLimits
+from .losses import BMCLoss, guarded_bmc
 from .model import HandPoseNet
 from .results import remove_stale_temps
 from .validate import load_checkpoint
@@ -171,13 +171,11 @@ def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale:
     image widths (``"image"``, benchmark v1, where BMC's pull on uv was ~100x the 2D loss's).
     With ``bmc_root="closed_form"`` the BMC applies to poses whose closed-form root exists
     (``|z_9 - z_10| < 1 - root_margin``), plus a hinge pushing the others back
-    (:func:`bmclib.lifting.guarded_bmc`).
+    (:func:`bmclib.losses.guarded_bmc`).
 
     ``pulls``: also return ``pull_2d`` / ``pull_bmc``, the mean absolute gradient of the
     weighted 2D and BMC terms on the predicted uv, and ``bmc_pull_ratio`` (their ratio) and
     ``bmc_pull_ratio_p90`` (the 90th percentile of the per-sample ratio), for the log."""
-    from .lifting import guarded_bmc
-
     B, S = batch.uv.shape[0], batch.images.shape[-1]
     if B == 0:
         raise ValueError("compute_losses: an empty batch (0 samples) has no loss")
@@ -265,7 +263,7 @@ def resolve_limits(cfg: TrainConfig, source: PreparedCache | None) -> BMCLimits:
         xyz = source.annotations["xyz"][source.annotations["has_3d"]]
         if len(xyz) < 3:
             raise ValueError(f"{source.path}: too few 3D-labelled samples to fit limits")
-        return BMCLimits.fit(xyz.astype(np.float64), coverage=0.999, source=f"fit: {source.path}")
+        return BMCLimits.fit(xyz.astype(np.float64), coverage=DEFAULT_COVERAGE, source=f"fit: {source.path}")
     return BMCLimits.load(cfg.limits)
 
 

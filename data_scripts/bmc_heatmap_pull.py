@@ -19,7 +19,7 @@ from bmclib.camera import from_2p5d, root_depth
 from bmclib.data.cache import PreparedCache
 from bmclib.data.loader import load_batch
 from bmclib.limits import BMCLimits
-from bmclib.lifting import guarded_bmc
+from bmclib.losses import guarded_bmc
 from bmclib.model import soft_argmax
 from bmclib.train import load_trained, make_bmc_loss
 

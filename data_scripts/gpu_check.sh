@@ -4,7 +4,7 @@
 # the lent GPU machines): install the project without touching the machine's torch, then
 # render benchmark v2's synthetic domains on the GPU, train runs 1-4 of the `gpu` preset
 # briefly, evaluate them and print images/s, the BMC share of a step and peak memory
-# (bmclib.gpu_check). Arguments go to `bmc gpu-check`; the CPU test runs
+# (bmclib.bench.gpu_check). Arguments go to `bmc gpu-check`; the CPU test runs
 #   data_scripts/gpu_check.sh --device cpu --preset tiny --num 64 --num-eval 32 --steps 4
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +15,4 @@ if ! "$PY" -c "import bmclib" 2>/dev/null; then
 fi
 "$PY" -c "import torch; print('torch', torch.__version__, '| CUDA:', torch.cuda.is_available(), \
 '|', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
-exec "$PY" -m bmclib.cli gpu-check "$@"
+exec "$PY" -m bmclib.bench.cli gpu-check "$@"

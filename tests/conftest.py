@@ -173,3 +173,20 @@ def ho3d(tmp_path_factory):
             with open(root / split / seq / "meta" / f"{fid}.pkl", "wb") as f:
                 pickle.dump(meta, f, protocol=2)
     return root, xyz, K
+
+
+#: the devices the core tests run on: the CPU, and CUDA where this machine has it
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Each core test that takes ``device`` runs once per device of :data:`DEVICES`."""
+    return torch.device(request.param)
+
+
+def hands_on(n: int, device: torch.device, seed: int = 0, dtype=torch.float64):
+    """:func:`anatomical_hands` and FreiHAND-like intrinsics ``(n, 3, 3)`` on ``device``."""
+    joints, _ = anatomical_hands(n, seed=seed, dtype=dtype)
+    K = torch.tensor([[480.0, 0.0, 112.0], [0.0, 480.0, 112.0], [0.0, 0.0, 1.0]], dtype=dtype).expand(n, 3, 3)
+    return joints.to(device), K.to(device)

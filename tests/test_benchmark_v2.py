@@ -159,7 +159,7 @@ def test_a_fixed_population_reuses_its_hands_across_batches():
 
 # ---------------------------------------------------------------- the regime map and the benchmark file
 def test_regime_map_tiny_runs_resumes_and_writes_table_and_figure(tmp_path, capsys):
-    from bmclib.regime import RegimeConfig, regime_summary, run_regime_map
+    from bmclib.bench.regime import RegimeConfig, regime_summary, run_regime_map
 
     cfg = RegimeConfig.from_preset("tiny")
     table = run_regime_map(cfg, tmp_path, progress=False)
@@ -182,7 +182,7 @@ def test_regime_map_tiny_runs_resumes_and_writes_table_and_figure(tmp_path, caps
 def test_benchmark_file_loads_and_bad_files_name_the_field(tmp_path):
     import yaml
 
-    from bmclib.benchmark import DEFAULT_BENCHMARK, load_benchmark
+    from bmclib.bench.benchmark import DEFAULT_BENCHMARK, load_benchmark
 
     b = load_benchmark(DEFAULT_BENCHMARK)
     assert set(b.runs) >= {"1_source3d", "2_target2d", "3_bmc_all", "4_target3d_oracle"}
@@ -203,7 +203,7 @@ def test_benchmark_file_loads_and_bad_files_name_the_field(tmp_path):
 # ---------------------------------------------------------------- defect 3: the loss balance, on source validation
 @pytest.mark.slow
 def test_pull_ratio_study_shows_the_image_width_loss_is_out_pulled(tmp_path, capsys):
-    from bmclib.balance import main, pull_ratios, recommend_w_2d
+    from bmclib.bench.balance import main, pull_ratios, recommend_w_2d
 
     rows = pull_ratios(64, (1.0, 4.0), n=128)
     by = {(r["sigma_px"], r["units"]): r for r in rows}
@@ -220,7 +220,7 @@ def test_pull_ratio_study_shows_the_image_width_loss_is_out_pulled(tmp_path, cap
 def test_the_pre_registered_verdict():
     import pandas as pd
 
-    from bmclib.benchmark import DEFAULT_BENCHMARK, load_benchmark, verdict
+    from bmclib.bench.benchmark import DEFAULT_BENCHMARK, load_benchmark, verdict
 
     b = load_benchmark(DEFAULT_BENCHMARK)
     m = b.test["primary_metric"]
@@ -240,7 +240,7 @@ def test_the_pre_registered_verdict():
 
 
 def test_lambda_study_and_finetune_control_write_their_files(tmp_path):
-    from bmclib.regime import RegimeConfig, finetune_control, lambda_study
+    from bmclib.bench.regime import RegimeConfig, finetune_control, lambda_study
 
     cfg = RegimeConfig.from_preset("tiny")
     table = lambda_study(cfg, lambdas=(0.5, 2.0), results_root=tmp_path, progress=False)

@@ -41,7 +41,7 @@ def lab(tmp_path_factory):
     pytest.importorskip("playwright.sync_api")
     import papermill as pm
 
-    from bmclib.experiment import run_experiment
+    from bmclib.bench.experiment import run_experiment
 
     tmp = tmp_path_factory.mktemp("lab")
     roots = {"results_root": str(tmp / "results"), "data_root": str(tmp / "data" / "synth"),

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bmclib.experiment import RUNS, run_experiment
+from bmclib.bench.experiment import RUNS, run_experiment
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_bad_experiment_arguments(roots):
 
 
 def test_true_depth_study(roots, tmp_path):
-    from bmclib.tables import true_depth_study
+    from bmclib.bench.tables import true_depth_study
 
     if not Path(roots["results_root"], "runs", "tiny_2_target2d_seed0", "metrics.json").is_file():
         run_experiment("tiny", [0], ["2_target2d"], progress=False, **roots)
@@ -106,7 +106,7 @@ def test_an_interrupted_run_resumes_inside_the_experiment(roots, capsys):
 
 
 def test_benchmark_v2_file_drives_the_experiment(tmp_path):
-    from bmclib.benchmark import DEFAULT_BENCHMARK, load_benchmark
+    from bmclib.bench.benchmark import DEFAULT_BENCHMARK, load_benchmark
 
     roots = dict(data_root=str(tmp_path / "synth"), runs_root=str(tmp_path / "runs"), results_root=str(tmp_path / "res"))
     table = run_experiment("tiny", [0], ["1_source3d", "3_bmc_all"], progress=False, benchmark=str(DEFAULT_BENCHMARK),
@@ -154,7 +154,7 @@ def test_gpu_check_script_on_the_cpu(tmp_path):
 
 
 def test_model_study_trains_candidates_on_source_and_skips_finished_ones(tmp_path, capsys):
-    from bmclib.model_study import run_study
+    from bmclib.bench.model_study import run_study
 
     kw = dict(preset="tiny", candidates=["deconv", "skip_heatmap"], steps=(2,), data_root=str(tmp_path / "data"),
               runs_root=str(tmp_path / "runs"), results_root=str(tmp_path / "results"), progress=False)

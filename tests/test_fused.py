@@ -5,10 +5,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bmclib.bench import random_poses
+from bmclib import fused as fused_module
 from bmclib.biomech import compose, decompose
 from bmclib.fused import bmc_terms
-from bmclib.handmodel import template_pose
+from bmclib.handmodel import random_poses, template_pose
 from bmclib.limits import BMCLimits
 from bmclib.losses import BMCLoss
 
@@ -109,6 +109,34 @@ def test_batch_shapes_layouts_and_half_precision():
         assert a.total.shape == b.total.shape == x.shape[:-2] and a.per_angle.shape == x.shape[:-2] + (15,)
         assert a.total.dtype == b.total.dtype
         assert torch.allclose(a.total, b.total, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_numpy_and_torch_kernels_agree_on_both_sides_of_the_switch(monkeypatch, dtype):
+    """The fused path sends arrays of at least ``_BIG`` elements through torch's kernels and
+    smaller ones through numpy. Forced each way, on a batch below and one above the switch, the
+    values and gradients are the same and equal the autograd path's."""
+    fams = _families(torch.float64)
+    weights = (1.0, 0.5, 2.0, 1.5)
+    for n in (24, 160):  # (3, 3, 5, n) frames: 1,080 and 7,200 elements, either side of 4,096
+        joints = torch.cat([fams["outside"][:12], fams["wild"][:12], fams["degenerate"], fams["anatomical"],
+                            fams["outside"][12:], fams["wild"][12:]])[:n]
+        assert len(joints) == n
+        ref, ref_grad = _run(joints, False, "mean", dtype, weights)
+        got = {}
+        for big in (0, 10**9):  # 0: every array through torch; 1e9: every array through numpy
+            monkeypatch.setattr(fused_module, "_BIG", big)
+            got[big] = _run(joints, True, "mean", dtype, weights)
+        tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-4, atol=2e-5)
+        for big, (out, grad) in got.items():
+            assert type(out.total.grad_fn).__name__ == "_FusedBMCBackward"
+            for name in OUTPUTS:
+                assert torch.allclose(getattr(out, name), getattr(ref, name), **tol), (n, big, name)
+            scale = ref_grad.abs().max()
+            assert scale > 0  # poses outside the limits: a gradient to compare
+            assert torch.allclose(grad / scale, ref_grad / scale, **tol), (n, big)
+        a, b = got[0], got[10**9]
+        assert torch.allclose(a[1], b[1], **tol) and torch.allclose(a[0].total, b[0].total, **tol)
 
 
 def test_the_fused_path_is_taken_where_it_applies():

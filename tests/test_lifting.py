@@ -6,7 +6,9 @@ import torch
 
 from bmclib import skeleton as sk
 from bmclib.camera import project
-from bmclib.lifting import LiftingConfig, guarded_bmc, lift, make_sets, refine, root_extent, run_lifting
+from bmclib.bench.lifting_runs import run_lifting
+from bmclib.lifting import LiftingConfig, lift, make_sets, refine
+from bmclib.losses import guarded_bmc, root_extent
 from bmclib.limits import BMCLimits
 from bmclib.losses import BMCLoss
 
@@ -66,8 +68,8 @@ def test_refine_any_models_predictions_and_the_command(clean_sets, tmp_path, cap
     refined as the mirror of the right one; bad input is named."""
     import numpy as np
 
-    from bmclib.cli import main
-    from bmclib.evaluate import read_pred_json, write_pred_json
+    from bmclib.bench.cli import main
+    from bmclib.predictions import read_pred_json, write_pred_json
     from bmclib.lifting import refine_predictions
 
     s = clean_sets["test"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bmclib.reproduce import NOTEBOOKS, notebook_parameters
+from bmclib.bench.reproduce import NOTEBOOKS, notebook_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -89,7 +89,7 @@ def test_parameters_file_errors_name_the_file(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_reproduction(tmp_path_factory):
     """``bmc reproduce --preset tiny`` into a temporary results / data folder (all six notebooks)."""
-    from bmclib.reproduce import reproduce
+    from bmclib.bench.reproduce import reproduce
 
     root = tmp_path_factory.mktemp("repro")
     reproduce("tiny", str(root / "results"), str(root / "data"))
@@ -127,8 +127,8 @@ def test_tiny_notebook_01_and_02_measure_the_decomposition(tiny_reproduction):
 
 @pytest.mark.slow
 def test_tiny_notebooks_03_04_write_run_metrics_and_tables(tiny_reproduction):
-    from bmclib.experiment import RUNS
-    from bmclib.regime import RegimeConfig
+    from bmclib.bench.experiment import RUNS
+    from bmclib.bench.regime import RegimeConfig
 
     res = tiny_reproduction / "results"
     m3 = _metrics(tiny_reproduction, "03_bmc_as_a_prior")["metrics"]
@@ -152,7 +152,7 @@ def test_tiny_notebooks_03_04_write_run_metrics_and_tables(tiny_reproduction):
 
 @pytest.mark.slow
 def test_rerun_skips_finished_steps(tiny_reproduction, capsys):
-    from bmclib.reproduce import reproduce
+    from bmclib.bench.reproduce import reproduce
 
     reproduce("tiny", str(tiny_reproduction / "results"), str(tiny_reproduction / "data"), only=["01", "05"])
     out = capsys.readouterr().out
@@ -162,7 +162,7 @@ def test_rerun_skips_finished_steps(tiny_reproduction, capsys):
 def test_a_failing_notebook_keeps_the_previous_executed_copy(tmp_path):
     import nbformat
 
-    from bmclib.reproduce import run_notebook
+    from bmclib.bench.reproduce import run_notebook
 
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -179,7 +179,7 @@ def test_a_failing_notebook_keeps_the_previous_executed_copy(tmp_path):
 
 
 def test_reproduce_rejects_unknown_steps(tmp_path, capsys):
-    from bmclib.cli import main
+    from bmclib.bench.cli import main
 
     assert main(["reproduce", "--preset", "tiny", "--only", "07_nothing", "--data", str(tmp_path)]) == 2
     assert "no such step" in capsys.readouterr().err

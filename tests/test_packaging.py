@@ -45,11 +45,11 @@ def test_readme_opens_with_the_setup_commands_and_ci_runs_the_test_one():
 
 def test_cli_entry_point_is_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["bmc"] == "bmclib.cli:main"
+    assert project["scripts"]["bmc"] == "bmclib.bench.cli:main"
 
 
 def test_cli_limits_round_trip(tmp_path, capsys):
-    from bmclib.cli import main
+    from bmclib.bench.cli import main
 
     assert main(["limits", "--save", str(tmp_path / "l.json")]) == 0
     assert main(["limits", str(tmp_path / "l.json")]) == 0
@@ -167,3 +167,63 @@ print(f"ok {out.total.tolist()}")
     fit = subprocess.run([str(py), "-m", "bmclib.cli", "fit-limits", str(tmp_path / "joints.npy"), "--out",
                           str(tmp_path / "l.json")], capture_output=True, text=True, cwd=tmp_path)
     assert fit.returncode == 2 and 'bmc-hand[fit]' in fit.stderr, fit.stderr  # names the extra, no traceback
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_runs_the_user_commands_outside_the_checkout(tmp_path):
+    """The wheel unpacked into a fresh environment (the data and fit extras linked from this one),
+    run from a folder outside the checkout: synth, train on the cache it made, evaluate, fit-limits,
+    audit and refine work; a benchmark command says that it needs the checkout."""
+    import subprocess
+    import sys
+    import zipfile
+    from importlib import metadata
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "bmclib", src / "bmclib", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("bmc_hand-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    need = ["torch", "numpy", "scipy", "matplotlib", "pillow", "tqdm", "pyyaml", "pandas", "plotly"]
+    for dist in _closure(need).values():
+        base = Path(dist.locate_file(""))
+        for top in {Path(f).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
+            if (base / top).exists() and not (site / top).exists():
+                (site / top).symlink_to(base / top)
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+    work = tmp_path / "elsewhere"  # no results/, no notebooks/: not a checkout
+    work.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MPLBACKEND": "Agg"}
+
+    def bmc(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(py), "-m", "bmclib.bench.cli", *args], capture_output=True, text=True, cwd=work,
+                              env=env, timeout=600)
+
+    where = subprocess.run([str(py), "-c", "import bmclib; print(bmclib.__file__)"], capture_output=True, text=True,
+                           cwd=work, env=env)
+    assert where.stdout.startswith(str(site)), where.stdout + where.stderr  # the wheel's copy, not the checkout
+    assert metadata.version("bmc-hand")  # (the checkout's own install is untouched)
+    steps = [("synth", "--domain", "source", "--preset", "tiny", "--num", "16", "--num-eval", "8", "--size", "64",
+              "--out", "synth", "--quiet"),
+             ("train", "--preset", "tiny", "--source", "synth/cache/training", "--steps", "2", "--name", "r",
+              "--out", "runs", "--device", "cpu", "--limits", "default"),
+             ("evaluate", "runs/r", "--cache", "synth/cache/evaluation", "--results", "res", "--device", "cpu"),
+             ("fit-limits", "synth/cache/training", "--out", "limits.json"),
+             ("audit", "res/r/predictions.npz", "--limits", "limits.json", "--out", "audit"),
+             ("refine", "res/r/predictions.npz", "--K", "synth/cache/evaluation", "--out", "refined.npz",
+              "--steps", "5")]
+    for args in steps:
+        r = bmc(*args)
+        assert r.returncode == 0, f"bmc {' '.join(args)}:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    assert (work / "audit" / "audit.md").is_file() and (work / "refined.npz").is_file()
+    r = bmc("reproduce", "--only", "data")
+    assert r.returncode == 2 and "needs the bmc-hand checkout" in r.stderr and "Traceback" not in r.stderr, r.stderr

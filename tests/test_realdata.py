@@ -8,16 +8,16 @@ import torch
 from PIL import Image
 
 from bmclib import skeleton as sk
-from bmclib.audit import TERM_NAMES, TERM_UNITS, audit, load_predictions, write_audit
+from bmclib.audit import TERM_NAMES, TERM_UNITS, audit, write_audit
+from bmclib.predictions import load_predictions, read_pred_json, write_pred_json
 from bmclib.biomech import decompose
-from bmclib.cli import main
+from bmclib.bench.cli import main
 from bmclib.data.cache import PreparedCache
 from bmclib.data.freihand import freihand_to_cache
 from bmclib.data.ho3d import ho3d_to_cache
 from bmclib.data.rhd import rhd_to_cache
 from bmclib.data.synth import generate_batch
-from bmclib.evaluate import (freihand_keypoint_scores, freihand_keypoint_scores_loop, read_pred_json,
-                             write_pred_json)
+from bmclib.evaluate import freihand_keypoint_scores, freihand_keypoint_scores_loop
 
 from conftest import project_np
 
@@ -352,7 +352,7 @@ def test_real_data_recipe_end_to_end(rhd, freihand, tmp_path):
 def test_mediapipe_reader_sides_and_errors(tmp_path, capsys):
     """MediaPipe Hands output (Tasks API and legacy), the side of each hand from its handedness field, and
     named errors for wrong joint counts, NaN, unknown labels and mismatched counts."""
-    from bmclib.audit import read_mediapipe
+    from bmclib.predictions import read_mediapipe
 
     right = generate_batch("target", 4, 64, torch.Generator().manual_seed(2)).xyz.numpy()
     left = sk.mirror_joints(right)

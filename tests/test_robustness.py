@@ -16,13 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from bmclib.cli import main
+from bmclib.bench.cli import main
 from bmclib.data.cache import CacheWriter, PreparedCache
 from bmclib.data.freihand import freihand_to_cache
 from bmclib.data.rhd import rhd_to_cache
 from bmclib.data.ho3d import ho3d_to_cache
 from bmclib.data.synth import generate_dataset
-from bmclib.evaluate import write_pred_json
+from bmclib.predictions import write_pred_json
 
 
 class Payload:
@@ -558,7 +558,7 @@ def test_a_failed_synth_force_keeps_the_earlier_data_set(tmp_path, monkeypatch, 
 # ----------------------------------------------------------------------------- degenerate poses (issue 25)
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from bmclib.fuzz import FAMILIES, GRAD_BOUND, fuzz_poses, pose_size  # noqa: E402
+from bmclib.bench.fuzz import FAMILIES, GRAD_BOUND, fuzz_poses, pose_size  # noqa: E402
 
 
 def _grad(poses: torch.Tensor, dtype: torch.dtype, fused: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -593,7 +593,7 @@ def test_fuzz_gradients_stay_below_the_documented_bound(family, seed, fused, dty
 
 
 def _coarse_grid_poses(step: float, scale: float) -> torch.Tensor:
-    from bmclib.bench import random_poses
+    from bmclib.handmodel import random_poses
 
     j = random_poses(512, 3, spread=1.0).double() + torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64)
     return torch.round(j / step) * step * scale
@@ -767,7 +767,7 @@ def test_ho3d_meta_says_what_was_wrong(value, says, ho3d, tmp_path):
 
 
 def test_pred_json_of_the_wrong_kind_says_what_it_got(tmp_path):
-    from bmclib.evaluate import read_pred_json
+    from bmclib.predictions import read_pred_json
 
     p = tmp_path / "pred.json"
     p.write_text(json.dumps({"xyz": [], "verts": []}))

@@ -298,7 +298,7 @@ def test_broken_freihand_layouts(dataset, tmp_path):
 
 
 def test_cli_synth(tmp_path, capsys):
-    from bmclib.cli import main
+    from bmclib.bench.cli import main
 
     assert main(["synth", "--domain", "source", "--num", "16", "--num-eval", "8", "--size", "64",
                  "--out", str(tmp_path / "s"), "--quiet"]) == 0

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from bmclib.cli import main
-from bmclib.tables import build_all, collect
+from bmclib.bench.cli import main
+from bmclib.bench.tables import build_all, collect
 
 
 def _write(root, name, depth, seed_commit="abc"):
@@ -61,7 +61,7 @@ def test_paired_effects_with_every_run_of_the_gap():
     itself (those two rows select a column twice: they used to raise 'duplicate labels')."""
     import pandas as pd
 
-    from bmclib.tables import paired_effects
+    from bmclib.bench.tables import paired_effects
 
     vals = {"1_source3d": (40.0, 42.0), "2_target2d": (36.0, 38.0), "3_bmc_all": (30.0, 30.0),
             "4_target3d_oracle": (20.0, 22.0)}
@@ -78,7 +78,7 @@ def test_paired_effects_with_every_run_of_the_gap():
 def test_refine_study_on_a_tiny_run(tmp_path):
     """bmc tables --refine: a run's target-test predictions before and after refinement, from its own
     metrics file's provenance (evaluation cache and limits)."""
-    from bmclib.experiment import run_experiment
+    from bmclib.bench.experiment import run_experiment
 
     run_experiment("tiny", seeds=(0,), runs=["1_source3d"], data_root=str(tmp_path / "data"),
                    runs_root=str(tmp_path / "runs"), results_root=str(tmp_path / "results"), progress=False,

@@ -326,7 +326,7 @@ def test_bmc_with_the_closed_form_root_cannot_inflate_the_depths(data, tmp_path)
     from types import SimpleNamespace
 
     from bmclib.camera import to_2p5d
-    from bmclib.lifting import guarded_bmc
+    from bmclib.losses import guarded_bmc
 
     cache = PreparedCache(data / "source" / "cache" / "training")
     b = load_batch(cache, np.arange(16))

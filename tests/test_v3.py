@@ -152,7 +152,7 @@ def test_per_image_metrics_separate_shape_distance_and_2d(hands):
 # ----------------------------------------------------------------------------- the study
 @pytest.mark.slow
 def test_the_wiring_study_trains_on_held_out_source_hands(tmp_path, capsys):
-    from bmclib.cli import main
+    from bmclib.bench.cli import main
 
     argv = ["wiring-study", "--preset", "tiny", "--wirings", "none", "source3d", "oracle", "late", "--appearance",
             "glove", "--data", tmp_path / "data", "--runs-dir", tmp_path / "runs", "--results", tmp_path / "results"]
@@ -186,7 +186,7 @@ def test_the_wiring_study_trains_on_held_out_source_hands(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- controls
 def test_paired_reduction_finds_a_real_effect_and_not_a_null_one():
-    from bmclib.controls import paired_reduction
+    from bmclib.bench.controls import paired_reduction
 
     g = np.random.default_rng(0)
     base = g.gamma(4.0, 10.0, size=(3, 400))
@@ -198,7 +198,7 @@ def test_paired_reduction_finds_a_real_effect_and_not_a_null_one():
 
 def test_the_controls_on_the_predicted_2d(hands):
     from bmclib.camera import project
-    from bmclib.controls import control_poses, source_stats
+    from bmclib.bench.controls import control_poses, source_stats
 
     xyz = hands[0][:32].double()
     K = torch.tensor([[500.0, 0, 64], [0, 500.0, 64], [0, 0, 1]], dtype=torch.float64).expand(32, 3, 3)
@@ -213,7 +213,7 @@ def test_the_controls_on_the_predicted_2d(hands):
 
 
 def test_validate_keeps_only_what_the_controls_agree_with():
-    from bmclib.controls import CONDITIONS, validate
+    from bmclib.bench.controls import CONDITIONS, validate
 
     g = np.random.default_rng(1)
     base = g.gamma(4.0, 10.0, size=(2, 300))
@@ -237,7 +237,7 @@ def test_validate_keeps_only_what_the_controls_agree_with():
 
 
 def test_the_interval_keeps_the_seed_as_the_unit():
-    from bmclib.controls import paired_reduction
+    from bmclib.bench.controls import paired_reduction
 
     g = np.random.default_rng(3)
     base = g.gamma(4.0, 10.0, size=(3, 500))
@@ -248,7 +248,7 @@ def test_the_interval_keeps_the_seed_as_the_unit():
 
 
 def test_power_needs_more_seeds_for_a_noisier_difference():
-    from bmclib.controls import power
+    from bmclib.bench.controls import power
 
     from scipy.stats import t
 
@@ -263,14 +263,14 @@ def test_power_needs_more_seeds_for_a_noisier_difference():
 def test_bmc_controls_on_benchmark_v2s_committed_runs(tmp_path, capsys):
     # v2's predictions are committed; its target-test labels are remade from the generator (small here:
     # the labels only, checked against every run's eval_sha256 -- a mismatch is refused)
-    from bmclib.cli import main
+    from bmclib.bench.cli import main
 
     rc = main(["controls", "--set", "v2", "--eval-cache", str(tmp_path / "nowhere"), "--results", "results"])
     assert rc == 2 and "nowhere" in capsys.readouterr().err
 
 
 def test_choose_wiring_follows_the_rule_fixed_before_the_study():
-    from bmclib.wiring_study import choose_wiring
+    from bmclib.bench.wiring_study import choose_wiring
 
     def m(epe, ext, cos, depth, bmc=0.5):
         return {"epe_2d_px": epe, "extent_ratio": ext, "bone_ray_cos": cos, "depth_norm_mm": depth, "bmc_pred": bmc}
@@ -305,8 +305,8 @@ test: {metric: depth_norm_mm, conditions: [better_than_no_bmc], base_run: 2_targ
 
 
 def test_a_v3_benchmark_file_with_levels_and_a_schedule(tmp_path):
-    from bmclib.benchmark import load_benchmark
-    from bmclib.runs import parse_run_name, run_name
+    from bmclib.bench.benchmark import load_benchmark
+    from bmclib.config import parse_run_name, run_name
 
     p = tmp_path / "v9.yaml"
     p.write_text(V3_MINI)
@@ -333,7 +333,7 @@ def test_a_v3_benchmark_file_with_levels_and_a_schedule(tmp_path):
     (("seeds: [0, 1, 2]", "seeds: [0]"), "test.seeds"),
 ])
 def test_a_broken_v3_benchmark_file_names_the_field(edit, says, tmp_path):
-    from bmclib.benchmark import load_benchmark
+    from bmclib.bench.benchmark import load_benchmark
 
     p = tmp_path / "v9.yaml"
     p.write_text(V3_MINI.replace(*edit))
@@ -344,7 +344,7 @@ def test_a_broken_v3_benchmark_file_names_the_field(edit, says, tmp_path):
 def test_the_committed_v3_file_tests_only_what_both_control_sets_validated():
     from pathlib import Path
 
-    from bmclib.benchmark import load_benchmark
+    from bmclib.bench.benchmark import load_benchmark
 
     root = Path(__file__).resolve().parents[1] / "results"
     b = load_benchmark(root / "benchmark_v3.yaml")

@@ -68,7 +68,7 @@ def test_prediction_set_errors_worst_and_shape_checks():
 
 
 def test_prediction_set_from_files_reads_ours_and_freihand_json(tmp_path):
-    from bmclib.evaluate import write_pred_json
+    from bmclib.predictions import write_pred_json
 
     gt = np.stack([template_pose(dtype=torch.float64).numpy()] * 3)
     np.savez_compressed(tmp_path / "predictions.npz", xyz=gt.astype(np.float32) + 0.001, uv=np.zeros((3, 21, 2), np.float32))

@@ -61,7 +61,7 @@ def _load_json(path: Path, what: str):
     return read_json(path, f"FreiHAND layout: missing {what}: expected {path}")
 
 
-def _resize_affine(native: int, size: int) -> np.ndarray:
+def resize_affine(native: int, size: int) -> np.ndarray:
     """The ``3 x 3`` map of pixel coordinates (centres at integers) from a ``native``-px image
     to the same image resized to ``size`` px (what :func:`crop_resize` does for the whole image)."""
     k = size / native
@@ -146,7 +146,7 @@ def freihand_to_cache(root: str | os.PathLike, out: str | os.PathLike, split: st
             raise ValueError(f"{data['images'][0]}: expected square images, got {im.size}")
     xyz, K = data["xyz"], data["K"]
     size = size or native
-    A = _resize_affine(native, size)
+    A = resize_affine(native, size)
     K = A @ K
     uv = project(torch.from_numpy(xyz), torch.from_numpy(K)).numpy()
     total = n * len(versions)

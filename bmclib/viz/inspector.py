@@ -126,7 +126,7 @@ class PredictionSet:
                    limits: BMCLimits | None = None) -> "PredictionSet":
         """Predictions from ``predictions.npz`` (ours) or ``pred.json`` (FreiHAND format) files, and
         the ground truth from a prepared cache (with images) or a FreiHAND ``*_xyz.json``."""
-        from ..audit import load_predictions
+        from ..predictions import load_predictions
 
         preds = {}
         for run, path in runs.items():
@@ -192,12 +192,12 @@ class PredictionSet:
 # ----------------------------------------------------------------------------- widgets
 def _hand_update(fig, joints, colors=None, start: int = 0) -> None:
     """Move the 5 finger traces of ``fig`` starting at ``start`` to ``joints``."""
-    from .plotly3d import _view
+    from .plotly3d import plot_axes
     from .static import finger_chains
 
     j = np.asarray(joints, dtype=np.float64)
     for f, chain in enumerate(finger_chains()):
-        x, y, z = _view(j[chain])
+        x, y, z = plot_axes(j[chain])
         tr = fig.data[start + f]
         tr.x, tr.y, tr.z = x, y, z
         if colors is not None:

@@ -21,7 +21,7 @@ from .static import finger_chains, to_numpy
 __all__ = ["hand_traces", "frame_traces", "hand_figure"]
 
 
-def _view(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def plot_axes(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Camera frame -> plot axes: x, depth, up (-y)."""
     return p[..., 0], p[..., 2], -p[..., 1]
 
@@ -35,7 +35,7 @@ def hand_traces(joints, name: str = "hand", color: str | None = None, joint_colo
     j = to_numpy(joints)
     out = []
     for f, chain in enumerate(finger_chains()):
-        x, y, z = _view(j[chain])
+        x, y, z = plot_axes(j[chain])
         mc = [joint_colors[i] for i in chain] if joint_colors is not None else (color or FINGER_COLORS[f])
         out.append(go.Scatter3d(x=x, y=y, z=z, mode="lines+markers", name=f"{name}: {sk.FINGER_NAMES[f]}",
                                 legendgroup=name, showlegend=f == 0, opacity=opacity,
@@ -50,7 +50,7 @@ def _segments(starts: np.ndarray, vectors: np.ndarray) -> tuple[list, list, list
     xs, ys, zs = [], [], []
     for a, v in zip(starts, vectors):
         b = a + v
-        (ax, ay, az), (bx, by, bz) = _view(a), _view(b)
+        (ax, ay, az), (bx, by, bz) = plot_axes(a), plot_axes(b)
         xs += [ax, bx, None]
         ys += [ay, by, None]
         zs += [az, bz, None]

@@ -26,7 +26,7 @@ __all__ = ["to_numpy", "finger_chains", "draw_hand_3d", "draw_hand_2d", "decompo
            "pose_views", "prediction_figure", "compare_runs_figure", "true_depth_figure", "save", "WithPicture"]
 
 
-def _plt():
+def pyplot():
     # matplotlib picks Agg itself where there is no display, and the inline backend in a kernel
     import matplotlib.pyplot as plt
 
@@ -81,7 +81,7 @@ def decomposition_figure(joints, frames: bool = True, normals: bool = True):
     (x red, y green, z blue). Right: the 15 (flexion, abduction) pairs in degrees."""
     from ..biomech import decompose
 
-    plt = _plt()
+    plt = pyplot()
     j = torch.as_tensor(to_numpy(joints))
     d = decompose(j)
     fig = plt.figure(figsize=(10, 4.5))
@@ -122,7 +122,7 @@ def envelope_figure(limits, joints=None, max_points: int = 4000, highlight=None,
     ``other`` (dashed; ``labels`` name the two in a legend) and one ``highlight`` pose (red cross)."""
     from ..biomech import decompose, normalize_scale
 
-    plt = _plt()
+    plt = pyplot()
     ids = list(range(15)) if joint_ids is None else list(joint_ids)
 
     def angles_deg(x):
@@ -167,7 +167,7 @@ def envelope_figure(limits, joints=None, max_points: int = 4000, highlight=None,
 
 def loss_curves(logs: dict[str, list[dict[str, float]]], keys: Sequence[str] = ("total",), logy: bool = True):
     """One panel per key, one line per run, from training logs (rows with ``step``)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for name, rows in logs.items():
@@ -188,7 +188,7 @@ def pose_views(poses: dict[str, Any], elev: float = 15.0, azims: Sequence[float]
     reference: ground truth, or the pose before an edit) is a wide light-grey band, the others
     thin coloured lines over it, so where they agree both stay visible. One pose alone keeps
     its finger colours."""
-    plt = _plt()
+    plt = pyplot()
     colors = ["#e6550d", "#3182bd", "#31a354", "#756bb1"]
     fig = plt.figure(figsize=(4 * len(azims), 4))
     allj = np.concatenate([to_numpy(p) - to_numpy(p)[:1] for p in poses.values()])
@@ -211,7 +211,7 @@ def pose_views(poses: dict[str, Any], elev: float = 15.0, azims: Sequence[float]
 def prediction_figure(image, uv_pred, uv_gt, xyz_pred, xyz_gt, title: str = "", violations=None):
     """One sample: image with predicted (colours) and ground-truth (white) 2D, the two 3D poses
     (root-relative), and the per-joint 3D error (red bars: joints whose angle violates the limits)."""
-    plt = _plt()
+    plt = pyplot()
     fig = plt.figure(figsize=(11, 3.4))
     ax = fig.add_subplot(1, 3, 1)
     ax.imshow(np.asarray(image))
@@ -246,7 +246,7 @@ def prediction_figure(image, uv_pred, uv_gt, xyz_pred, xyz_gt, title: str = "", 
 def compare_runs_figure(images, gt_xyz, preds: dict[str, Any], elev: float = 15.0, azim: float = -60.0):
     """The same samples predicted by several runs: one row per sample, the image, then one 3D
     view per run with the ground truth (black) under each prediction."""
-    plt = _plt()
+    plt = pyplot()
     n, runs = len(images), list(preds)
     fig = plt.figure(figsize=(2.6 * (1 + len(runs)), 2.6 * n))
     for i in range(n):
@@ -277,7 +277,7 @@ def true_depth_figure(curve, runs, title: str = ""):
     through noisy 2D) as a line; ``runs`` (rows with ``run``, ``epe_2d_px``, ``bmc_true_depth``,
     ``bmc_pred``) as pairs of markers — the true depths on the run's 2D (o) and the run's
     own prediction (x), joined by a dotted line."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 4.2))
     c = curve[curve["epe_2d_px"] > 0]
     ax.plot(c["epe_2d_px"], c["bmc_total"], "-", color="0.3", lw=2, label="true depth, 2D + Gaussian noise")
@@ -302,7 +302,7 @@ def true_depth_figure(curve, runs, title: str = ""):
 
 def save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Write a figure atomically (a temporary file, then a rename) and close it."""
-    plt = _plt()
+    plt = pyplot()
     from ..results import atomic_path
 
     path = Path(path)
@@ -325,7 +325,7 @@ class WithPicture:
 
         buf = io.BytesIO()
         figure.savefig(buf, format="png", dpi=dpi)
-        _plt().close(figure)
+        pyplot().close(figure)
         self.obj, self.png, self.note = obj, base64.b64encode(buf.getvalue()).decode("ascii"), note
 
     def _repr_mimebundle_(self, include=None, exclude=None):

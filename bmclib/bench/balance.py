@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["pull_ratios", "recommend_w_2d", "main"]
+__all__ = ["pull_ratios", "recommend_w_2d"]
 
 
 def pull_ratios(size: int = 64, sigmas: Sequence[float] = (0.5, 1.0, 2.0, 4.0), n: int = 2048, seed: int = 99,
@@ -35,12 +35,12 @@ def pull_ratios(size: int = 64, sigmas: Sequence[float] = (0.5, 1.0, 2.0, 4.0), 
     import warnings
     from types import SimpleNamespace
 
-    from .camera import to_2p5d
-    from .data.synth import sample_keypoints
-    from .lifting import guarded_bmc
-    from .limits import BMCLimits
-    from .losses import BMCLoss
-    from .train import TrainConfig, bmc_pose
+    from ..camera import to_2p5d
+    from ..data.synth import sample_keypoints
+    from ..losses import guarded_bmc
+    from ..limits import BMCLimits
+    from ..losses import BMCLoss
+    from ..train import TrainConfig, bmc_pose
 
     if limits is None:
         fit = sample_keypoints("source", 10000, size, torch.Generator().manual_seed(seed + 1))
@@ -94,7 +94,7 @@ def add_cli_arguments(p) -> None:
 
 def cli_main(a) -> int:
     """``bmc balance`` with parsed options."""
-    from .results import provenance, write_json_atomic
+    from ..results import provenance, write_json_atomic
 
     rows = []
     for size in a.size:
@@ -104,7 +104,7 @@ def cli_main(a) -> int:
         print(f"{r['size']:>5} {r['sigma_px']:>9.2f} {r['sigma_pct_crop']:>7.2f} {r['units']:>9} {r['bmc_mean']:>8.4f} "
               f"{r['ratio_mean']:>11.2f} {r['ratio_median']:>8.2f} {r['ratio_p90']:>8.2f}")
     if a.json:
-        from .results import write_text_atomic
+        from ..results import write_text_atomic
 
         prov = provenance(config={"sizes": a.size, "sigmas": a.sigmas, "n": a.n},
                           data={"split": "source validation draw, seed 99"})
@@ -124,9 +124,3 @@ def cli_main(a) -> int:
         write_text_atomic(md, "\n".join(lines) + "\n")
         print(f"wrote {a.json} and {md}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import standalone
-
-    return standalone("balance", add_cli_arguments, cli_main, argv)

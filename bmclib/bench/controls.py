@@ -32,9 +32,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import skeleton as sk
-from .camera import from_2p5d, root_depth
-from .evaluate import per_image_metrics, true_depth_poses
+from .. import skeleton as sk
+from ..camera import from_2p5d, root_depth
+from ..evaluate import per_image_metrics, true_depth_poses
 
 __all__ = ["SourceStats", "source_stats", "control_poses", "paired_reduction", "gap_share", "CONDITIONS", "METRICS",
            "validate", "power", "SETS", "run_controls"]
@@ -270,9 +270,9 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
     no-BMC run recorded (its evaluation labels, its 3D training set); labels are checked by sha256."""
     import pandas as pd
 
-    from .data.cache import PreparedCache
-    from .results import provenance, write_text_atomic
-    from .tables import frame_markdown, write_table
+    from ..data.cache import PreparedCache
+    from ..results import provenance, write_text_atomic
+    from .report import frame_markdown, write_table
 
     if name not in SETS:
         raise ValueError(f"unknown set {name!r}; choose from {list(SETS)}")

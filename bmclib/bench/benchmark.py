@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checkout import find_checkout
+
 __all__ = ["Benchmark", "load_benchmark", "verdict", "DEFAULT_BENCHMARK", "BENCHMARK_FORMAT", "TRAIN_KEYS"]
 
-BENCHMARK_FORMAT = "bmclib.benchmark"
-DEFAULT_BENCHMARK = Path(__file__).resolve().parents[1] / "results" / "benchmark_v2.yaml"
+BENCHMARK_FORMAT = "bmclib.benchmark"  # the files' format name (not a module path): frozen files carry it
+#: benchmark v2's file in the checkout (the working directory's ``results/`` where there is no checkout)
+DEFAULT_BENCHMARK = (find_checkout() or Path(".")) / "results" / "benchmark_v2.yaml"
 #: training fields a benchmark may set (everything else comes from the preset)
 TRAIN_KEYS = ("loss_2d", "w_2d", "w_z", "w_root", "lambda_bl", "lambda_rb", "lambda_a", "bmc_root", "bmc_grad",
               "root_margin", "batch_weak", "bmc_start_frac", "bmc_ramp_frac")
-_LIMIT_RULES = ("source_minmax", "source_quantile", "source_box", "literature")
 
 
 @dataclass(frozen=True)
@@ -79,15 +81,11 @@ class Benchmark:
 
     def fit_limits(self, xyz, source: str):
         """The benchmark's limits, fitted by its rule on 3D-labelled poses ``xyz (N, 21, 3)``."""
-        from .limits import BMCLimits
+        from ..limits import DEFAULT_COVERAGE, limits_by_rule
 
         rule = self.limits["rule"]
-        if rule == "literature":
-            return BMCLimits.default()
-        if rule == "source_minmax":
-            return BMCLimits.fit(xyz, self.limits.get("hull_coverage", 0.999), source=source)
-        return BMCLimits.fit(xyz, self.limits["hull_coverage"], interval_coverage=self.limits["interval_coverage"],
-                             shape="box" if rule == "source_box" else "hull", source=source)
+        return limits_by_rule(rule, xyz, self.limits.get("hull_coverage", DEFAULT_COVERAGE),
+                              self.limits.get("interval_coverage", 1.0), source=source)
 
 
 def _need(d: Any, key: str, where: str, kind=dict):
@@ -100,14 +98,14 @@ def _need(d: Any, key: str, where: str, kind=dict):
 
 def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
     """Read and check a benchmark file; every error names the file and the field. A relative path
-    that is not found from the working directory is looked up in the repository too (a notebook
+    that is not found from the working directory is looked up in the checkout too (a notebook
     opened in JupyterLab runs in ``notebooks/``)."""
     import yaml
 
     path = Path(path)
-    repo_copy = DEFAULT_BENCHMARK.parents[1] / path
-    if not path.is_file() and not path.is_absolute() and repo_copy.is_file():
-        path = repo_copy
+    root = find_checkout()
+    if not path.is_file() and not path.is_absolute() and root is not None and (root / path).is_file():
+        path = root / path
     if not path.is_file():
         raise FileNotFoundError(f"benchmark file not found: {path}")
     try:
@@ -123,8 +121,10 @@ def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
     training = _need(raw, "training", where)
     runs = _need(raw, "runs", where)
     test = _need(raw, "test", where)
-    if limits.get("rule") not in _LIMIT_RULES:
-        raise ValueError(f"{where}: limits.rule must be one of {_LIMIT_RULES}, got {limits.get('rule')!r}")
+    from ..limits import LIMIT_RULES
+
+    if limits.get("rule") not in LIMIT_RULES:
+        raise ValueError(f"{where}: limits.rule must be one of {LIMIT_RULES}, got {limits.get('rule')!r}")
     if limits["rule"] in ("source_quantile", "source_box"):
         for k in ("interval_coverage", "hull_coverage"):
             v = _need(limits, k, f"{where}: limits", None)
@@ -143,7 +143,7 @@ def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
     if "seed" in data and (not isinstance(data["seed"], int) or isinstance(data["seed"], bool) or data["seed"] < 0):
         raise ValueError(f"{where}: data.seed must be an int >= 0, got {data['seed']!r}")
     if "levels" in data:
-        from .data.synth import APPEARANCES
+        from ..data.synth import APPEARANCES
 
         lv = data["levels"]
         if not isinstance(lv, list) or not lv or any(x not in APPEARANCES for x in lv) or len(set(lv)) != len(lv):
@@ -153,7 +153,7 @@ def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
         v = training.get(k)
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1):
             raise ValueError(f"{where}: training.{k} must be a number in [0, 1], got {v!r}")
-    if "metric" in test:  # benchmark v3's test: a validated metric and conditions (bmclib.controls)
+    if "metric" in test:  # benchmark v3's test: a validated metric and conditions (bmclib.bench.controls)
         from .controls import CONDITIONS, METRICS
 
         if test["metric"] not in METRICS:
@@ -173,7 +173,7 @@ def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
 
 def verdict(bench: Benchmark, sub) -> dict[str, Any]:
     """The benchmark's stated test on its runs' metrics (``sub``: rows of
-    :func:`bmclib.tables.collect` for this benchmark and preset). Returns the numbers, whether
+    :func:`bmclib.bench.tables.collect` for this benchmark and preset). Returns the numbers, whether
     each condition holds, and a sentence; ``passed`` is None while a run or seed is missing."""
     import numpy as np
 

@@ -20,8 +20,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .results import write_text_atomic
-from .runs import parse_run_name
+from ..results import write_text_atomic
+from .report import frame_markdown, write_table
+from ..config import parse_run_name
 
 __all__ = ["collect", "summarise", "write_table", "synthetic_benchmark_table", "lifting_table", "build_all",
            "true_depth_study", "paired_effects", "frame_markdown", "V2_METRICS",
@@ -91,13 +92,6 @@ def _markdown(summary: pd.DataFrame, metrics: Sequence[tuple[str, str]], extra: 
     return "\n".join(lines)
 
 
-def write_table(summary: pd.DataFrame, path_stem: str | os.PathLike, markdown: str) -> Path:
-    """``<stem>.csv`` and ``<stem>.md``, each written atomically."""
-    stem = Path(path_stem)
-    write_text_atomic(stem.with_suffix(".csv"), summary.to_csv(index=False, float_format="%.6g"))
-    return write_text_atomic(stem.with_suffix(".md"), markdown + "\n")
-
-
 def _source_note(df: pd.DataFrame, pattern: str, made_by: str) -> str:
     commits = ", ".join(sorted(set(df["commit"])))
     return f"Made by `{made_by}` from `{pattern}` (runs at commit(s) {commits})."
@@ -146,17 +140,6 @@ def synthetic_benchmark_table(preset: str, results_root: str | os.PathLike = "re
     return out
 
 
-def frame_markdown(df: pd.DataFrame, digits: int = 2) -> str:
-    """A Markdown table of a DataFrame (floats with ``digits`` decimals, NaN as "n/a")."""
-    def cell(v):
-        if isinstance(v, float):
-            return "n/a" if not np.isfinite(v) else f"{v:.{digits}f}"
-        return str(v)
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 def paired_effects(sub: pd.DataFrame, metric: str, base_run: str = "1_source3d", weak_run: str = "2_target2d",
                    oracle_run: str = "4_target3d_oracle", flat: str = "depth_flat_mm") -> pd.DataFrame:
     """Per run, paired by seed against ``base_run``: the mean (and std) difference of ``metric``,
@@ -188,7 +171,7 @@ def paired_effects(sub: pd.DataFrame, metric: str, base_run: str = "1_source3d",
 def _depth_figure(sub: pd.DataFrame, summary: pd.DataFrame, preset: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from .viz.static import save
+    from ..viz.static import save
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     cap = 2.0 * float(np.nanmedian(summary["depth_mm"]))  # a diverged run must not flatten the others
@@ -215,7 +198,7 @@ def _depth_figure(sub: pd.DataFrame, summary: pd.DataFrame, preset: str, path: P
 def lifting_table(preset: str, results_root: str | os.PathLike = "results", df: pd.DataFrame | None = None,
                   made_by: str = "bmc tables") -> Path:
     """``tables/lifting_prior[_<preset>].{csv,md}``: notebook 03's 2D-to-3D lifting runs."""
-    from .lifting import RUNS
+    from ..lifting import RUNS
 
     df = collect(results_root) if df is None else df
     sub = df[(df["kind"] == "lifting") & (df["preset"] == preset)] if len(df) else df
@@ -237,10 +220,10 @@ def true_depth_study(preset: str, results_root: str | os.PathLike = "results", d
     benchmark's evaluation set and limits) and ``figures/bmc_true_depth[_<preset>].png`` (that
     curve, with each run's 2D error against the BMC of the true depth on its 2D and the BMC of
     its own prediction). Needs the evaluation cache named in the runs' provenance."""
-    from .data.cache import PreparedCache
-    from .evaluate import true_depth_bmc_curve
-    from .limits import BMCLimits
-    from .viz.static import save, true_depth_figure
+    from ..data.cache import PreparedCache
+    from ..evaluate import true_depth_bmc_curve
+    from ..limits import BMCLimits
+    from ..viz.static import save, true_depth_figure
 
     df = collect(results_root) if df is None else df
     sub = df[(df["kind"] == "benchmark") & (df["preset"] == preset)] if len(df) else df
@@ -293,7 +276,14 @@ def build_all(results_root: str | os.PathLike = "results", made_by: str = "bmc t
     out = []
     if not df.empty:
         for (kind, preset, bench), _ in df.groupby(["kind", "preset", "bench"]):
-            if kind == "benchmark":
+            if kind == "benchmark" and "-" in bench:  # a level of a benchmark with a validated test (v3)
+                name, level = bench.split("-", 1)
+                spec = Path(results_root) / f"benchmark_{name}.yaml"
+                if spec.is_file():
+                    from .verdict import verdict_table
+
+                    out.append(verdict_table(spec, level, results_root, preset))
+            elif kind == "benchmark":
                 out.append(synthetic_benchmark_table(preset, results_root, df, made_by, bench=bench))
             else:
                 out.append(lifting_table(preset, results_root, df, made_by))
@@ -315,12 +305,12 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
     """``bmc refine`` measured on target-test: each run's predictions (``predictions.npz``) before and
     after test-time refinement with the run's own limits and the evaluation cache's K, paired per
     seed. ``tables/refine_<bench>_<preset>.{csv,md}``."""
-    from .data.cache import PreparedCache
-    from .evaluate import evaluate_arrays
-    from .lifting import refine_predictions
-    from .limits import BMCLimits
-    from .results import provenance
-    from .runs import run_name
+    from ..data.cache import PreparedCache
+    from ..evaluate import evaluate_arrays
+    from ..lifting import refine_predictions
+    from ..limits import BMCLimits
+    from ..results import provenance
+    from ..config import run_name
 
     rows = []
     for run in runs:

@@ -51,7 +51,7 @@ def run_study(preset: str = "cpu", candidates: list[str] | None = None, steps: t
 
     from .benchmark import load_benchmark
     from .experiment import prepare_data, run_jobs, source_limits, trained_steps
-    from .train import preset as make_preset
+    from ..train import preset as make_preset
 
     candidates = candidates or list(CANDIDATES)
     unknown = set(candidates) - set(CANDIDATES)
@@ -111,8 +111,8 @@ def study_table(preset: str, results_root: str = "results", runs_root: str = "da
 
     import pandas as pd
 
-    from .results import provenance
-    from .tables import frame_markdown, write_table
+    from ..results import provenance
+    from .report import frame_markdown, write_table
 
     rows = []
     earlier = _earlier_speeds(Path(results_root) / "tables" / "model_study.csv", preset)
@@ -151,7 +151,7 @@ def study_table(preset: str, results_root: str = "results", runs_root: str = "da
 
 
 def add_cli_arguments(p) -> None:
-    from .train import PRESETS
+    from ..train import PRESETS
 
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="data size and training preset")
     p.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), help="candidates to train (default: all)")

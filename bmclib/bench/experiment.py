@@ -30,8 +30,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .data.synth import PRESETS as DATA_SIZES  # synthetic data per preset (one home: data.synth)
-from .runs import RUNS, run_name
+from ..data.synth import PRESETS as DATA_SIZES  # synthetic data per preset (one home: data.synth)
+from ..config import run_name
+from .runs import RUNS
 
 __all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "trained_steps", "source_limits", "build_table"]
 
@@ -41,13 +42,13 @@ def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, 
                  benchmark=None, sizes: tuple[int, int] | None = None, device: str | None = None,
                  appearance: str | None = None) -> dict[str, Path]:
     """Both domains for a preset (made once), and the target's 3D cache for the oracle run.
-    With a :class:`~bmclib.benchmark.Benchmark`, its data settings (populations) and its own
+    With a :class:`~bmclib.bench.benchmark.Benchmark`, its data settings (populations) and its own
     folder ``<name>_<preset>_<size>px_seed<k>``. ``sizes``: (training, evaluation) images per
     domain instead of the preset's (the folder name then says them); ``device``: render there;
     ``appearance``: ``"skin"`` or ``"glove"`` (default: the benchmark's ``data.appearance``, else skin;
     a glove folder ends in ``_glove``)."""
-    from .data.freihand import freihand_to_cache
-    from .data.synth import generate_dataset
+    from ..data.freihand import freihand_to_cache
+    from ..data.synth import generate_dataset
 
     prefix = f"{benchmark.name}_" if benchmark is not None else ""
     n_train, n_eval = sizes or DATA_SIZES[preset]
@@ -71,9 +72,9 @@ def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, 
 def source_limits(data: dict[str, Path], bench=None, base=None) -> Path:
     """``<data root>/limits_source.json``, fitted once on the source training set's 3D labels (by
     the benchmark's rule, or v1's through ``base``'s config) and checked on every call."""
-    from .data.cache import PreparedCache
-    from .limits import BMCLimits
-    from .train import resolve_limits
+    from ..data.cache import PreparedCache
+    from ..limits import BMCLimits
+    from ..train import resolve_limits
 
     path = data["root"] / "limits_source.json"
     if not path.is_file():
@@ -89,8 +90,8 @@ def source_limits(data: dict[str, Path], bench=None, base=None) -> Path:
 
 def trained_steps(run_dir: Path, cfg) -> int:
     """Steps done by the checkpoint in ``run_dir`` if it was saved with ``cfg`` (else 0)."""
-    from .train import same_config
-    from .validate import load_checkpoint
+    from ..train import same_config
+    from ..validate import load_checkpoint
 
     ck_path = run_dir / "checkpoint.pt"
     if not ck_path.is_file():
@@ -104,9 +105,9 @@ def _run_one(cfg_dict: dict[str, Any], eval_cache: str, results_runs: str, limit
     """Train (unless done) and evaluate one run; a worker process's whole job under ``jobs > 1``."""
     import torch
 
-    from .evaluate import evaluate_run
-    from .limits import BMCLimits
-    from .train import TrainConfig, config_from_dict, train
+    from ..evaluate import evaluate_run
+    from ..limits import BMCLimits
+    from ..train import TrainConfig, config_from_dict, train
 
     if threads:
         torch.set_num_threads(threads)
@@ -132,10 +133,10 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
     ``evaluate_only`` re-evaluates the runs trained to the end (new metrics, other limits)
     and trains nothing. ``data_sizes``: (training, evaluation) images per domain instead of the
     preset's (a quick check; its own data folder). ``benchmark``: a pre-registered benchmark file
-    (:mod:`bmclib.benchmark`, e.g. ``results/benchmark_v2.yaml``) whose runs, data, limits
+    (:mod:`bmclib.bench.benchmark`, e.g. ``results/benchmark_v2.yaml``) whose runs, data, limits
     rule, lambdas and loss balance replace benchmark v1's (:data:`RUNS`); ``level``: one of its
     ``data.levels`` (appearances; default the first), its runs named ``<preset>_<name>-<level>_...``."""
-    from .train import preset as make_preset
+    from ..train import preset as make_preset
 
     from .benchmark import load_benchmark
 
@@ -155,7 +156,7 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
     elif level is not None:
         raise ValueError("level needs a benchmark file with data.levels")
     else:  # benchmark v1 as it was run: 2D loss in image widths, BMC on the network's own root
-        from .train import LEGACY_DEFAULTS
+        from ..train import LEGACY_DEFAULTS
 
         overrides = {**LEGACY_DEFAULTS, **(overrides or {})}
     base = make_preset(preset, **overrides)
@@ -202,8 +203,10 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
               flush=True)
 
     run_jobs(todo, jobs, progress, report, on_log=on_log)
-    if bench is not None and "metric" in bench.test:  # v3: its table and verdict are bmc tables --v3's (next issue)
-        return Path(results_root) / "runs"
+    if bench is not None and "metric" in bench.test:  # a validated test (v3): the verdict at this level
+        from .verdict import verdict_table
+
+        return verdict_table(bench.path, look, results_root, preset)
     return build_table(preset, results_root, bench.name if bench is not None else None)
 
 
@@ -235,7 +238,7 @@ def run_jobs(todo: list[tuple[str, tuple]], jobs: int, progress: bool, report, o
 
 
 def build_table(preset: str, results_root: str = "results", bench: str | None = None) -> Path:
-    """The benchmark table and figure for one preset (see :mod:`bmclib.tables`)."""
+    """The benchmark table and figure for one preset (see :mod:`bmclib.bench.tables`)."""
     from .tables import synthetic_benchmark_table
 
     return synthetic_benchmark_table(preset, results_root, made_by="bmc experiment", bench=bench)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import skeleton as sk
+from .. import skeleton as sk
 
 __all__ = ["FAMILIES", "GRAD_BOUND", "pose_size", "fuzz_poses", "gradient_report"]
 
@@ -61,7 +61,7 @@ def _bones(j: Tensor) -> Tensor:
 
 def fuzz_poses(family: str, n: int, seed: int = 0) -> Tensor:
     """``(n, 21, 3)`` float64 poses of one family (see the module docstring)."""
-    from .bench import random_poses
+    from ..handmodel import random_poses
 
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
@@ -114,7 +114,7 @@ def gradient_report(family: str, n: int = 256, seed: int = 0, dtypes=(torch.floa
                     paths=("fused", "autograd")) -> list[dict]:
     """One row per dtype and loss path: the largest finite ``|grad| x size``, the number of poses with a
     non-finite loss or gradient, and the largest loss."""
-    from .losses import BMCLoss
+    from ..losses import BMCLoss
 
     poses = fuzz_poses(family, n, seed)
     rows = []
@@ -153,7 +153,7 @@ def cli_main(a) -> int:
     import json
     from pathlib import Path
 
-    from .results import provenance, write_text_atomic
+    from ..results import provenance, write_text_atomic
 
     if a.poses < 1:
         raise ValueError(f"--poses must be >= 1, got {a.poses}")

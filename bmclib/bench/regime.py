@@ -44,10 +44,13 @@ from typing import Any
 
 import numpy as np
 
+from ..limits import LIMIT_RULES as LIBRARY_RULES
+
 __all__ = ["RegimeConfig", "LIMIT_RULES", "POPULATIONS", "METHODS", "fit_rule", "cell_sets", "run_cell",
            "run_regime_map", "regime_summary", "regime_table", "regime_figure", "lambda_study", "finetune_control"]
 
-LIMIT_RULES = ("literature", "source_minmax", "source_quantile", "source_box", "target_fit_ub", "exact_lengths_ub")
+#: the library's rules (:data:`bmclib.limits.LIMIT_RULES`) and the map's two upper bounds
+LIMIT_RULES = (*LIBRARY_RULES, "target_fit_ub", "exact_lengths_ub")
 POPULATIONS = {"continuous": None, "20_hands": 20}
 METHODS = ("tto", "lifter")
 UPPER_BOUNDS = ("target_fit_ub", "exact_lengths_ub")
@@ -105,7 +108,7 @@ class RegimeConfig:
 
     def lifting(self, noise_px: float, seed: int):
         """The :class:`~bmclib.lifting.LiftingConfig` of the source-only lifter of one cell."""
-        from .lifting import LiftingConfig
+        from ..lifting import LiftingConfig
 
         return LiftingConfig(preset=self.preset, n_train=self.n_train, n_test=self.n_test, image_size=self.image_size,
                              noise_px=noise_px, hidden=self.hidden, steps=self.steps, batch_size=self.batch_size,
@@ -123,22 +126,21 @@ def fit_rule(rule: str, source_xyz, target_xyz, cfg: RegimeConfig):
     """The :class:`~bmclib.limits.BMCLimits` of a limits rule (see the module docstring)."""
     import warnings
 
-    from .limits import BMCLimits
+    from ..limits import DEFAULT_COVERAGE, limits_by_rule
 
-    if rule == "literature":
-        return BMCLimits.default()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a widened interval is recorded in meta["widened"]
-        if rule == "source_minmax":
-            return BMCLimits.fit(source_xyz, 0.999, source="regime: source min/max")
-        data = target_xyz if rule == "target_fit_ub" else source_xyz
-        return BMCLimits.fit(data, cfg.hull_coverage, interval_coverage=cfg.interval_coverage,
-                             shape="box" if rule == "source_box" else "hull", source=f"regime: {rule}")
+        if rule == "source_minmax":  # min / max: every point, polygons at the library's default coverage
+            return limits_by_rule(rule, source_xyz, DEFAULT_COVERAGE, source="regime: source min/max")
+        if rule == "target_fit_ub":  # source_quantile's rule on the target's own 3D
+            return limits_by_rule("source_quantile", target_xyz, cfg.hull_coverage, cfg.interval_coverage,
+                                  source=f"regime: {rule}")
+        return limits_by_rule(rule, source_xyz, cfg.hull_coverage, cfg.interval_coverage, source=f"regime: {rule}")
 
 
 def _sets(population: str, seed: int, cfg: RegimeConfig):
-    from .data.synth import DOMAINS
-    from .lifting import keypoint_set
+    from ..data.synth import DOMAINS
+    from ..lifting import keypoint_set
 
     n_hands = POPULATIONS[population]
     s = 7919 * (seed + 1) + (0 if n_hands is None else 104729)
@@ -155,7 +157,7 @@ def cell_sets(population: str, noise_px: float, seed: int, cfg: RegimeConfig) ->
     the upper bounds) and ``test`` (target hands with 3D), with ``noise_px`` pixel noise."""
     import torch
 
-    from .lifting import KeypointSet
+    from ..lifting import KeypointSet
 
     clean = _sets(population, seed, cfg)
     g = torch.Generator().manual_seed(int(1000 * noise_px) + 31 * seed + 5)
@@ -171,7 +173,7 @@ def run_cell(population: str, noise_px: float, seed: int, cfg: RegimeConfig) -> 
     ``{"rows": [...], ...}``; one row per (method, limits) plus the source-only baseline."""
     import torch
 
-    from .lifting import predict_depths, evaluate_lifter, refine, train_lifter
+    from ..lifting import predict_depths, evaluate_lifter, refine, train_lifter
 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -214,11 +216,11 @@ def lambda_study(cfg: RegimeConfig, lambdas: tuple[float, ...] = (0.1, 0.3, 1.0,
     more than 1% worse than without BMC. Writes ``runs/lambda_source_val_<preset>.json`` and
     ``tables/lambda_source_val[_<preset>].md``; returns the table."""
     import torch
-    from .progress import tqdm
+    from ..progress import tqdm
 
-    from .data.synth import DOMAINS
-    from .lifting import predict_depths, evaluate_lifter, keypoint_set, train_lifter
-    from .results import provenance, write_json_atomic, write_text_atomic
+    from ..data.synth import DOMAINS
+    from ..lifting import predict_depths, evaluate_lifter, keypoint_set, train_lifter
+    from ..results import provenance, write_json_atomic, write_text_atomic
 
     rows = []
     bar = tqdm(total=len(cfg.seeds) * (1 + len(lambdas)), desc="lambda on source validation", disable=not progress)
@@ -271,10 +273,10 @@ def finetune_control(cfg: RegimeConfig, population: str = "continuous", results_
     ``runs/regime_control_<preset>.json`` (depth, absolute depth and 3D error of the source-only
     lifter and of its BMC-free fine-tune, per noise and seed) and returns it."""
     import torch
-    from .progress import tqdm
+    from ..progress import tqdm
 
-    from .lifting import predict_depths, evaluate_lifter, train_lifter
-    from .results import provenance, write_json_atomic
+    from ..lifting import predict_depths, evaluate_lifter, train_lifter
+    from ..results import provenance, write_json_atomic
 
     rows = []
     bar = tqdm(total=len(cfg.seeds) * len(cfg.noise_px), desc="fine-tune control", disable=not progress)
@@ -306,7 +308,7 @@ def _worker(args) -> str:
     population, noise, seed, cfg, out_dir, threads = args
     import torch
 
-    from .results import provenance, write_json_atomic
+    from ..results import provenance, write_json_atomic
 
     torch.set_num_threads(threads)
     res = run_cell(population, noise, seed, cfg)
@@ -321,7 +323,7 @@ def _worker(args) -> str:
 def run_regime_map(cfg: RegimeConfig, results_root: str | os.PathLike = "results", jobs: int = 1,
                    force: bool = False, progress: bool = True) -> Path:
     """Every missing cell of the map (resumable), then the table and the figure; returns the table."""
-    from .progress import tqdm
+    from ..progress import tqdm
 
     out_dir = Path(results_root) / "runs" / f"regime_{cfg.preset}"
     todo = []
@@ -401,7 +403,7 @@ def regime_summary(preset: str, results_root: str | os.PathLike = "results"):
 
 def regime_table(preset: str, results_root: str | os.PathLike = "results") -> Path:
     """``tables/regime_map[_<preset>].{csv,md}`` from the part files."""
-    from .results import write_text_atomic
+    from ..results import write_text_atomic
 
     summary = regime_summary(preset, results_root)
     _, commits = _load_rows(preset, results_root)
@@ -487,7 +489,7 @@ def regime_figure(preset: str, results_root: str | os.PathLike = "results") -> P
     fig.tight_layout()
     suffix = "" if preset == "cpu" else f"_{preset}"
     out = Path(results_root) / "figures" / f"regime_map{suffix}.png"
-    from .results import atomic_path
+    from ..results import atomic_path
 
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -525,9 +527,3 @@ def cli_main(a) -> int:
         out = run_regime_map(cfg, a.results, jobs=a.jobs, force=a.force)
     print(Path(out).read_text())
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import standalone
-
-    return standalone("regime", add_cli_arguments, cli_main, argv)

@@ -33,11 +33,11 @@ def run_check(device: str | None = None, preset: str = "gpu", num_train: int = 8
               results_root: str = "results/gpu_check", benchmark: str = "results/benchmark_v2.yaml",
               progress: bool = False) -> dict:
     """Render, benchmark, train and evaluate; returns the summary written to ``results_root``."""
-    from .bench import format_train_table, run_train
+    from .timing import format_train_table, run_train
     from .benchmark import load_benchmark
     from .experiment import prepare_data, run_experiment
-    from .train import preset as make_preset
-    from .results import provenance, write_json_atomic, write_text_atomic
+    from ..train import preset as make_preset
+    from ..results import provenance, write_json_atomic, write_text_atomic
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = dev.type == "cuda"
@@ -109,7 +109,7 @@ def run_check(device: str | None = None, preset: str = "gpu", num_train: int = 8
 
 
 def add_cli_arguments(p) -> None:
-    from .train import PRESETS
+    from ..train import PRESETS
 
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--preset", default="gpu", choices=sorted(PRESETS), help="training preset")

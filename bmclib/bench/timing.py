@@ -1,6 +1,6 @@
 """Throughput benchmark of the BMC loss and the decomposition (prints a table; not a test).
 
-Run ``bmc bench`` or ``python -m bmclib.bench``. Each figure is the median over
+Run ``bmc bench``. Each figure is the median over
 ``--repeats`` timed rounds of poses/s, after warm-up, measured side by side in one
 process (the loss variants in interleaved rounds; "x autograd" is the ratio of medians
 against ``BMCLoss(fused=False)`` at the same batch); ``--json`` writes the table with its
@@ -18,25 +18,13 @@ from typing import Callable
 
 import torch
 
-from . import skeleton as sk
-from .biomech import decompose
-from .handmodel import sample_hand_shapes
-from .losses import BMCLoss
-from .results import provenance, write_json_atomic, write_text_atomic
+from .. import skeleton as sk
+from ..biomech import decompose
+from ..handmodel import random_poses
+from ..losses import BMCLoss
+from ..results import provenance, write_json_atomic, write_text_atomic
 
-__all__ = ["random_poses", "time_it", "run", "main"]
-
-
-def random_poses(n: int, seed: int = 0, spread: float = 0.6) -> torch.Tensor:
-    """``(n, 21, 3)`` float32 anatomical hand shapes with random angles (rad, uniform +-spread
-    around a half-closed hand), some of them outside the limits."""
-    from .biomech import compose_parts
-
-    g = torch.Generator().manual_seed(seed)
-    shapes = sample_hand_shapes(n, g)
-    angles = torch.empty(n, 5, 3, 2, dtype=torch.float64).uniform_(-spread, spread, generator=g)
-    angles[..., 0] += 0.6
-    return compose_parts(shapes.root_bones, shapes.finger_lengths, angles).float()
+__all__ = ["time_it", "run"]
 
 
 def _sync(device: torch.device) -> None:
@@ -158,7 +146,7 @@ def cli_main(a: argparse.Namespace) -> int:
         rows = run_jobs(a.preset, a.jobs, a.steps, repeats=a.repeats or 3)
         table, config = format_jobs_table(rows), {"preset": a.preset, "jobs": a.jobs, "steps": a.steps}
     elif a.what == "train":
-        from .train import PRESETS
+        from ..train import PRESETS
 
         # the gpu preset (ResNet-50 at 128 px) takes minutes a step on a small CPU: CUDA only
         rows = [r for d in devices for r in run_train([p for p in PRESETS if d != "cpu" or p != "gpu"], device=d)]
@@ -181,18 +169,13 @@ def cli_main(a: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .cli import standalone
-
-    return standalone("bench", add_cli_arguments, cli_main, argv)
-
 
 def run_synth(num: int = 1024, size: int = 128, device: str | None = None) -> list[dict]:
     """Synthetic data throughput: rendering alone, and the whole pipeline to disk
     (render, JPEG-encode the FreiHAND layout, convert to a prepared cache), per domain."""
     import tempfile
 
-    from .data.synth import generate_batch, generate_dataset
+    from ..data.synth import generate_batch, generate_dataset
 
     rows = []
     for domain in ("source", "target"):
@@ -225,11 +208,11 @@ def _train_step(name: str, dev: torch.device, overrides: dict | None = None):
     batch of random images of the preset's size, laid out as a weakly supervised run's step
     (``batch_size`` + ``batch_weak`` samples, benchmark v2's ``equal``: twice the batch size),
     with the preset's AMP, channels_last and (compiled) BMC loss on CUDA."""
-    from .camera import project
-    from .data.loader import Batch
-    from .limits import BMCLimits
-    from .model import HandPoseNet
-    from .train import make_bmc_loss, compute_losses, preset
+    from ..camera import project
+    from ..data.loader import Batch
+    from ..limits import BMCLimits
+    from ..model import HandPoseNet
+    from ..train import make_bmc_loss, compute_losses, preset
 
     cfg = preset(name, **(overrides or {}))
     model = HandPoseNet(cfg.model).to(dev)
@@ -344,7 +327,7 @@ def run_freihand(n: int = 3960, repeats: int = 5) -> list[dict]:
     per-sample loop of the official algorithm, side by side; also their largest difference."""
     import numpy as np
 
-    from .evaluate import freihand_keypoint_scores, freihand_keypoint_scores_loop
+    from ..evaluate import freihand_keypoint_scores, freihand_keypoint_scores_loop
 
     rng = np.random.default_rng(0)
     gt = rng.normal(size=(n, 21, 3)) * 0.05 + [0.0, 0.0, 0.6]
@@ -364,7 +347,3 @@ def format_freihand_table(rows: list[dict]) -> str:
         lines.append(f"| {r['what']} | {r['n']} | {r['median_s']:.4f} | {r.get('speedup', 1.0):.1f}x | "
                      f"{r.get('max_abs_diff', 0.0):.1e} |")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -25,9 +25,12 @@ from typing import Any
 
 import yaml
 
+from .checkout import checkout, find_checkout
+
 __all__ = ["NOTEBOOKS", "notebook_parameters", "run_notebook", "reproduce", "REPO"]
 
-REPO = Path(__file__).resolve().parents[1]
+#: the checkout whose notebooks are run (the working directory where there is none: its commands then say so)
+REPO = find_checkout() or Path(".")
 NOTEBOOKS = ("01_skeleton_decomposition", "02_angle_envelopes", "03_bmc_as_a_prior", "04_train_weakly_supervised",
              "05_results_tables", "06_pose_inspector")
 KERNEL = "python3"
@@ -65,7 +68,7 @@ def run_notebook(name: str, parameters: dict[str, Any], out_dir: str | os.PathLi
                            f"partial output in {partial}") from e
     import nbformat
 
-    from .results import atomic_path
+    from ..results import atomic_path
 
     nb = nbformat.read(partial, as_version=4)
     # live widget state (anywidget stores plotly.js itself, ~5 MB a figure) is useless without a
@@ -95,9 +98,10 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
     (``data`` or notebook names / number prefixes)."""
     from .benchmark import DEFAULT_BENCHMARK, load_benchmark
     from .experiment import prepare_data
-    from .results import write_json_atomic
-    from .train import preset as train_preset
+    from ..results import write_json_atomic
+    from ..train import preset as train_preset
 
+    checkout("bmc reproduce")
     roots = {"results_root": results_root, "data_root": f"{data_root}/synth", "runs_root": f"{data_root}/runs"}
     stamps = Path(data_root) / "reproduce" / preset
     steps = ["data", *NOTEBOOKS]
@@ -137,8 +141,9 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
 
 def add_cli_arguments(p) -> None:
     """The options of ``bmc reproduce``."""
-    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "gpu"],
-                   help="data size and training preset of every step")
+    params = REPO / "notebooks" / "params"  # the presets the notebooks have parameters for
+    choices = sorted(d.name for d in params.iterdir() if d.is_dir()) if params.is_dir() else None
+    p.add_argument("--preset", default="cpu", choices=choices, help="data size and training preset of every step")
     p.add_argument("--results", default="results", help="where tables, figures and executed notebooks go")
     p.add_argument("--data", default="data", help="synthetic data, checkpoints and step stamps (not versioned)")
     p.add_argument("--force", action="store_true", help="redo finished steps")
@@ -150,9 +155,3 @@ def cli_main(a) -> int:
     """``bmc reproduce`` with parsed options."""
     reproduce(a.preset, a.results, a.data, a.force, a.only, a.device)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import standalone
-
-    return standalone("reproduce", add_cli_arguments, cli_main, argv)

@@ -66,14 +66,14 @@ HELDOUT_POPULATION_OFFSET = 100
 
 def heldout_data(data: dict[str, Path], preset: str, seed: int = 0, progress: bool = True,
                  sizes: tuple[int, int] | None = None) -> dict[str, Path]:
-    """Held-out source hands beside ``data`` (:func:`bmclib.experiment.prepare_data`'s folders): the
+    """Held-out source hands beside ``data`` (:func:`bmclib.bench.experiment.prepare_data`'s folders): the
     source domain rendered with another population (``population_seed + 100``) and the same
     appearance; ``weak`` its training split as a 2D-only cache, ``weak_3d`` the same with its 3D
     labels (the oracle), ``eval`` its evaluation split."""
     import json
 
-    from .data.freihand import freihand_to_cache
-    from .data.synth import PRESETS as DATA_SIZES, generate_dataset
+    from ..data.freihand import freihand_to_cache
+    from ..data.synth import PRESETS as DATA_SIZES, generate_dataset
 
     root = data["root"] / "source_heldout"
     src_meta = json.loads((data["root"] / "source" / "provenance.json").read_text())["config"]
@@ -95,17 +95,17 @@ def _name(preset: str, appearance: str, wiring: str, seed: int) -> str:
 
 def run_study(preset: str = "cpu", wirings: list[str] | None = None, seeds=(0,), appearance: str = "markers",
               jobs: int = 1, data_root: str = "data/synth", runs_root: str = "data/runs", results_root: str = "results",
-              benchmark: str = "results/benchmark_v2.yaml", progress: bool = True, device: str | None = None) -> Path:
+              benchmark: str | None = None, progress: bool = True, device: str | None = None) -> Path:
     """Train (unless done) and evaluate each wiring x seed on held-out source hands; returns the table."""
-    from .benchmark import load_benchmark
+    from .benchmark import DEFAULT_BENCHMARK, load_benchmark
     from .experiment import prepare_data, run_jobs, source_limits, trained_steps
-    from .train import preset as make_preset
+    from ..train import preset as make_preset
 
     wirings = wirings or list(WIRINGS)
     unknown = set(wirings) - set(WIRINGS)
     if unknown:
         raise ValueError(f"unknown wirings {sorted(unknown)}; choose from {list(WIRINGS)}")
-    bench = load_benchmark(benchmark)
+    bench = load_benchmark(benchmark or DEFAULT_BENCHMARK)
     base = make_preset(preset)
     data = prepare_data(data_root, preset, base.image_size, progress=progress, benchmark=bench, appearance=appearance)
     held = heldout_data(data, preset, progress=progress)
@@ -150,8 +150,8 @@ def study_table(preset: str, appearance: str, results_root: str = "results") -> 
 
     import pandas as pd
 
-    from .results import provenance
-    from .tables import frame_markdown, write_table
+    from ..results import provenance
+    from .report import frame_markdown, write_table
 
     rows = []
     for f in sorted((Path(results_root) / "wiring_study").glob(f"wiring_{preset}_*/metrics.json")):
@@ -185,7 +185,7 @@ def study_figure(df, path: Path) -> None:
     low and left)."""
     import matplotlib.pyplot as plt
 
-    from .viz.static import save
+    from ..viz.static import save
 
     d = df[df["seed"] == 0]
     if d.empty:
@@ -247,14 +247,14 @@ def choose_wiring(metrics: dict[str, dict[str, float]], rule: dict[str, float] =
 
 
 def add_cli_arguments(p) -> None:
-    from .train import PRESETS
+    from ..train import PRESETS
 
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="data size and training preset")
     p.add_argument("--wirings", nargs="+", choices=list(WIRINGS), help="wirings to train (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of every wiring")
     p.add_argument("--appearance", default="markers", choices=("skin", "glove", "markers"), help="the data level")
     p.add_argument("--jobs", type=int, default=1, help="runs at once on the CPU, cores/jobs threads each")
-    p.add_argument("--benchmark", default="results/benchmark_v2.yaml", help="data, limits and loss settings")
+    p.add_argument("--benchmark", help="data, limits and loss settings (default: results/benchmark_v2.yaml)")
     p.add_argument("--data", default="data/synth", help="where the synthetic domains are made")
     p.add_argument("--runs-dir", default="data/runs", help="checkpoints and logs")
     p.add_argument("--results", default="results", help="metrics and the table")

@@ -1,0 +1,170 @@
+"""Prediction and camera file formats, read and written in one place.
+
+FreiHAND's ``pred.json`` (``[xyz_list, verts_list]``), this project's ``predictions.npz`` (key
+``xyz``) or a ``.npy`` array of ``(N, 21, 3)`` joints in metres, MediaPipe Hands' JSON output,
+and per-sample intrinsics. Every reader validates what it returns and names the file, the
+field and the sample at fault.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .validate import as_array, check_finite
+
+__all__ = ["load_predictions", "read_pred_json", "write_pred_json", "read_mediapipe", "load_intrinsics"]
+
+
+def load_predictions(path: str | os.PathLike) -> np.ndarray:
+    """``(N, 21, 3)`` joints from a FreiHAND ``pred.json``, a ``predictions.npz`` (key ``xyz``)
+    or a ``.npy`` array; a wrong shape or a NaN / inf value is a ``ValueError`` naming the file,
+    the field and the sample."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return read_pred_json(path)[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions not found: {path}")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            if "xyz" not in z.files:
+                raise ValueError(f"{path}: no 'xyz' array (has {z.files})")
+            xyz = z["xyz"]
+    elif path.suffix == ".npy":
+        xyz = np.load(path, allow_pickle=False)
+    else:
+        raise ValueError(f"{path}: expected .json (FreiHAND pred.json), .npz or .npy")
+    xyz = as_array(xyz, path, "xyz", (None, 21, 3))
+    check_finite(xyz, path, "xyz")
+    return xyz
+
+
+def read_pred_json(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """FreiHAND's ``pred.json``: ``[xyz_list, verts_list]`` -> ``(xyz (N, 21, 3), verts (N, 778, 3) or None)``."""
+    from .results import read_json
+
+    path = Path(path)
+    data = read_json(path, f"predictions not found: {path}")
+    if not isinstance(data, list) or len(data) != 2:
+        got = (f"a list of length {len(data)}" if isinstance(data, list) else
+               f"a dict with keys {sorted(map(str, data))[:8]}" if isinstance(data, dict) else
+               f"a {type(data).__name__}")
+        raise ValueError(f"{path}: expected a list [xyz_list, verts_list], got {got}")
+    xyz = as_array(data[0], path, "xyz_list", (None, 21, 3))
+    check_finite(xyz, path, "xyz_list")
+    verts = as_array(data[1], path, "verts_list", (len(xyz), 778, 3)) if data[1] else None
+    return xyz, verts
+
+
+def write_pred_json(path: str | os.PathLike, xyz: np.ndarray, verts: np.ndarray | None = None) -> Path:
+    """Write FreiHAND's submission format. Without vertices (this project predicts joints only)
+    every sample gets 778 zero vertices, so the file is accepted; its mesh scores are meaningless."""
+    import json
+
+    from .results import write_text_atomic
+
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
+        raise ValueError(f"xyz: expected (N, 21, 3), got {xyz.shape}")
+    if verts is None:
+        verts = np.zeros((len(xyz), 778, 3))
+    return write_text_atomic(path, json.dumps([xyz.tolist(), np.asarray(verts).tolist()]))
+
+
+def read_mediapipe(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """Hands from MediaPipe Hands output saved as JSON: ``(xyz (N, 21, 3), sides)``, one entry
+    per detected hand, frames in order, ``sides[i]`` ``"left"`` / ``"right"`` — the side of the
+    *landmarks' geometry*, which is what the audit needs.
+
+    The file holds one frame or a list of frames, each either
+
+    * the Tasks API's ``HandLandmarkerResult`` as a mapping: ``handedness`` (per hand a list
+      of categories with ``category_name`` "Left" / "Right"), ``hand_world_landmarks`` (per hand
+      21 landmarks), optionally ``hand_landmarks``; or
+    * the legacy ``mp.solutions.hands`` output through ``MessageToDict``: ``multi_handedness``
+      (per hand ``{"classification": [{"label": ...}]}``), ``multi_hand_world_landmarks``
+      (per hand ``{"landmark": [...]}``).
+
+    A landmark is ``{"x", "y", "z"}`` or ``[x, y, z]``. World landmarks (metres, origin near the
+    hand's centre) are used as camera-frame joints (MediaPipe's x right, y down, z away from
+    the camera); MediaPipe's 21 landmarks are in our joint order. **Handedness:** the Tasks
+    API labels the subject's hand and inverts the label for a mirrored image, so the label is
+    the landmarks' side; the legacy API assumes a mirrored (selfie) input and labels the
+    subject's hand under that assumption, so its landmarks are always of the *other* side
+    than its label. Each is read accordingly. Wrong joint counts, non-finite values, unknown
+    labels and a handedness list that does not match the hands are errors naming the frame
+    and hand."""
+    from .results import read_json
+
+    path = Path(path)
+    data = read_json(path, f"MediaPipe output not found: {path}")
+    frames = data if isinstance(data, list) else [data]
+    xyz, sides = [], []
+    for f, frame in enumerate(frames):
+        if not isinstance(frame, dict):
+            raise ValueError(f"{path}: frame {f}: expected a mapping of MediaPipe results, got {type(frame).__name__}")
+        if "hand_world_landmarks" in frame or "handedness" in frame:
+            hands, labels, legacy = frame.get("hand_world_landmarks"), frame.get("handedness"), False
+            field, hfield = "hand_world_landmarks", "handedness"
+        elif "multi_hand_world_landmarks" in frame or "multi_handedness" in frame:
+            hands = [h.get("landmark") if isinstance(h, dict) else h for h in frame.get("multi_hand_world_landmarks") or []]
+            labels = [h.get("classification") if isinstance(h, dict) else h for h in frame.get("multi_handedness") or []]
+            legacy, field, hfield = True, "multi_hand_world_landmarks", "multi_handedness"
+        else:
+            raise ValueError(f"{path}: frame {f}: no MediaPipe hands (expected 'hand_world_landmarks' and "
+                             f"'handedness', or 'multi_hand_world_landmarks' and 'multi_handedness'); has {sorted(frame)}")
+        hands, labels = hands or [], labels or []
+        if len(labels) != len(hands):
+            raise ValueError(f"{path}: frame {f}: field '{hfield}': {len(labels)} handedness entries for "
+                             f"{len(hands)} hands in '{field}'")
+        for h, (marks, cats) in enumerate(zip(hands, labels)):
+            where = f"{path}: frame {f}: hand {h}"
+            if not isinstance(marks, list) or len(marks) != 21:
+                raise ValueError(f"{where}: field '{field}': expected 21 landmarks, got "
+                                 f"{len(marks) if isinstance(marks, list) else type(marks).__name__}")
+            try:
+                pts = [[m["x"], m["y"], m["z"]] if isinstance(m, dict) else list(m) for m in marks]
+                arr = np.asarray(pts, dtype=np.float64)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"{where}: field '{field}': landmarks must be {{x, y, z}} or [x, y, z] ({e})") from None
+            if arr.shape != (21, 3) or not np.isfinite(arr).all():
+                raise ValueError(f"{where}: field '{field}': expected 21 finite (x, y, z), got shape {arr.shape}"
+                                 + ("" if arr.shape != (21, 3) else " with NaN / inf"))
+            top = cats[0] if isinstance(cats, list) and cats else cats
+            label = (top.get("category_name", top.get("label")) if isinstance(top, dict) else top)
+            if not isinstance(label, str) or label.lower() not in ("left", "right"):
+                raise ValueError(f"{where}: field '{hfield}': handedness must be 'Left' or 'Right', got {label!r}")
+            side = label.lower()
+            if legacy:
+                side = "left" if side == "right" else "right"
+            xyz.append(arr)
+            sides.append(side)
+    if not xyz:
+        raise ValueError(f"{path}: no hands in {len(frames)} frame(s)")
+    return np.stack(xyz), sides
+
+
+def load_intrinsics(path: str | os.PathLike) -> np.ndarray:
+    """Per-sample camera intrinsics ``(N, 3, 3)`` in pixels from a prepared cache folder (its
+    ``K``), a ``.npy`` array or a JSON list of 3x3 matrices. A wrong shape, a non-finite value,
+    or a zero focal length is a ``ValueError`` naming the
+    file and the field."""
+    from .validate import check_intrinsics
+
+    path = Path(path)
+    if path.is_dir():
+        from .data.cache import PreparedCache
+
+        K = PreparedCache(path).annotations["K"].astype(np.float64)
+    elif path.suffix == ".npy":
+        if not path.is_file():
+            raise FileNotFoundError(f"intrinsics not found: {path}")
+        K = np.load(path, allow_pickle=False)
+    else:
+        from .results import read_json
+
+        K = read_json(path, f"intrinsics not found: {path}")
+    K = as_array(K, path, "K", (None, 3, 3))
+    check_intrinsics(K, path)
+    return K

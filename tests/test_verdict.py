@@ -1,0 +1,86 @@
+"""The v3 verdict (bmclib.bench.verdict): on fake runs whose answer is known, it passes a run that
+is better, fails one that is not, and calls too few seeds incomplete."""
+import json
+
+import numpy as np
+import pytest
+
+from bmclib.bench.benchmark import load_benchmark
+from bmclib.bench.verdict import judge, level_runs, verdict_table
+from bmclib.config import run_name
+from bmclib.data.cache import PreparedCache
+from bmclib.data.synth import generate_dataset
+
+from test_v3 import V3_MINI
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("verdict")
+    generate_dataset(str(root / "data"), "source", 16, 64, seed=0, size=64, progress=False)
+    (root / "v9.yaml").write_text(V3_MINI)
+    return root
+
+
+def _fake_runs(root, results, noise: dict[str, float], seeds=(0, 1, 2)):
+    """Predictions = the truth with root-relative depth noise of ``noise[run]`` metres."""
+    ev = PreparedCache(root / "data" / "cache" / "evaluation")
+    gt = ev.annotations["xyz"].astype(np.float64)
+    for run, sd in noise.items():
+        for s in seeds:
+            g = np.random.default_rng(100 * s + len(run))
+            xyz = gt.copy()
+            xyz[:, 1:, 2] += g.normal(0, sd, xyz[:, 1:, 2].shape)
+            d = results / "runs" / run_name("cpu", run, s, "v9-glove")
+            d.mkdir(parents=True, exist_ok=True)
+            np.savez(d / "predictions.npz", xyz=xyz.astype(np.float32), uv=ev.annotations["uv"].astype(np.float32))
+            prov = {"git_commit": "abc", "data": {"eval_cache": str(root / "data" / "cache" / "evaluation"),
+                                                  "eval_sha256": ev.meta["annotations_sha256"],
+                                                  "source": str(root / "data" / "cache" / "training")}}
+            (d / "metrics.json").write_text(json.dumps({"provenance": prov}))
+
+
+def test_a_better_run_passes_an_equal_one_fails_and_missing_seeds_are_incomplete(world, tmp_path):
+    bench = load_benchmark(world / "v9.yaml")
+    good = tmp_path / "good"
+    _fake_runs(world, good, {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002, "1_source3d": 0.02})
+    res = judge(bench, level_runs(bench, "glove", good)[0], n_boot=300)
+    assert res["verdict"] == "passes" and res["conditions"]["better_than_no_bmc"]["passed"]
+    assert 0.3 < res["reduction"]["reduction"] < 0.7 and res["seeds"] == [0, 1, 2]
+
+    same = tmp_path / "same"  # BMC no better than no BMC: the same noise
+    _fake_runs(world, same, {"2_target2d": 0.012, "3_bmc_all": 0.012, "4_target3d_oracle": 0.002})
+    res = judge(bench, level_runs(bench, "glove", same)[0], n_boot=300)
+    assert res["verdict"] == "fails" and not res["conditions"]["better_than_no_bmc"]["passed"]
+
+    few = tmp_path / "few"
+    _fake_runs(world, few, {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002}, seeds=(0, 1))
+    res = judge(bench, level_runs(bench, "glove", few)[0], n_boot=300)
+    assert res["verdict"] == "incomplete" and "2 of 3" in res["sentence"] and "not a verdict" in res["sentence"]
+
+    path = verdict_table(world / "v9.yaml", "glove", good, n_boot=300)
+    md = path.read_text()
+    assert "The pre-registered test passes" in md and (good / "figures" / "benchmark_v9-glove.png").is_file()
+    saved = json.loads(path.with_suffix(".json").read_text())
+    assert saved["verdict"]["verdict"] == "passes" and saved["provenance"]["level"] == "glove"
+    with pytest.raises(FileNotFoundError, match="no predictions of benchmark v9 at level 'skin'"):
+        verdict_table(world / "v9.yaml", "skin", good)
+
+
+def test_the_image_regime_map_puts_each_level_and_seed_beside_the_keypoint_map(world, tmp_path):
+    from bmclib.bench.verdict import image_regime_map
+
+    res = tmp_path / "res"
+    _fake_runs(world, res, {"2_target2d": 0.012, "3_bmc_all": 0.006})
+    (res / "tables").mkdir(parents=True, exist_ok=True)
+    (res / "tables" / "regime_map.csv").write_text(
+        "population,noise_px,method,limits,reduction_pct,reduction_pct_std\n"
+        "20_hands,0.0,lifter,source_quantile,3.0,1.0\n20_hands,4.0,lifter,source_quantile,1.5,1.0\n"
+        "20_hands,4.0,tto,source_quantile,9.0,1.0\n")
+    md = image_regime_map(world / "v9.yaml", res).read_text()
+    table = np.genfromtxt(res / "tables" / "regime_map_images.csv", delimiter=",", names=True, dtype=None,
+                          encoding=None)
+    assert len(table) == 3 and set(table["level"]) == {"glove"}
+    assert np.allclose(table["base_2d_px"], 0.0) and (table["depth_norm_mm_reduction_pct"] > 30).all()
+    assert "| 4.00 | 3.92 | 1.50 |" in md  # 4 px of Gaussian noise per coordinate: 1.25 x 4 px = 3.9% of 128 px
+    assert (res / "figures" / "regime_map_images.png").is_file()
