@@ -2,7 +2,7 @@
 # The GPU check on a fresh GPU machine with only this repository (no network needed where
 # torch, numpy, scipy, pandas, matplotlib, pillow, tqdm and pyyaml are installed, as on
 # the lent GPU machines): install the project without touching the machine's torch, then
-# render benchmark v2's synthetic domains on the GPU, train runs 1-4 of the `gpu` preset
+# render benchmark v3's synthetic domains (glove level) on the GPU, train runs 1-4 of the `gpu` preset
 # briefly, evaluate them and print images/s, the BMC share of a step and peak memory
 # (bmclib.bench.gpu_check). Arguments go to `bmc gpu-check`; the CPU test runs
 #   data_scripts/gpu_check.sh --device cpu --preset tiny --num 64 --num-eval 32 --steps 4

@@ -150,7 +150,8 @@ def test_gpu_check_script_on_the_cpu(tmp_path):
     assert all(r["epe_2d_px"] > 0 for r in s["runs"].values())
     assert s["throughput"][0]["images_per_s"] > 0 and s["throughput"][0]["peak_mem_gb"] is None
     assert saved["provenance"]["made_by"] == "bmc gpu-check"
-    assert "| 3_bmc_all |" in (tmp_path / "results" / "gpu_check.md").read_text()
+    md = (tmp_path / "results" / "gpu_check.md").read_text()
+    assert "| 3_bmc_all |" in md and "runs 1-4 of benchmark v3" in md and "glove level" in md
 
 
 def test_model_study_trains_candidates_on_source_and_skips_finished_ones(tmp_path, capsys):

@@ -118,8 +118,12 @@ def test_tiny_notebook_01_and_02_measure_the_decomposition(tiny_reproduction):
     assert m1["round_trip_max_m"] < 1e-12
     assert m1["edited_angle_error_deg"] < 1e-6
     assert m1["joints_moved"] == 2  # the index PIP angle moves the DIP and the tip, nothing else
+    # the formulas written in the notebook, computed in numpy, equal bmclib's values
+    assert m1["formula_check_bones_m"] < 1e-12 and m1["formula_check_palm"] < 1e-8
+    assert m1["formula_check_angles_deg"] < 1e-8 and m1["formula_check_frame"] < 1e-12
     m2 = _metrics(tiny_reproduction, "02_angle_envelopes")["metrics"]
     assert m2["angle_term_min"] == 0.0 < m2["angle_term_at_180deg"]
+    assert m2["formula_check_terms"] < 1e-9  # the written loss, in numpy, equals BMCLoss
     assert m2["bone_term_at_1.8x"] > 0 and m2["root_term_max"] > 0
     assert m2["source terms outside fitted"] <= 0.02  # quantile limits: about 1% of each term's values
     assert 0.4 < m2["hull_area_share"]["index_mcp"] < 0.85  # abduction narrows with flexion: not a box

@@ -18,8 +18,9 @@ bootstrap over images and seeds (:func:`paired_reduction`). :func:`power` says h
 images) a 25% paired reduction needs.
 
 ``bmc controls --set source_val --appearance glove`` (the wiring study's runs on held-out source
-hands) and ``bmc controls --set v2`` (benchmark v2's committed runs on its target-test) write
-``results/tables/controls_<set>.{csv,md}``.
+hands), ``bmc controls --set v3 --appearance glove`` (benchmark v3's runs at a level) and
+``bmc controls --set v2`` (benchmark v2's committed runs on its target-test) write
+``results/tables/controls_<set>[-<level>].{csv,md}`` (the level for v3).
 """
 from __future__ import annotations
 
@@ -240,6 +241,10 @@ SETS: dict[str, dict[str, Any]] = {
            "roles": {"base": "2_target2d", "oracle": "4_target3d_oracle", "source_only": "1_source3d"},
            "candidates": ("3_bmc_all", "3a_bmc_bl", "3b_bmc_bl_rb"),
            "where": "benchmark v2's committed runs on its target-test"},
+    "v3": {"runs": "runs/{preset}_v3-{appearance}_{run}_seed{seed}", "seeds": (0, 1, 2, 3, 4, 5),
+           "roles": {"base": "2_target2d", "oracle": "4_target3d_oracle", "source_only": "1_source3d"},
+           "candidates": ("3_bmc_all", "3a_bmc_bl", "3b_bmc_bl_rb"),
+           "where": "benchmark v3's runs on its target-test (data seed 1)"},
     "source_val": {"runs": "wiring_study/wiring_{preset}_{appearance}_{run}_seed{seed}", "seeds": (0, 1, 2),
                    "roles": {"base": "none", "oracle": "oracle", "source_only": "source3d"},
                    "candidates": ("v2", "maps", "maps_detached", "output", "all_bones", "pull_2d", "late", "v2_late"),
@@ -358,7 +363,7 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
             pw.append({"arm": arm, "metric": k, "seeds": str(both), "mean_diff": float(d.mean()),
                        **power(d.mean(1), base_mean, float(np.sqrt(d.var(1, ddof=1).mean())), d.shape[1])})
     power_df = pd.DataFrame(pw)
-    stem = Path(results_root) / "tables" / f"controls_{name}"
+    stem = Path(results_root) / "tables" / (f"controls_{name}-{appearance}" if name == "v3" else f"controls_{name}")
     write_table(values, stem.with_name(stem.name + "_values"), "# Arm values\n\n" + frame_markdown(values))
     legend = "\n".join(f"- `{k}`: {v[0]}" for k, v in CONDITIONS.items()) + (
         "\n- `n/i`: the control cannot judge this cell (it equals what it is compared with, or has no error "
@@ -375,7 +380,7 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
           + "\n\n## Power: seeds and images needed to see a 25% paired reduction (one-sided 2.5% as the 95% intervals, power 80%, t quantiles over seeds)\n\n"
           "`seed_sd`: the seed-to-seed spread of the arm's mean paired difference from the no-BMC run (needs 2 seeds "
           "or more); `images_sd`: the per-image spread of that difference within a seed.\n\n"
-          + frame_markdown(power_df) + f"\n\nMade by `bmc controls --set {name}` at commit {prov['git_commit']}, "
+          + frame_markdown(power_df) + f"\n\nMade by `bmc controls --set {name} --appearance {appearance}` at commit {prov['git_commit']}, "
           f"{prov['time']}.")
     path = write_table(valid, stem, md)
     write_text_atomic(stem.with_suffix(".json"), json.dumps({"provenance": prov, "valid": rows, "values": vals,
