@@ -122,7 +122,7 @@ def test_tiny_notebook_01_and_02_measure_the_decomposition(tiny_reproduction):
     assert m1["formula_check_bones_m"] < 1e-12 and m1["formula_check_palm"] < 1e-8
     assert m1["formula_check_angles_deg"] < 1e-8 and m1["formula_check_frame"] < 1e-12
     m2 = _metrics(tiny_reproduction, "02_angle_envelopes")["metrics"]
-    assert m2["angle_term_min"] == 0.0 < m2["angle_term_at_180deg"]
+    assert m2["angle_term_min"] == 0.0 < m2["angle_term_at_175deg"]
     assert m2["formula_check_terms"] < 1e-9  # the written loss, in numpy, equals BMCLoss
     assert m2["bone_term_at_1.8x"] > 0 and m2["root_term_max"] > 0
     assert m2["source terms outside fitted"] <= 0.02  # quantile limits: about 1% of each term's values
