@@ -44,7 +44,7 @@ from .biomech import EPS_DEGENERATE, SaturatingUpcast, compute_dtype, decompose_
 from .fused import bmc_terms, loss_weights
 from .limits import BMCLimits
 
-__all__ = ["guarded_bmc", "root_extent", "BMCLoss", "BMCLossOutput", "interval_loss", "polygon_distance", "TERM_NAMES", "VIOLATION_TOL", "violations",
+__all__ = ["GRAD_BOUND", "guarded_bmc", "root_extent", "BMCLoss", "BMCLossOutput", "interval_loss", "polygon_distance", "TERM_NAMES", "VIOLATION_TOL", "violations",
            "plausible"]
 
 #: The 43 terms of a pose, in the order of :attr:`BMCLossOutput.per_term`: 20 bone lengths,
@@ -61,6 +61,16 @@ TERM_NAMES: tuple[str, ...] = tuple(
 VIOLATION_TOL = 1e-9
 
 _REDUCTIONS = ("none", "mean", "sum")
+
+
+#: documented bound on ``max |d loss / d joint| x pose_size`` for the per-pose total of the BMC loss
+#: (default lambdas), on every family, in float32 and float64, on both loss paths. The floors that
+#: keep degenerate poses finite (:data:`bmclib.biomech.EPS_DEGENERATE` = 0.01 of the pose's size) set its
+#: order: a bone just above the floor has a gradient of about 1 / EPS_DEGENERATE^2 pose sizes.
+#: Measured (``results/benchmarks/fuzz_gradients.md``, 512 poses a family; seeds 0-3 of 256 reach
+#: 1.0e6 in ``shrunk``): ``shrunk`` 8.4e5, ``shrunk_palm`` 1.6e5, ``collapsed`` 1.4e5, ``fold_pi`` 24,
+#: ``scale_ref`` 12, the rest below 10.
+GRAD_BOUND = 1e7
 
 
 def interval_loss(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
@@ -149,7 +159,7 @@ class BMCLoss(nn.Module):
     Gradients are finite for every finite pose the loss accepts, including degenerate ones
     (zero-length bones, collapsed palms, bones folded back by pi, poses of 1e-6 of a hand's
     size, coincident joints), and ``|d total / d joint| x pose size`` stays below
-    :data:`bmclib.bench.fuzz.GRAD_BOUND` for the per-pose total with the default lambdas (scale-free:
+    :data:`GRAD_BOUND` for the per-pose total with the default lambdas (scale-free:
     the gradient grows as 1 / size). ``tests/test_robustness.py`` checks it family by family.
     """
 

@@ -69,7 +69,10 @@ def write_pred_json(path: str | os.PathLike, xyz: np.ndarray, verts: np.ndarray 
         raise ValueError(f"xyz: expected (N, 21, 3), got {xyz.shape}")
     if verts is None:
         verts = np.zeros((len(xyz), 778, 3))
-    return write_text_atomic(path, json.dumps([xyz.tolist(), np.asarray(verts).tolist()]))
+    verts = np.asarray(verts, dtype=np.float64)
+    if verts.shape != (len(xyz), 778, 3):
+        raise ValueError(f"verts: expected ({len(xyz)}, 778, 3) for {len(xyz)} poses, got {verts.shape}")
+    return write_text_atomic(path, json.dumps([xyz.tolist(), verts.tolist()]))
 
 
 def read_mediapipe(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:

@@ -52,7 +52,7 @@ def make_bmc_loss(cfg: TrainConfig, limits: BMCLimits) -> BMCLoss:
     lam_a = cfg.lambda_a if cfg.bmc_terms == "all" else 0.0
     validate_config(cfg)
     # fused=False: the autograd path the committed runs were trained with, so that they reproduce to the
-    # last digit (BMC is 1-7% of a training step; the hand-written backward rounds float32 differently)
+    # last digit; the fused default differs by float32 rounding only (bmclib/README.md, "Two paths, one loss")
     return BMCLoss(limits, cfg.lambda_bl, lam_rb, lam_a, reduction="none", check=False, compile=cfg.compile_bmc,
                    fused=False)
 

@@ -203,7 +203,8 @@ def test_benchmark_file_loads_and_bad_files_name_the_field(tmp_path):
 # ---------------------------------------------------------------- defect 3: the loss balance, on source validation
 @pytest.mark.slow
 def test_pull_ratio_study_shows_the_image_width_loss_is_out_pulled(tmp_path, capsys):
-    from bmclib.bench.balance import main, pull_ratios, recommend_w_2d
+    from bmclib.bench.balance import pull_ratios, recommend_w_2d
+    from bmclib.bench.cli import main
 
     rows = pull_ratios(64, (1.0, 4.0), n=128)
     by = {(r["sigma_px"], r["units"]): r for r in rows}
@@ -213,7 +214,7 @@ def test_pull_ratio_study_shows_the_image_width_loss_is_out_pulled(tmp_path, cap
     assert by[4.0, "px"]["bmc_mean"] > by[1.0, "px"]["bmc_mean"]  # worse 2D, more implausible true depths
     w = recommend_w_2d(rows, 1.0, "image")
     assert w >= by[1.0, "image"]["ratio_p90"] and w / 2 < by[1.0, "image"]["ratio_p90"] and math.log2(w).is_integer()
-    assert main(["--size", "64", "--sigmas", "1", "--n", "32", "--json", str(tmp_path / "b.json")]) == 0
+    assert main(["balance", "--size", "64", "--sigmas", "1", "--n", "32", "--json", str(tmp_path / "b.json")]) == 0
     assert "smallest w_2d" in (tmp_path / "b.md").read_text()
 
 

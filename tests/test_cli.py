@@ -40,3 +40,15 @@ def test_unknown_command_and_bad_values_exit_2(capsys):
     assert main(["limits", "/no/such/limits.json"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bmc limits:") and "/no/such/limits.json" in err and "Traceback" not in err
+
+
+def test_help_is_plain_text(capsys):
+    """``bmc -h`` and every command's help print no reST markup."""
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":mod:" not in out and ":func:" not in out
+    for name in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([name, "-h"])
+        text = capsys.readouterr().out
+        assert "``" not in text and ":func:" not in text, name

@@ -1,6 +1,7 @@
 """The package's layout: the library never imports the benchmark (bmclib.bench), no import
 cycles (imports inside functions counted), no private name imported across modules."""
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ PKG = Path(__file__).resolve().parents[1] / "bmclib"
 
 def _imports() -> tuple[dict[str, set[str]], list[tuple[str, str, str]]]:
     """module -> the bmclib modules it imports anywhere in its body; and (module, from, name)
-    for every private name imported from another module."""
+    for every private name imported from another module. An import of a ``bmclib`` module that
+    does not exist (a wrong relative import) is recorded as ``(module, target, "<missing>")``."""
     mods = {}
     for p in PKG.rglob("*.py"):
         parts = list(p.relative_to(PKG.parent).with_suffix("").parts)
@@ -22,6 +24,8 @@ def _imports() -> tuple[dict[str, set[str]], list[tuple[str, str, str]]]:
             if isinstance(node, ast.ImportFrom):
                 base = ".".join(here[:len(here) - node.level + 1] + ([node.module] if node.module else [])) \
                     if node.level else (node.module or "")
+                if base.startswith("bmclib") and base not in mods:
+                    private.append((m, base, "<missing>"))
                 for a in node.names:
                     target = f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base
                     if target in mods and target != m:
@@ -76,9 +80,10 @@ def test_the_scan_finds_a_cycle_and_a_private_import(tmp_path, monkeypatch):
     (pkg / "a.py").write_text("def f():\n    from .b import _hidden\n")
     (pkg / "b.py").write_text("from .bench import x\n_hidden = 1\n")
     (pkg / "bench" / "x.py").write_text("from ..a import f\n")
-    monkeypatch.setattr(__import__(__name__), "PKG", pkg)
+    (pkg / "c.py").write_text("def g():\n    from .nowhere import thing\n")
+    monkeypatch.setattr(sys.modules[__name__], "PKG", pkg)
     graph, private = _imports()
-    assert private == [("bmclib.a", "bmclib.b", "_hidden")]
+    assert sorted(private) == [("bmclib.a", "bmclib.b", "_hidden"), ("bmclib.c", "bmclib.nowhere", "<missing>")]
     assert _cycles(graph) and ("bmclib.bench" in graph["bmclib.b"] or "bmclib.bench.x" in graph["bmclib.b"])
 
 

@@ -200,13 +200,19 @@ def test_the_installed_wheel_runs_the_user_commands_outside_the_checkout(tmp_pat
                 (site / top).symlink_to(base / top)
     with zipfile.ZipFile(wheel) as z:
         z.extractall(site)
+        entry = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/entry_points.txt"))).decode()
+    # the console script the wheel declares, written as pip writes it
+    target = re.search(r"^bmc\s*=\s*([\w.]+):(\w+)\s*$", entry, re.M)
+    assert target, entry
+    script = venv / "bin" / "bmc"
+    script.write_text(f"#!{py}\nimport sys\nfrom {target[1]} import {target[2]}\nsys.exit({target[2]}())\n")
+    script.chmod(0o755)
     work = tmp_path / "elsewhere"  # no results/, no notebooks/: not a checkout
     work.mkdir()
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MPLBACKEND": "Agg"}
 
     def bmc(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(py), "-m", "bmclib.bench.cli", *args], capture_output=True, text=True, cwd=work,
-                              env=env, timeout=600)
+        return subprocess.run([str(script), *args], capture_output=True, text=True, cwd=work, env=env, timeout=600)
 
     where = subprocess.run([str(py), "-c", "import bmclib; print(bmclib.__file__)"], capture_output=True, text=True,
                            cwd=work, env=env)
@@ -227,3 +233,5 @@ def test_the_installed_wheel_runs_the_user_commands_outside_the_checkout(tmp_pat
     assert (work / "audit" / "audit.md").is_file() and (work / "refined.npz").is_file()
     r = bmc("reproduce", "--only", "data")
     assert r.returncode == 2 and "needs the bmc-hand checkout" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = bmc("verdict")  # a benchmark command with a default file in the checkout: named, no traceback
+    assert r.returncode == 2 and "benchmark_v3.yaml" in r.stderr and "Traceback" not in r.stderr, r.stderr

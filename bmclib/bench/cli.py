@@ -63,7 +63,7 @@ def _tables(a: argparse.Namespace) -> int:
 
 
 def _module(name: str):
-    """``(add_arguments, run)`` of a module that also runs on its own (``bmclib.bench.NAME``)."""
+    """``(add_arguments, run)`` of a benchmark module with ``add_cli_arguments`` and ``cli_main`` (``bmclib.bench.NAME``)."""
     def args(p: argparse.ArgumentParser) -> None:
         importlib.import_module(f"bmclib.bench.{name}").add_cli_arguments(p)
 

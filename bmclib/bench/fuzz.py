@@ -1,6 +1,6 @@
 """Degenerate hand poses for robustness checks of the BMC loss and the decomposition.
 
-Every family starts from anatomical hands (:func:`bmclib.bench.random_poses`) and bends them into
+Every family starts from anatomical hands (:func:`bmclib.handmodel.random_poses`) and bends them into
 one kind of degeneracy that a network's output can reach during training. ``bmc fuzz`` (and
 ``tests/test_robustness.py``) evaluate the loss and its gradient on each family, per dtype and
 loss path, and report the largest ``|grad| x size``: the loss is scale-free (``L(c x) = L(x)``), so
@@ -23,18 +23,12 @@ from torch import Tensor
 
 from .. import skeleton as sk
 
+from ..losses import GRAD_BOUND  # the loss's documented bound, checked here
+
 __all__ = ["FAMILIES", "GRAD_BOUND", "pose_size", "fuzz_poses", "gradient_report"]
 
 FAMILIES = ("scale", "collapsed", "shrunk", "scale_ref", "shrunk_palm", "fold_pi", "coplanar_palm", "quantised")
 
-#: documented bound on ``max |d loss / d joint| x pose_size`` for the per-pose total of the BMC loss
-#: (default lambdas), on every family, in float32 and float64, on both loss paths. The floors that
-#: keep degenerate poses finite (``biomech.EPS_DEGENERATE`` = 0.01 of the pose's size) set its
-#: order: a bone just above the floor has a gradient of about 1 / EPS_DEGENERATE^2 pose sizes.
-#: Measured (``results/benchmarks/fuzz_gradients.md``, 512 poses a family; seeds 0-3 of 256 reach
-#: 1.0e6 in ``shrunk``): ``shrunk`` 8.4e5, ``shrunk_palm`` 1.6e5, ``collapsed`` 1.4e5, ``fold_pi`` 24,
-#: ``scale_ref`` 12, the rest below 10.
-GRAD_BOUND = 1e7
 
 
 def pose_size(joints: Tensor) -> Tensor:
