@@ -329,8 +329,7 @@ def _refine(a: argparse.Namespace) -> int:
     from .evaluate import mean_bmc
     from .lifting import refine_predictions
     from .limits import BMCLimits
-    from .predictions import load_intrinsics, load_predictions, write_pred_json
-    from .results import atomic_path
+    from .predictions import load_intrinsics, load_predictions, write_pred_json, write_predictions
 
     xyz = load_predictions(a.pred)
     K = load_intrinsics(a.K)
@@ -347,8 +346,7 @@ def _refine(a: argparse.Namespace) -> int:
     if dest.suffix == ".json":
         write_pred_json(dest, out)
     elif dest.suffix in (".npz", ".npy"):
-        with atomic_path(dest) as tmp, open(tmp, "wb") as f:
-            (np.savez_compressed(f, xyz=out.astype(np.float32)) if dest.suffix == ".npz" else np.save(f, out))
+        write_predictions(dest, out)
     else:
         raise ValueError(f"--out {dest}: expected .json, .npz or .npy")
     print(f"{len(out)} poses refined ({a.steps} steps): mean BMC {before:.4f} -> {after:.4f}; 2D projections kept; "

@@ -273,9 +273,9 @@ def evaluate_run(run_dir: str | os.PathLike, cache_path: str | os.PathLike, resu
                               ann["K"])
     metrics["limits"] = limits.meta.get("source", "?")
     if save_predictions:
-        out = Path(results_root) / cfg.name
-        out.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out / "predictions.npz", uv=pred["uv"].astype(np.float32), xyz=pred["xyz"].astype(np.float32))
+        from .predictions import write_predictions
+
+        write_predictions(Path(results_root) / cfg.name / "predictions.npz", pred["xyz"], pred["uv"])
     write_metrics(cfg.name, metrics, results_root, config=cfg.to_dict(), preset=cfg.preset, seed=cfg.seed,
                   steps=cfg.steps, data={"eval_cache": str(cache_path), "eval_sha256": cache.meta["annotations_sha256"],
                                          "source": cfg.source, "weak": cfg.weak},

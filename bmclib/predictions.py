@@ -14,7 +14,8 @@ import numpy as np
 
 from .validate import as_array, check_finite
 
-__all__ = ["load_predictions", "read_pred_json", "write_pred_json", "read_mediapipe", "load_intrinsics"]
+__all__ = ["load_predictions", "read_predictions", "write_predictions", "read_pred_json", "write_pred_json",
+           "read_mediapipe", "load_intrinsics"]
 
 
 def load_predictions(path: str | os.PathLike) -> np.ndarray:
@@ -27,10 +28,7 @@ def load_predictions(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"predictions not found: {path}")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            if "xyz" not in z.files:
-                raise ValueError(f"{path}: no 'xyz' array (has {z.files})")
-            xyz = z["xyz"]
+        return read_predictions(path)["xyz"]
     elif path.suffix == ".npy":
         xyz = np.load(path, allow_pickle=False)
     else:
@@ -171,3 +169,47 @@ def load_intrinsics(path: str | os.PathLike) -> np.ndarray:
     K = as_array(K, path, "K", (None, 3, 3))
     check_intrinsics(K, path)
     return K
+
+
+def read_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """This project's ``predictions.npz``: ``{"xyz": (N, 21, 3) metres}`` and, where saved,
+    ``"uv": (N, 21, 2)`` pixels, as float64; a missing key, a wrong shape or a NaN / inf value is
+    a ``ValueError`` naming the file and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions not found: {path}")
+    with np.load(path, allow_pickle=False) as z:
+        if "xyz" not in z.files:
+            raise ValueError(f"{path}: no 'xyz' array (has {z.files})")
+        out = {"xyz": as_array(z["xyz"], path, "xyz", (None, 21, 3)).astype(np.float64)}
+        if "uv" in z.files:
+            out["uv"] = as_array(z["uv"], path, "uv", (len(out["xyz"]), 21, 2)).astype(np.float64)
+    for k, v in out.items():
+        check_finite(v, path, k)
+    return out
+
+
+def write_predictions(path: str | os.PathLike, xyz: np.ndarray, uv: np.ndarray | None = None) -> Path:
+    """Write predictions atomically: ``.npz`` (compressed float32 ``xyz (N, 21, 3)`` metres, and
+    ``uv (N, 21, 2)`` pixels where given: :func:`read_predictions` reads it) or ``.npy`` (the
+    joints alone)."""
+    from .results import atomic_path
+
+    path = Path(path)
+    xyz = np.asarray(xyz)
+    if xyz.ndim != 3 or xyz.shape[1:] != (21, 3):
+        raise ValueError(f"xyz: expected (N, 21, 3), got {xyz.shape}")
+    if uv is not None and np.shape(uv) != (len(xyz), 21, 2):
+        raise ValueError(f"uv: expected ({len(xyz)}, 21, 2), got {np.shape(uv)}")
+    if path.suffix not in (".npz", ".npy"):
+        raise ValueError(f"{path}: expected .npz or .npy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        if path.suffix == ".npy":
+            np.save(f, xyz)
+        else:
+            arrays = {"xyz": xyz.astype(np.float32)}
+            if uv is not None:
+                arrays["uv"] = np.asarray(uv).astype(np.float32)
+            np.savez_compressed(f, **arrays)
+    return path

@@ -43,3 +43,21 @@ def test_intrinsics_from_json_npy_and_a_cache_folder_name_the_bad_field(tmp_path
         load_intrinsics(tmp_path / "shape.json")
     with pytest.raises(FileNotFoundError, match="intrinsics not found"):
         load_intrinsics(tmp_path / "missing.npy")
+
+
+def test_the_projects_predictions_file_round_trips_and_is_validated(tmp_path):
+    from bmclib.predictions import read_predictions, write_predictions
+
+    xyz = np.random.default_rng(1).normal(0, 0.05, (4, 21, 3))
+    uv = np.random.default_rng(2).uniform(0, 96, (4, 21, 2))
+    write_predictions(tmp_path / "predictions.npz", xyz, uv)
+    got = read_predictions(tmp_path / "predictions.npz")
+    assert np.allclose(got["xyz"], xyz, atol=1e-6) and np.allclose(got["uv"], uv, atol=1e-4)
+    write_predictions(tmp_path / "joints.npy", xyz)
+    assert np.allclose(load_predictions(tmp_path / "joints.npy"), xyz)
+    with pytest.raises(ValueError, match=r"uv: expected \(4, 21, 2\)"):
+        write_predictions(tmp_path / "bad.npz", xyz, uv[:2])
+    xyz[1, 3, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", xyz=xyz)
+    with pytest.raises(ValueError, match=r"nan.npz: field 'xyz'"):
+        read_predictions(tmp_path / "nan.npz")

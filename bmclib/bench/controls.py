@@ -253,16 +253,17 @@ SETS: dict[str, dict[str, Any]] = {
 
 
 def _load(pattern: str, run: str, seeds, **names) -> dict[int, dict[str, Any]]:
+    from ..predictions import read_predictions
+
     out = {}
     for s in seeds:
         d = Path(pattern.format(run=run, seed=s, **names))
         f = d / "predictions.npz"
         if f.is_file():
-            with np.load(f) as z:
-                prov = json.loads((d / "metrics.json").read_text())["provenance"]
-                out[s] = {"uv": z["uv"].astype(np.float64), "xyz": z["xyz"].astype(np.float64),
-                          "eval_sha256": prov["data"].get("eval_sha256"), "eval_cache": prov["data"].get("eval_cache"),
-                          "source": prov["data"].get("source")}
+            z = read_predictions(f)
+            prov = json.loads((d / "metrics.json").read_text())["provenance"]
+            out[s] = {"uv": z["uv"], "xyz": z["xyz"], "eval_sha256": prov["data"].get("eval_sha256"),
+                      "eval_cache": prov["data"].get("eval_cache"), "source": prov["data"].get("source")}
     return out
 
 

@@ -308,9 +308,10 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
     from ..data.cache import PreparedCache
     from ..evaluate import evaluate_arrays
     from ..lifting import refine_predictions
-    from ..limits import BMCLimits
-    from ..results import provenance
     from ..config import run_name
+    from ..limits import BMCLimits
+    from ..predictions import read_predictions
+    from ..results import provenance
 
     rows = []
     for run in runs:
@@ -322,8 +323,8 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
             prov = json.loads((d / "metrics.json").read_text())["provenance"]
             cache = PreparedCache(prov["data"]["eval_cache"])
             limits = BMCLimits.load(prov["config"]["limits"])
-            with np.load(d / "predictions.npz") as z:
-                xyz, uv = z["xyz"].astype(np.float64), z["uv"].astype(np.float64)
+            saved = read_predictions(d / "predictions.npz")
+            xyz, uv = saved["xyz"], saved["uv"]
             a = cache.annotations
             gt, K = a["xyz"].astype(np.float64), a["K"].astype(np.float64)
             stages = [("before", xyz)] + [(f"after ({root} root)", refine_predictions(xyz, K, limits, steps=steps,

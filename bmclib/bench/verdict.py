@@ -34,6 +34,7 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
     from ..config import run_name
     from ..data.cache import PreparedCache
     from ..evaluate import per_image_metrics
+    from ..predictions import read_predictions
     from .controls import control_poses, source_stats
 
     name = bench.run_bench_name(level)
@@ -45,9 +46,7 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
             d = Path(results_root) / "runs" / run_name(preset, run, s, name)
             if (d / "predictions.npz").is_file() and (d / "metrics.json").is_file():
                 prov = json.loads((d / "metrics.json").read_text())["provenance"]
-                with np.load(d / "predictions.npz") as z:
-                    found.setdefault(run, {})[s] = {"xyz": z["xyz"].astype(np.float64), "uv": z["uv"].astype(np.float64),
-                                                    "prov": prov}
+                found.setdefault(run, {})[s] = {**read_predictions(d / "predictions.npz"), "prov": prov}
     if not found:
         raise FileNotFoundError(f"no predictions of benchmark {bench.name} at level {level!r} under "
                                 f"{Path(results_root) / 'runs'}/{run_name(preset, '*', 0, name).replace('seed0', 'seed*')}")
