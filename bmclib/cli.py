@@ -327,7 +327,7 @@ def _refine(a: argparse.Namespace) -> int:
 
     from . import skeleton as sk
     from .evaluate import mean_bmc
-    from .lifting import refine_predictions
+    from .refine import refine_predictions
     from .limits import BMCLimits
     from .predictions import load_intrinsics, load_predictions, write_pred_json, write_predictions
 

@@ -7,7 +7,8 @@ import torch
 from bmclib import skeleton as sk
 from bmclib.camera import project
 from bmclib.bench.lifting_runs import run_lifting
-from bmclib.lifting import LiftingConfig, lift, make_sets, refine
+from bmclib.lifting import LiftingConfig, lift, make_sets
+from bmclib.refine import refine
 from bmclib.losses import guarded_bmc, root_extent
 from bmclib.limits import BMCLimits
 from bmclib.losses import BMCLoss
@@ -70,7 +71,7 @@ def test_refine_any_models_predictions_and_the_command(clean_sets, tmp_path, cap
 
     from bmclib.bench.cli import main
     from bmclib.predictions import read_pred_json, write_pred_json
-    from bmclib.lifting import refine_predictions
+    from bmclib.refine import refine_predictions
 
     s = clean_sets["test"]
     limits = BMCLimits.fit(clean_sets["source"].xyz.double())

@@ -3,7 +3,7 @@
 Runs (all evaluated on target-test with full 3D, inputs with ``noise_px`` pixel noise):
     source3d          L1 on z_rel of source samples
     source3d_refine   source3d, then test-time refinement: each pose's depths moved into the
-                      BMC limits while its 2D projection stays fixed (:func:`refine`)
+                      BMC limits while its 2D projection stays fixed (:func:`bmclib.refine.refine`)
     target2d_bmc      + target 2D-only samples, BMC on the lifted 3D of every sample whose
                       closed-form root exists (see below)
     target2d_bmc_unguarded    the same with BMC on every lifted pose, valid or not
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import run_name
-from ..lifting import (RUNS, KeypointSet, LiftingConfig, evaluate_lifter, make_sets, predict_depths, refine,
-                       train_lifter)
+from ..lifting import RUNS, KeypointSet, LiftingConfig, evaluate_lifter, make_sets, predict_depths, train_lifter
+from ..refine import refine
 from ..limits import DEFAULT_COVERAGE, BMCLimits
 
 __all__ = ["run_lifting"]

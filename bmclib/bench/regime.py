@@ -6,7 +6,7 @@ pixel noise; BMC then acts in one of two ways, and we measure the depth error on
 keypoints (a set drawn for the map with its own seeds, never the image benchmark's
 evaluation set) with and without it:
 
-    tto      test-time optimisation along the camera rays (:func:`bmclib.lifting.refine`):
+    tto      test-time optimisation along the camera rays (:func:`bmclib.refine.refine`):
              each pose's depths move into the limits while its 2D stays fixed
     lifter   the source-only lifter fine-tuned with the target's 2D-only samples judged by BMC
              (source 3D loss kept, the closed-form root guarded; :func:`bmclib.lifting.train_lifter`)
@@ -173,7 +173,8 @@ def run_cell(population: str, noise_px: float, seed: int, cfg: RegimeConfig) -> 
     ``{"rows": [...], ...}``; one row per (method, limits) plus the source-only baseline."""
     import torch
 
-    from ..lifting import predict_depths, evaluate_lifter, refine, train_lifter
+    from ..lifting import predict_depths, evaluate_lifter, train_lifter
+    from ..refine import refine
 
     t0 = time.perf_counter()
     torch.manual_seed(seed)

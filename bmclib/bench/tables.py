@@ -307,7 +307,7 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
     seed. ``tables/refine_<bench>_<preset>.{csv,md}``."""
     from ..data.cache import PreparedCache
     from ..evaluate import evaluate_arrays
-    from ..lifting import refine_predictions
+    from ..refine import refine_predictions
     from ..config import run_name
     from ..limits import BMCLimits
     from ..predictions import read_predictions
@@ -345,7 +345,7 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
     prov = provenance(made_by=made_by, preset=preset, steps=steps)
     md = ("# Test-time refinement of the benchmark's predictions (`bmc refine`)\n\n"
           + frame_markdown(mean) + "\n\n"
-          f"Each run's target-test predictions, before and after {steps} steps of `lifting.refine_predictions` "
+          f"Each run's target-test predictions, before and after {steps} steps of `refine.refine_predictions` "
           "(every joint on its own camera ray: the 2D is unchanged) with the run's limits, the refined hand placed "
           "at the model's own root depth (`bmc refine`'s default) or at the closed-form root of the refined pose; "
           "mean over seeds. "
