@@ -84,3 +84,12 @@ def test_the_image_regime_map_puts_each_level_and_seed_beside_the_keypoint_map(w
     assert np.allclose(table["base_2d_px"], 0.0) and (table["depth_norm_mm_reduction_pct"] > 30).all()
     assert "| 4.00 | 3.92 | 1.50 |" in md  # 4 px of Gaussian noise per coordinate: 1.25 x 4 px = 3.9% of 128 px
     assert (res / "figures" / "regime_map_images.png").is_file()
+
+
+def test_the_controls_find_a_benchmarks_runs_by_its_own_names(world):
+    from bmclib.bench.controls import benchmark_set
+
+    s = benchmark_set("skin", benchmark=world / "v9.yaml")
+    assert s["runs"].format(preset="cpu", run="3_bmc_all", seed=2) == "runs/" + run_name("cpu", "3_bmc_all", 2, "v9-skin")
+    assert s["seeds"] == (0, 1, 2) and s["candidates"] == ("3_bmc_all",)
+    assert s["roles"] == {"base": "2_target2d", "oracle": "4_target3d_oracle", "source_only": "1_source3d"}

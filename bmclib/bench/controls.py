@@ -241,15 +241,30 @@ SETS: dict[str, dict[str, Any]] = {
            "roles": {"base": "2_target2d", "oracle": "4_target3d_oracle", "source_only": "1_source3d"},
            "candidates": ("3_bmc_all", "3a_bmc_bl", "3b_bmc_bl_rb"),
            "where": "benchmark v2's committed runs on its target-test"},
-    "v3": {"runs": "runs/{preset}_v3-{appearance}_{run}_seed{seed}", "seeds": (0, 1, 2, 3, 4, 5),
-           "roles": {"base": "2_target2d", "oracle": "4_target3d_oracle", "source_only": "1_source3d"},
-           "candidates": ("3_bmc_all", "3a_bmc_bl", "3b_bmc_bl_rb"),
-           "where": "benchmark v3's runs on its target-test (data seed 1)"},
     "source_val": {"runs": "wiring_study/wiring_{preset}_{appearance}_{run}_seed{seed}", "seeds": (0, 1, 2),
                    "roles": {"base": "none", "oracle": "oracle", "source_only": "source3d"},
                    "candidates": ("v2", "maps", "maps_detached", "output", "all_bones", "pull_2d", "late", "v2_late"),
                    "where": "the wiring study's runs on held-out source hands (source validation)"},
 }
+
+
+def benchmark_set(level: str, preset: str = "cpu", benchmark: str | Path | None = None) -> dict[str, Any]:
+    """The set of runs of a benchmark with a validated test (default: the checkout's
+    ``results/benchmark_v3.yaml``) at one data level, as :data:`SETS` describes sets: its run
+    names (:func:`bmclib.config.run_name`), its seeds, the test's base and oracle runs, the run
+    without a weak set as the source-only control, and its BMC runs as the candidates."""
+    from ..config import run_name
+    from .benchmark import load_benchmark
+    from .checkout import checkout
+
+    bench = load_benchmark(benchmark or checkout("bmc controls --set v3") / "results" / "benchmark_v3.yaml")
+    t = bench.test
+    name = run_name("{preset}", "{run}", 0, bench.run_bench_name(level)).replace("seed0", "seed{seed}")
+    return {"runs": f"runs/{name}", "seeds": tuple(sorted(set(t["seeds"]) | set(t.get("report_seeds", [])))),
+            "roles": {"base": t["base_run"], "oracle": t["oracle_run"],
+                      "source_only": next(r for r, s in bench.runs.items() if s.get("weak") is None)},
+            "candidates": tuple(r for r, s in bench.runs.items() if s.get("use_bmc")),
+            "where": f"benchmark {bench.name}'s runs on its target-test, {level} level (data seed {bench.data_seed})"}
 
 
 def _load(pattern: str, run: str, seeds, **names) -> dict[int, dict[str, Any]]:
@@ -280,9 +295,9 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
     from ..results import provenance, write_text_atomic
     from .report import frame_markdown, write_table
 
-    if name not in SETS:
-        raise ValueError(f"unknown set {name!r}; choose from {list(SETS)}")
-    spec = SETS[name]
+    if name not in SETS and name != "v3":
+        raise ValueError(f"unknown set {name!r}; choose from {[*SETS, 'v3']}")
+    spec = SETS[name] if name in SETS else benchmark_set(appearance, preset)
     names = {"appearance": appearance, "preset": preset}
     roles = dict(spec["roles"])
     pattern = str(Path(results_root) / spec["runs"])
@@ -390,7 +405,7 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
 
 
 def add_cli_arguments(p) -> None:
-    p.add_argument("--set", default="source_val", choices=list(SETS), help="which runs")
+    p.add_argument("--set", default="source_val", choices=[*SETS, "v3"], help="which runs (v3: results/benchmark_v3.yaml)")
     p.add_argument("--appearance", default="glove", choices=("skin", "glove", "markers"), help="the data level")
     p.add_argument("--eval-cache", help="the labels the runs were evaluated on (default: the set's data folder)")
     p.add_argument("--source-cache", help="the 3D-labelled source set for the no-image controls' statistics")

@@ -191,7 +191,8 @@ def _figure(per, bench, res, path: Path, level: str) -> Path:
     plt = pyplot()
     t = bench.test
     metric = t["metric"]
-    order = [r for r in ("1_source3d", t["base_run"], t["bmc_run"], t["oracle_run"]) if r in per]
+    source_only = [r for r, spec in bench.runs.items() if spec.get("weak") is None]  # no weak set: the floor
+    order = [r for r in (*source_only, t["base_run"], t["bmc_run"], t["oracle_run"]) if r in per]
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     seeds = sorted(set.union(*(set(per[r]) for r in order)))
     for s in seeds:
@@ -251,6 +252,7 @@ def image_regime_map(benchmark: str | Path, results_root: str | Path = "results"
     from ..results import provenance
     from ..viz.static import pyplot, save
     from .benchmark import load_benchmark
+    from .regime import RegimeConfig
     from .report import frame_markdown, write_table
 
     bench = load_benchmark(benchmark)
@@ -278,7 +280,7 @@ def image_regime_map(benchmark: str | Path, results_root: str | Path = "results"
         k = pd.read_csv(kp_path)
         k = k[(k["population"] == population) & (k["method"] == "lifter") & (k["limits"] == rule)].sort_values("noise_px")
         if len(k):
-            kp = k.assign(err_pct=100 * _RAYLEIGH_MEAN * k["noise_px"] / 128.0)
+            kp = k.assign(err_pct=100 * _RAYLEIGH_MEAN * k["noise_px"] / RegimeConfig().image_size)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
     for ax, (col, label) in zip(axes, [(f"{metric}_reduction_pct", f"{metric.replace('_mm', '')} (the test's metric)"),
@@ -301,9 +303,10 @@ def image_regime_map(benchmark: str | Path, results_root: str | Path = "results"
     save(fig, Path(results_root) / "figures" / "regime_map_images.png")
     prov = provenance(made_by="bmc verdict --map", benchmark=str(bench.path))
     kp_text = ("" if kp is None else "\n\nThe keypoint map at the same 2D error (`tables/regime_map.csv`, lifter with BMC "
-               f"on the target's noisy 2D, {population}, {rule}; mean 2D error = noise x 1.25):\n\n"
+               f"on the target's noisy 2D, {population}, {rule}; mean 2D error = noise x 1.25, in % of its "
+               f"{RegimeConfig().image_size} px crop):\n\n"
                + frame_markdown(kp[["noise_px", "err_pct", "reduction_pct", "reduction_pct_std"]].rename(
-                   columns={"err_pct": "2D error (% of 128 px)", "reduction_pct": "depth reduction (%)",
+                   columns={"err_pct": "2D error (% of the crop)", "reduction_pct": "depth reduction (%)",
                             "reduction_pct_std": "std over seeds"})))
     md = (f"# The image-level regime map (benchmark {bench.name})\n\nPer level and seed: run `{bmc}`'s paired reduction "
           f"against `{base}` (positive: BMC better) and `{base}`'s 2D error on target-test.\n\n"
