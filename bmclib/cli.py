@@ -96,7 +96,7 @@ def _predict_freihand_args(p: argparse.ArgumentParser) -> None:
 
 
 def _predict_freihand(a: argparse.Namespace) -> int:
-    from .evaluate import predict_freihand
+    from .scoring import predict_freihand
     from .predictions import write_pred_json
 
     xyz = predict_freihand(a.run, a.root, a.split, a.device)
@@ -193,7 +193,7 @@ def _eval_freihand(a: argparse.Namespace) -> int:
     import numpy as np
 
     from .data.freihand import read_split
-    from .evaluate import freihand_keypoint_scores, write_freihand_report
+    from .scoring import freihand_keypoint_scores, write_freihand_report
     from .predictions import read_pred_json
 
     gt = read_split(a.root, a.split)["xyz"]

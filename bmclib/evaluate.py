@@ -38,15 +38,26 @@ from .camera import from_2p5d
 from .limits import BMCLimits
 from .losses import BMCLoss
 
-__all__ = ["procrustes_align", "pck_auc", "evaluate_arrays", "predict_cache", "evaluate_run", "write_metrics",
-           "freihand_keypoint_scores", "freihand_keypoint_scores_loop", "pinhole_split",
-           "write_freihand_report", "predict_freihand", "true_depth_poses", "mean_bmc", "true_depth_bmc_curve"]
+__all__ = ["align_w_scale", "procrustes_align", "pck_auc", "evaluate_arrays", "predict_cache", "evaluate_run", "write_metrics", "pinhole_split", "true_depth_poses", "mean_bmc", "true_depth_bmc_curve"]
 
 
 def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Similarity-align ``pred (N, J, 3)`` to ``gt`` exactly as the FreiHAND protocol does
-    (see :func:`_align_w_scale`); used for PA-MPJPE."""
-    return _align_w_scale(np.asarray(gt, dtype=np.float64), np.asarray(pred, dtype=np.float64))
+    (see :func:`align_w_scale`); used for PA-MPJPE."""
+    return align_w_scale(np.asarray(gt, dtype=np.float64), np.asarray(pred, dtype=np.float64))
+
+
+def align_w_scale(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Vectorised FreiHAND alignment of ``pred (N, J, 3)`` onto ``gt``: centre both, divide by the
+    Frobenius norm + 1e-8, orthogonal Procrustes (reflections allowed, as scipy's
+    ``orthogonal_procrustes``), scale by the singular values' sum, restore gt's norm and centre."""
+    t1, t2 = gt.mean(1, keepdims=True), pred.mean(1, keepdims=True)
+    a, b = gt - t1, pred - t2
+    s1 = np.sqrt((a * a).sum((1, 2), keepdims=True)) + 1e-8
+    s2 = np.sqrt((b * b).sum((1, 2), keepdims=True)) + 1e-8
+    a, b = a / s1, b / s2
+    u, w, vt = np.linalg.svd(b.transpose(0, 2, 1) @ a)  # B^T A: R = U V^T minimises |B R - A|
+    return (b @ (u @ vt)) * w.sum(1)[:, None, None] * s1 + t1
 
 
 def pck_auc(errors: np.ndarray, max_err: float, n: int = 100) -> tuple[np.ndarray, np.ndarray, float]:
@@ -203,49 +214,6 @@ def predict_cache(model, cache, batch_size: int = 64, device: str = "cpu") -> di
     return {"uv": np.concatenate(uv), "xyz": np.concatenate(xyz), "z_rel": np.concatenate(z)}
 
 
-def predict_freihand(run_dir: str | os.PathLike, root: str | os.PathLike, split: str = "evaluation",
-                     device: str = "cpu", batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    """A trained run's absolute 3D joints ``(N, 21, 3)`` (metres, camera frame) on one split of a
-    FreiHAND-layout folder, as the FreiHAND server takes them: each (hand-centred) image resized
-    to the run's crop with ``K`` following, and the metric scale from ``{split}_scale.json``
-    (FreiHAND's evaluation split ships K and scale, no labels). The first image version only."""
-    from PIL import Image
-    from .progress import tqdm
-
-    from .data.crop import crop_resize
-    from .data.freihand import resize_affine, read_split
-    from .train import load_trained
-
-    model, cfg = load_trained(run_dir, device)
-    data = read_split(root, split)
-    n, S = data["n"], cfg.image_size
-    out = []
-    bar = tqdm(total=n, desc=f"predict {split}", unit="img", disable=not progress)
-    for start in range(0, n, batch_size):
-        idx = range(start, min(start + batch_size, n))
-        imgs, Ks = [], []
-        for i in idx:
-            path = data["images"][i]
-            try:
-                with Image.open(path) as im:
-                    arr = np.asarray(im.convert("RGB"))
-            except OSError as e:
-                raise ValueError(f"{path}: cannot be decoded ({e})") from None
-            if arr.shape[0] != arr.shape[1]:
-                raise ValueError(f"{path}: expected a square image, got {arr.shape[1]}x{arr.shape[0]}")
-            native = arr.shape[0]
-            imgs.append(arr if native == S else crop_resize(arr, (0.0, 0.0, float(native)), S)[0])
-            Ks.append(resize_affine(native, S) @ data["K"][i])
-        images = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float().div_(255).to(device)
-        K = torch.from_numpy(np.stack(Ks)).float().to(device)
-        scale = torch.from_numpy(data["scale"][list(idx)]).float().to(device)
-        with torch.no_grad():
-            out.append(model(images, K, scale).joints.cpu().numpy().astype(np.float64))
-        bar.update(len(idx))
-    bar.close()
-    return np.concatenate(out)
-
-
 def write_metrics(run_name: str, metrics: dict[str, Any], root: str | os.PathLike = "results/runs", **prov: Any) -> Path:
     """``root/<run_name>/metrics.json`` with provenance (time, commit, config hash, device, ...)."""
     from .results import provenance, write_json_atomic
@@ -284,113 +252,3 @@ def evaluate_run(run_dir: str | os.PathLike, cache_path: str | os.PathLike, resu
 
 
 # ----------------------------------------------------------------------------- FreiHAND protocol
-FREIHAND_THRESHOLDS = np.linspace(0.0, 0.05, 100)  # metres
-
-
-def _align_w_scale(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Vectorised FreiHAND alignment of ``pred (N, J, 3)`` onto ``gt``: centre both, divide by the
-    Frobenius norm + 1e-8, orthogonal Procrustes (reflections allowed, as scipy's
-    ``orthogonal_procrustes``), scale by the singular values' sum, restore gt's norm and centre."""
-    t1, t2 = gt.mean(1, keepdims=True), pred.mean(1, keepdims=True)
-    a, b = gt - t1, pred - t2
-    s1 = np.sqrt((a * a).sum((1, 2), keepdims=True)) + 1e-8
-    s2 = np.sqrt((b * b).sum((1, 2), keepdims=True)) + 1e-8
-    a, b = a / s1, b / s2
-    u, w, vt = np.linalg.svd(b.transpose(0, 2, 1) @ a)  # B^T A: R = U V^T minimises |B R - A|
-    return (b @ (u @ vt)) * w.sum(1)[:, None, None] * s1 + t1
-
-
-def _curve_scores(err: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Mean error and normalised AUC (per keypoint, then averaged: the trapezoid rule is
-    linear, so averaging the curves first is the same); ``err (N, J)`` metres."""
-    _, pck, auc = pck_auc(err, float(FREIHAND_THRESHOLDS[-1]), len(FREIHAND_THRESHOLDS))
-    return float(err.mean(0).mean()), auc, pck
-
-
-def freihand_keypoint_scores(gt_xyz: np.ndarray, pred_xyz: np.ndarray, return_curves: bool = False) -> dict:
-    """The FreiHAND benchmark's keypoint scores, vectorised.
-
-    Args:
-        gt_xyz, pred_xyz: ``(N, 21, 3)`` metres (absolute camera coordinates).
-
-    Returns:
-        ``xyz_mean3d`` and ``xyz_al_mean3d`` in cm (unaligned / aligned mean keypoint error),
-        ``xyz_auc3d`` and ``xyz_al_auc3d`` (PCK over 0-5 cm at 100 thresholds, ``<=``,
-        trapezoid rule normalised, per keypoint then averaged). With ``return_curves``
-        also ``thresholds_cm``, ``pck`` and ``pck_aligned``.
-    """
-    gt = np.asarray(gt_xyz, dtype=np.float64)
-    pred = np.asarray(pred_xyz, dtype=np.float64)
-    if gt.shape != pred.shape or gt.ndim != 3 or gt.shape[-1] != 3:
-        raise ValueError(f"expected gt and pred of the same shape (N, J, 3), got {gt.shape} and {pred.shape}")
-    if not (np.isfinite(gt).all() and np.isfinite(pred).all()):
-        raise ValueError("gt or pred contains NaN or inf")
-    mean, auc, pck = _curve_scores(np.linalg.norm(gt - pred, axis=-1))
-    al_mean, al_auc, al_pck = _curve_scores(np.linalg.norm(gt - _align_w_scale(gt, pred), axis=-1))
-    out = {"xyz_mean3d": mean * 100, "xyz_auc3d": auc, "xyz_al_mean3d": al_mean * 100, "xyz_al_auc3d": al_auc}
-    if return_curves:
-        out.update(thresholds_cm=FREIHAND_THRESHOLDS * 100, pck=pck, pck_aligned=al_pck)
-    return out
-
-
-def freihand_keypoint_scores_loop(gt_xyz: np.ndarray, pred_xyz: np.ndarray) -> dict:
-    """The same scores computed sample by sample, the way the official evaluation script
-    does (per-sample alignment with scipy's ``orthogonal_procrustes``, per-keypoint lists).
-    Kept as the reference the vectorised version is tested and benchmarked against."""
-    from scipy.linalg import orthogonal_procrustes
-
-    per_kp, per_kp_al = [[] for _ in range(gt_xyz.shape[1])], [[] for _ in range(gt_xyz.shape[1])]
-    for gt, pred in zip(np.asarray(gt_xyz, dtype=np.float64), np.asarray(pred_xyz, dtype=np.float64)):
-        t1, t2 = gt.mean(0), pred.mean(0)
-        a, b = gt - t1, pred - t2
-        s1, s2 = np.linalg.norm(a) + 1e-8, np.linalg.norm(b) + 1e-8
-        R, s = orthogonal_procrustes(a / s1, b / s2)
-        aligned = np.dot(b / s2, R.T) * s * s1 + t1
-        for j in range(gt.shape[0]):
-            per_kp[j].append(np.linalg.norm(gt[j] - pred[j]))
-            per_kp_al[j].append(np.linalg.norm(gt[j] - aligned[j]))
-    out = {}
-    trapezoid = getattr(np, "trapezoid", None) or np.trapz
-    for prefix, lists in (("xyz", per_kp), ("xyz_al", per_kp_al)):
-        means, aucs = [], []
-        for errs in lists:
-            errs = np.array(errs)
-            means.append(errs.mean())
-            pck = [np.mean(errs <= t) for t in FREIHAND_THRESHOLDS]
-            aucs.append(trapezoid(pck, FREIHAND_THRESHOLDS) / (FREIHAND_THRESHOLDS[-1] - FREIHAND_THRESHOLDS[0]))
-        out[f"{prefix}_mean3d"] = float(np.mean(means)) * 100
-        out[f"{prefix}_auc3d"] = float(np.mean(aucs))
-    return out
-
-
-def write_freihand_report(scores: dict, out_dir: str | os.PathLike, label: str = "prediction",
-                          zero_scores: dict | None = None) -> Path:
-    """``scores.txt`` in the official layout (``key: value`` lines) and ``pck.png`` with the
-    unaligned and aligned PCK curves (and the zero predictor's, when given)."""
-    from .results import write_text_atomic
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    keys = ("xyz_mean3d", "xyz_auc3d", "xyz_al_mean3d", "xyz_al_auc3d")
-    write_text_atomic(out / "scores.txt", "".join(f"{k}: {scores[k]:f}\n" for k in keys))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for sc, name, style in ((scores, label, "-"), (zero_scores, "zero predictor", ":")):
-        if sc is None or "pck" not in sc:
-            continue
-        ax.plot(sc["thresholds_cm"], sc["pck"], style, color="#3182bd", label=f"{name} (AUC {sc['xyz_auc3d']:.3f})")
-        ax.plot(sc["thresholds_cm"], sc["pck_aligned"], style, color="#e6550d",
-                label=f"{name}, aligned (AUC {sc['xyz_al_auc3d']:.3f})")
-    ax.set_xlabel("threshold (cm)")
-    ax.set_ylabel("PCK")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-    ax.set_title("FreiHAND keypoint PCK", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "pck.png", dpi=120)
-    plt.close(fig)
-    return out / "scores.txt"

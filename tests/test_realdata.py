@@ -17,7 +17,8 @@ from bmclib.data.freihand import freihand_to_cache
 from bmclib.data.ho3d import ho3d_to_cache
 from bmclib.data.rhd import rhd_to_cache
 from bmclib.data.synth import generate_batch
-from bmclib.evaluate import freihand_keypoint_scores, freihand_keypoint_scores_loop
+from bmclib.bench.timing import freihand_keypoint_scores_loop
+from bmclib.scoring import freihand_keypoint_scores
 
 from conftest import project_np
 

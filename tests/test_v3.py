@@ -186,7 +186,7 @@ def test_the_wiring_study_trains_on_held_out_source_hands(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- controls
 def test_paired_reduction_finds_a_real_effect_and_not_a_null_one():
-    from bmclib.bench.controls import paired_reduction
+    from bmclib.bench.stats import paired_reduction
 
     g = np.random.default_rng(0)
     base = g.gamma(4.0, 10.0, size=(3, 400))
@@ -213,7 +213,8 @@ def test_the_controls_on_the_predicted_2d(hands):
 
 
 def test_validate_keeps_only_what_the_controls_agree_with():
-    from bmclib.bench.controls import CONDITIONS, validate
+    from bmclib.bench.controls import validate
+    from bmclib.bench.stats import CONDITIONS
 
     g = np.random.default_rng(1)
     base = g.gamma(4.0, 10.0, size=(2, 300))
@@ -237,7 +238,7 @@ def test_validate_keeps_only_what_the_controls_agree_with():
 
 
 def test_the_interval_keeps_the_seed_as_the_unit():
-    from bmclib.bench.controls import paired_reduction
+    from bmclib.bench.stats import paired_reduction
 
     g = np.random.default_rng(3)
     base = g.gamma(4.0, 10.0, size=(3, 500))
@@ -248,7 +249,7 @@ def test_the_interval_keeps_the_seed_as_the_unit():
 
 
 def test_power_needs_more_seeds_for_a_noisier_difference():
-    from bmclib.bench.controls import power
+    from bmclib.bench.stats import power
 
     from scipy.stats import t
 

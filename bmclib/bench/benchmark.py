@@ -154,7 +154,7 @@ def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1):
             raise ValueError(f"{where}: training.{k} must be a number in [0, 1], got {v!r}")
     if "metric" in test:  # benchmark v3's test: a validated metric and conditions (bmclib.bench.controls)
-        from .controls import CONDITIONS, METRICS
+        from .stats import CONDITIONS, METRICS
 
         if test["metric"] not in METRICS:
             raise ValueError(f"{where}: test.metric must be one of {list(METRICS)}, got {test['metric']!r}")

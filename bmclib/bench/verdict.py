@@ -79,7 +79,7 @@ def judge(bench, per, n_boot: int = 2000) -> dict[str, Any]:
     """The pre-registered test on ``per`` (:func:`level_runs`): each condition's value, interval and
     outcome, on the registered seeds that every run of the test has; ``verdict`` is ``passes`` /
     ``fails`` with all of them, else ``incomplete``."""
-    from .controls import CONDITIONS, gap_share, paired_reduction
+    from .stats import CONDITIONS, gap_share, paired_reduction
 
     t = bench.test
     metric, base, bmc, oracle = t["metric"], t["base_run"], t["bmc_run"], t["oracle_run"]
@@ -126,7 +126,7 @@ def verdict_table(benchmark: str | Path, level: str | None = None, results_root:
 
     from ..results import provenance, write_text_atomic
     from .benchmark import load_benchmark
-    from .controls import paired_reduction
+    from .stats import paired_reduction
     from .report import frame_markdown, write_table
 
     bench = load_benchmark(benchmark)
