@@ -289,3 +289,13 @@ def test_compose_parts_bad_shapes():
         compose_parts(d.root_bones, torch.ones(5, 3), torch.zeros(5, 3))
     with pytest.raises(ValueError, match="root_bones"):
         compose_parts(torch.zeros(4, 3), torch.ones(5, 3), torch.zeros(5, 3, 2))
+
+
+def test_decompose_and_compose_on_every_device(device):
+    """The round trip and the angles on each device of conftest.DEVICES, equal to the CPU's."""
+    joints, _ = anatomical_hands(32, seed=11)
+    d_cpu = decompose(joints)
+    d = decompose(joints.to(device))
+    assert d.angles.device.type == device.type
+    assert torch.allclose(d.angles.cpu(), d_cpu.angles, atol=1e-10)
+    assert torch.allclose(compose(d).cpu(), joints, atol=1e-10)

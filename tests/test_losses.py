@@ -311,3 +311,20 @@ def test_parity_with_the_papers_formulas_written_out_in_numpy(hands):
     for name in ours:
         assert (theirs[name] > 0).mean() > 0.05, name  # the comparison sees poses outside, not only zeros
         np.testing.assert_allclose(ours[name], theirs[name], atol=1e-9, err_msg=name)
+
+
+def test_the_loss_and_its_gradient_on_every_device(device):
+    """BMCLoss on each device of conftest.DEVICES (the fused path on the CPU, autograd elsewhere)
+    equals the CPU autograd path's values and gradients."""
+    from bmclib.handmodel import random_poses
+
+    x = random_poses(64, seed=5, spread=1.2).double()
+    ref_in = x.clone().requires_grad_(True)
+    ref = BMCLoss(reduction="none", fused=False)(ref_in)
+    ref.total.sum().backward()
+    dev_in = x.to(device).requires_grad_(True)
+    out = BMCLoss(reduction="none").to(device)(dev_in)
+    out.total.sum().backward()
+    assert out.total.device.type == device.type and (ref.total > 0).any()
+    assert torch.allclose(out.total.cpu(), ref.total.detach(), rtol=1e-9, atol=1e-12)
+    assert torch.allclose(dev_in.grad.cpu(), ref_in.grad, rtol=1e-7, atol=1e-10)
