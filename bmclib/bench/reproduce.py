@@ -96,12 +96,15 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
               only: list[str] | None = None, device: str | None = None) -> float:
     """Run the reproduction; returns the total seconds. ``only`` restricts to some steps
     (``data`` or notebook names / number prefixes)."""
-    from .benchmark import DEFAULT_BENCHMARK, load_benchmark
+    from .benchmark import load_benchmark
     from .experiment import prepare_data
     from ..results import write_json_atomic
     from ..train import preset as train_preset
 
-    checkout("bmc reproduce")
+    root = checkout("bmc reproduce")
+    # the data the notebooks train and browse: benchmark v3 at the level of its test
+    bench = load_benchmark(root / "results" / "benchmark_v3.yaml")
+    level = bench.test.get("level", bench.levels[0])
     roots = {"results_root": results_root, "data_root": f"{data_root}/synth", "runs_root": f"{data_root}/runs"}
     stamps = Path(data_root) / "reproduce" / preset
     steps = ["data", *NOTEBOOKS]
@@ -114,7 +117,7 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
         t0 = time.perf_counter()
         head = f"[{i}/{len(steps)}] {step}"
         if step == "data":
-            digest = _digest(preset, "v2")
+            digest = _digest(preset, "v3", bench.data_seed, level)
         else:
             params = {**notebook_parameters(step, preset), **roots, "preset": preset}
             if device:
@@ -126,8 +129,8 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
             continue
         print(f"{head} ...", flush=True)
         if step == "data":
-            prepare_data(roots["data_root"], preset, train_preset(preset).image_size, progress=False,
-                         benchmark=load_benchmark(DEFAULT_BENCHMARK))
+            prepare_data(roots["data_root"], preset, train_preset(preset).image_size, seed=bench.data_seed,
+                         progress=False, benchmark=bench, appearance=level)
             what = roots["data_root"]
         else:
             what = run_notebook(step, params, Path(results_root) / "notebooks")

@@ -233,7 +233,8 @@ def true_depth_study(preset: str, results_root: str | os.PathLike = "results", d
     # checkouts name paths that need not exist on this one), the newest benchmark first; then only
     # that benchmark's runs are drawn against its curve
     missing = []
-    sub = sub.assign(_v1=sub["bench"] == "v1").sort_values("_v1", kind="stable").drop(columns="_v1")
+    version = sub["bench"].str.extract(r"^v(\d+)", expand=False).astype(float).fillna(1)
+    sub = sub.assign(_v=-version).sort_values("_v", kind="stable").drop(columns="_v")
     for file in sub["file"]:
         prov = json.loads(Path(file).read_text())["provenance"]
         cache_path, limits_path = prov["data"]["eval_cache"], prov["config"]["limits"]
@@ -277,12 +278,18 @@ def build_all(results_root: str | os.PathLike = "results", made_by: str = "bmc t
     if not df.empty:
         for (kind, preset, bench), _ in df.groupby(["kind", "preset", "bench"]):
             if kind == "benchmark" and "-" in bench:  # a level of a benchmark with a validated test (v3)
-                name, level = bench.split("-", 1)
-                spec = Path(results_root) / f"benchmark_{name}.yaml"
-                if spec.is_file():
-                    from .verdict import verdict_table
+                from .checkout import find_checkout
+                from .verdict import verdict_table
 
-                    out.append(verdict_table(spec, level, results_root, preset))
+                name, level = bench.split("-", 1)
+                here = [Path(results_root) / f"benchmark_{name}.yaml"]
+                if find_checkout() is not None:
+                    here.append(find_checkout() / "results" / f"benchmark_{name}.yaml")
+                spec = next((f for f in here if f.is_file()), None)
+                if spec is None:
+                    raise FileNotFoundError(f"runs of benchmark {bench} under {results_root}, but no "
+                                            f"benchmark_{name}.yaml in {results_root} or the checkout's results/")
+                out.append(verdict_table(spec, level, results_root, preset))
             elif kind == "benchmark":
                 out.append(synthetic_benchmark_table(preset, results_root, df, made_by, bench=bench))
             else:

@@ -10,7 +10,8 @@ their intervals (the wider of an image bootstrap and a t-interval over seeds). T
 ``incomplete`` and the interim numbers are shown as such.
 
 ``bmc verdict --benchmark results/benchmark_v3.yaml --level glove`` writes
-``tables/benchmark_<name>-<level>.{csv,md,json}`` and ``figures/benchmark_<name>-<level>.png``.
+``tables/benchmark_<name>-<level>[_<preset>].{csv,md,json}`` and ``figures/benchmark_<name>-<level>[_<preset>].png``
+(no preset suffix for ``cpu``).
 """
 from __future__ import annotations
 
@@ -160,7 +161,7 @@ def verdict_table(benchmark: str | Path, level: str | None = None, results_root:
         row["2d_pct_of_crop"] = 100 * row["epe_2d_px"] / read["image_size"]
         rows.append(row)
     table = pd.DataFrame(rows)
-    name = f"{bench.name}-{level}"
+    name = f"{bench.name}-{level}" + ("" if preset == "cpu" else f"_{preset}")
     stem = Path(results_root) / "tables" / f"benchmark_{name}"
     prov = provenance(made_by="bmc verdict", benchmark=str(bench.path), level=level, **read)
     fig = _figure(per, bench, res, Path(results_root) / "figures" / f"benchmark_{name}.png", level)
@@ -170,7 +171,7 @@ def verdict_table(benchmark: str | Path, level: str | None = None, results_root:
             "depth_norm_mm_vs_base_pct": f"normalised depth vs {base} (%, 95% int.)",
             "pa_mpjpe_mm_vs_base_pct": f"PA-MPJPE vs {base} (%, 95% int.)"}
     shown = table[[c for c in cols if c in table]].rename(columns=cols)
-    md = (f"# Benchmark {bench.name}, {level} level: the pre-registered test\n\n{res['sentence']}\n\n"
+    md = (f"# Benchmark {bench.name}, {level} level, preset {preset}: the pre-registered test\n\n{res['sentence']}\n\n"
           f"Test (frozen in `{bench.path}`): run `{t['bmc_run']}` against `{base}` on `{t['metric']}`, conditions "
           f"{', '.join(f'`{c}`' for c in t['conditions'])}, seeds {t['seeds']}. Positive reduction: BMC better. "
           f"Intervals: the wider of an image bootstrap and a t-interval over seeds.\n\n"
