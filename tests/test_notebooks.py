@@ -137,6 +137,7 @@ def test_tiny_notebooks_03_04_write_run_metrics_and_tables(tiny_reproduction):
     m3 = _metrics(tiny_reproduction, "03_bmc_as_a_prior")["metrics"]
     assert m3["parts"] == len(RegimeConfig.from_preset("tiny").noise_px)
     assert 0 < m3["demo"]["depth_mm"]["source-only"] < 1000 and m3["tto_source_quantile"]
+    assert m3["formula_check_root"] < 1e-9 and m3["root_gain"] > 1  # the written closed form == camera.root_depth
     assert (res / "figures" / "regime_map_tiny.png").stat().st_size > 10_000
     m4 = _metrics(tiny_reproduction, "04_train_weakly_supervised")["metrics"]
     runs = ("1_source3d", "2_target2d", "3_bmc_all")
