@@ -140,7 +140,7 @@ def test_tiny_notebooks_03_04_write_run_metrics_and_tables(tiny_reproduction):
     assert m3["formula_check_root"] < 1e-9 and m3["root_gain"] > 1  # the written closed form == camera.root_depth
     assert (res / "figures" / "regime_map_tiny.png").stat().st_size > 10_000
     m4 = _metrics(tiny_reproduction, "04_train_weakly_supervised")["metrics"]
-    runs = ("1_source3d", "2_target2d", "3_bmc_all")
+    runs = ("1_source3d", "2_target2d", "3_bmc_all", "4_target3d_oracle")
     assert {f"{r}_seed0" for r in runs} <= set(m4)
     assert m4["loss_check"] < 1e-6 and m4["total_check"] < 1e-5  # the loss written out == the training loop's
     for r in runs:
@@ -150,8 +150,9 @@ def test_tiny_notebooks_03_04_write_run_metrics_and_tables(tiny_reproduction):
                                                            "regime_map_tiny.md"]
     assert (res / "figures" / "bmc_true_depth_v3-glove_tiny.png").stat().st_size > 10_000
     csv = (res / "tables" / "benchmark_v3-glove_tiny.csv").read_text().splitlines()
-    assert csv[0].startswith("run,seeds,depth_norm_mm") and len(csv) == 4
-    assert "Incomplete" in (res / "tables" / "benchmark_v3-glove_tiny.md").read_text()  # 1 of 6 seeds, no oracle
+    assert csv[0].startswith("run,seeds,depth_norm_mm") and len(csv) == 5
+    assert "Incomplete" in (res / "tables" / "benchmark_v3-glove_tiny.md").read_text()  # 1 of 6 seeds
+    assert m5["controls"] and (res / "tables" / "controls_v3-glove_tiny.md").is_file()  # the controls on the v3 runs
     m6 = _metrics(tiny_reproduction, "06_pose_inspector")["metrics"]
     assert m6["samples"] == 32 and len(m6["shown"]) == 2
     assert (res / "figures" / "qualitative_tiny.png").stat().st_size > 10_000

@@ -268,7 +268,8 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
             pw.append({"arm": arm, "metric": k, "seeds": str(both), "mean_diff": float(d.mean()),
                        **power(d.mean(1), base_mean, float(np.sqrt(d.var(1, ddof=1).mean())), d.shape[1])})
     power_df = pd.DataFrame(pw)
-    stem = Path(results_root) / "tables" / (f"controls_{name}-{appearance}" if name == "v3" else f"controls_{name}")
+    stem = Path(results_root) / "tables" / (f"controls_{name}-{appearance}" + ("" if preset == "cpu" else f"_{preset}")
+                                             if name == "v3" else f"controls_{name}")
     write_table(values, stem.with_name(stem.name + "_values"), "# Arm values\n\n" + frame_markdown(values))
     legend = "\n".join(f"- `{k}`: {v[0]}" for k, v in CONDITIONS.items()) + (
         "\n- `n/i`: the control cannot judge this cell (it equals what it is compared with, or has no error "
