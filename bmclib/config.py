@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from .data.loader import AugmentConfig
 from .model import ModelConfig
 
 __all__ = ["TrainConfig", "PRESETS", "preset", "load_config", "config_from_dict", "same_config", "saved_config",
-           "validate_config", "LEGACY_DEFAULTS", "NAME_RE", "run_name", "parse_run_name"]
+           "validate_config", "LEGACY_DEFAULTS"]
 
 
 @dataclass
@@ -261,34 +260,3 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> None:
         raise ValueError(f"{where}.root_margin must be in [0, 1), got {cfg.root_margin!r}")
     if not cfg.name or cfg.name in (".", "..") or "/" in cfg.name or os.sep in cfg.name:
         raise ValueError(f"{where}.name must be a folder name (not empty, no '/'), got {cfg.name!r}")
-
-
-# ----------------------------------------------------------------------------- run names
-#: ``[lifting_]<preset>_[<bench>_]<run>_seed<k>``; ``<bench>`` may name a data level (``v3-glove``)
-NAME_RE = re.compile(r"^(?P<prefix>lifting_)?(?P<preset>" + "|".join(sorted(PRESETS, key=len, reverse=True))
-                     + r")_(?:(?P<bench>v\d+(?:-[a-z]+)?)_)?(?P<run>.+)_seed(?P<seed>\d+)$")
-
-
-def run_name(preset: str, run: str, seed: int, bench: str | None = None, lifting: bool = False) -> str:
-    """The folder name of one run of one seed under ``data/runs/`` and ``results/runs/`` (``bench``
-    None: benchmark v1; ``lifting``: a keypoint lifter's run, :mod:`bmclib.lifting`).
-
-        >>> run_name("cpu", "3_bmc_all", 2, "v2")
-        'cpu_v2_3_bmc_all_seed2'
-        >>> parse_run_name("cpu_v3-glove_2_target2d_seed0")["bench"]
-        'v3-glove'
-        >>> parse_run_name(run_name("tiny", "bmc", 1, lifting=True))["kind"]
-        'lifting'
-    """
-    name = f"{preset}_{bench}_{run}_seed{seed}" if bench else f"{preset}_{run}_seed{seed}"
-    return f"lifting_{name}" if lifting else name
-
-
-def parse_run_name(name: str) -> dict[str, Any] | None:
-    """``{"kind", "preset", "bench", "run", "seed"}`` of a run folder's name, or None for another
-    folder. ``kind`` is ``"benchmark"`` or ``"lifting"``; ``bench`` is ``"v1"`` when absent."""
-    m = NAME_RE.match(name)
-    if m is None:
-        return None
-    return {"kind": "lifting" if m["prefix"] else "benchmark", "preset": m["preset"], "bench": m["bench"] or "v1",
-            "run": m["run"], "seed": int(m["seed"])}

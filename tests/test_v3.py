@@ -307,7 +307,7 @@ test: {metric: depth_norm_mm, conditions: [better_than_no_bmc], base_run: 2_targ
 
 def test_a_v3_benchmark_file_with_levels_and_a_schedule(tmp_path):
     from bmclib.bench.benchmark import load_benchmark
-    from bmclib.config import parse_run_name, run_name
+    from bmclib.bench.runs import parse_run_name, run_name
 
     p = tmp_path / "v9.yaml"
     p.write_text(V3_MINI)

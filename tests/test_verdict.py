@@ -7,7 +7,7 @@ import pytest
 
 from bmclib.bench.benchmark import load_benchmark
 from bmclib.bench.verdict import judge, level_runs, verdict_table
-from bmclib.config import run_name
+from bmclib.bench.runs import run_name
 from bmclib.data.cache import PreparedCache
 from bmclib.data.synth import generate_dataset
 

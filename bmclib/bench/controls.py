@@ -142,7 +142,7 @@ def benchmark_set(level: str, preset: str = "cpu", benchmark: str | Path | None 
     ``results/benchmark_v3.yaml``) at one data level, as :data:`SETS` describes sets: its run
     names (:func:`bmclib.config.run_name`), its seeds, the test's base and oracle runs, the run
     without a weak set as the source-only control, and its BMC runs as the candidates."""
-    from ..config import run_name
+    from .runs import run_name
     from .benchmark import load_benchmark
     from .checkout import checkout
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.synth import PRESETS as DATA_SIZES  # synthetic data per preset (one home: data.synth)
-from ..config import run_name
+from .runs import run_name
 from .runs import RUNS
 
 __all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "trained_steps", "source_limits", "build_table"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import run_name
+from .runs import run_name
 from ..lifting import RUNS, KeypointSet, LiftingConfig, evaluate_lifter, make_sets, predict_depths, train_lifter
 from ..refine import refine
 from ..limits import DEFAULT_COVERAGE, BMCLimits

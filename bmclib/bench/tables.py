@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..results import write_text_atomic
 from .report import frame_markdown, write_table
-from ..config import parse_run_name
+from .runs import parse_run_name
 
 __all__ = ["collect", "summarise", "write_table", "synthetic_benchmark_table", "lifting_table", "build_all",
            "true_depth_study", "paired_effects", "frame_markdown", "V2_METRICS",
@@ -315,7 +315,7 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
     from ..data.cache import PreparedCache
     from ..evaluate import evaluate_arrays
     from ..refine import refine_predictions
-    from ..config import run_name
+    from .runs import run_name
     from ..limits import BMCLimits
     from ..predictions import read_predictions
     from ..results import provenance

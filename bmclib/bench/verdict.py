@@ -32,7 +32,7 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
     """Per-image metrics of every run of ``bench`` at ``level`` and seed that has predictions:
     ``{run: {seed: {metric: (images,)}}}``, with the flat hand on each run's own 2D as
     ``flat_on:<run>``; and what was read (the labels' cache and sha256, the runs' commits)."""
-    from ..config import run_name
+    from .runs import run_name
     from ..data.cache import PreparedCache
     from ..evaluate import per_image_metrics
     from ..predictions import read_predictions
