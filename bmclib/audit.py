@@ -44,7 +44,7 @@ def term_excess(per_term: np.ndarray, limits: BMCLimits) -> np.ndarray:
 
 def degenerate_intervals(limits: BMCLimits, rel: float = 1e-6) -> list[str]:
     """Terms whose interval has (next to) zero width: every pose that is not exactly on it reads
-    implausible there (benchmark v1's thumb-index curvature was fitted as [0, 0])."""
+    implausible there (a palm curvature fitted on planar palms has the interval [0, 0])."""
     out = []
     for name, iv, scale in (("length", limits.bone_length, 1.0), ("root angle", limits.root_angle, 1.0),
                             ("curvature", limits.root_curvature, 1.0)):

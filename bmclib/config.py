@@ -95,11 +95,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(model=ModelConfig(backbone="resnet18", width=0.125, deconv=2, head_channels=64, refine_hidden=32,
                                    decoder="skip"),
                  image_size=64, batch_size=8, steps=6, warmup=2, checkpoint_every=3, log_every=1),
-    # a 2-core CPU, chosen on source validation (results/tables/model_study.md): the skip decoder
-    # (latent heatmaps at 1/4 of the crop see layer1-3; 8.1 px against the transposed convolutions'
-    # 9.3 px at 3,000 steps), no heatmap loss (7.97 px with it: within a seed), 96 px crops.
-    # ~5 min a 3D-only run and ~10 min a weakly supervised one (twice the images a step) on one
-    # thread each, two runs at once (bmc experiment --jobs 2)
+    # a 2-core CPU: the skip decoder (latent heatmaps at 1/4 of the crop see layer1-3), no heatmap
+    # loss, 96 px crops -- the choice of results/tables/model_study.md, on source validation.
+    # Two runs at once, one thread each (bmc experiment --jobs 2).
     "cpu": dict(model=ModelConfig(backbone="resnet18", width=0.25, deconv=3, head_channels=128, refine_hidden=64,
                                   decoder="skip"),
                 image_size=96, batch_size=32, steps=3000, warmup=300, lr=2e-3, checkpoint_every=500,

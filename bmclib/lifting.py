@@ -12,11 +12,10 @@ are built from these pieces.
 
 The closed-form root depth exists only while the reference bone's relative depth
 ``|z_9 - z_10|`` stays below its length (1); beyond it the discriminant is clamped and the
-"pose" is no reconstruction at all (its reference bone is not of length 1). Unguarded, the
-BMC-trained lifter learned to go there for 19% of target-test poses (0.9% without BMC) and
-nearly doubled the depth error (benchmark v1's notebook 03, 1.5 px noise). The guard (:func:`bmclib.losses.guarded_bmc`):
-BMC only on poses with ``|z_9 - z_10| < 1 - root_margin``, plus a hinge pushing the others
-back, at the same weight.
+"pose" is no reconstruction at all (its reference bone is not of length 1), and a lifter
+trained with BMC on every pose learns to go there (``results/README.md`` has the measurement).
+The guard (:func:`bmclib.losses.guarded_bmc`): BMC only on poses with
+``|z_9 - z_10| < 1 - root_margin``, plus a hinge pushing the others back, at the same weight.
 
 Example:
     >>> cfg = LiftingConfig.from_preset("tiny")

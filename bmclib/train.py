@@ -60,8 +60,8 @@ def make_bmc_loss(cfg: TrainConfig, limits: BMCLimits) -> BMCLoss:
 def batch_layout(cfg: TrainConfig, has_weak: bool) -> tuple[int, float]:
     """``(samples per step, share from the 3D-labelled set)``. With ``batch_weak`` set, every
     step holds ``batch_size`` 3D-labelled samples plus ``batch_weak`` weak ones, so a run with
-    weak data sees exactly the 3D supervision of the 3D-only run (benchmark v1 split one
-    batch, halving it)."""
+    weak data sees exactly the 3D supervision of the 3D-only run; without it (``None``), one
+    batch of ``batch_size`` is split by ``ratio_3d``."""
     if not has_weak:
         return cfg.batch_size, 1.0
     if cfg.batch_weak is None:
@@ -168,7 +168,7 @@ def compute_losses(out, batch, cfg: TrainConfig, bmc: BMCLoss | None, bmc_scale:
     multiplies the BMC total (the warm-up, :func:`bmc_weight`); the logged terms are unscaled.
 
     The 2D term is the mean absolute error per coordinate in pixels (``loss_2d="px"``) or in
-    image widths (``"image"``, benchmark v1, where BMC's pull on uv was ~100x the 2D loss's).
+    image widths (``"image"``: there BMC's pull on uv is ~100x the 2D loss's, ``bmc balance``).
     With ``bmc_root="closed_form"`` the BMC applies to poses whose closed-form root exists
     (``|z_9 - z_10| < 1 - root_margin``), plus a hinge pushing the others back
     (:func:`bmclib.losses.guarded_bmc`).
