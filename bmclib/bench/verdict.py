@@ -165,9 +165,8 @@ def verdict_table(benchmark: str | Path, level: str | None = None, results_root:
     stem = Path(results_root) / "tables" / f"benchmark_{name}"
     prov = provenance(made_by="bmc verdict", benchmark=str(bench.path), level=level, **read)
     fig = _figure(per, bench, res, Path(results_root) / "figures" / f"benchmark_{name}.png", level)
-    cols = {"run": "run", "seeds": "seeds", "depth_norm_mm": "normalised depth (mm)", "depth_mm": "root-rel. depth (mm)",
-            "root_depth_mm": "distance (mm)", "pa_mpjpe_mm": "PA-MPJPE (mm)", "epe_3d_mm": "3D (mm)",
-            "epe_2d_px": "2D (px)", "2d_pct_of_crop": "2D (% of crop)",
+    cols = {"run": "run", "seeds": "seeds", "depth_norm_mm": "normalised depth (mm)", "root_depth_mm": "distance (mm)",
+            "pa_mpjpe_mm": "PA-MPJPE (mm)", "epe_2d_px": "2D (px)", "2d_pct_of_crop": "2D (% of crop)",
             "depth_norm_mm_vs_base_pct": f"normalised depth vs {base} (%, 95% int.)",
             "pa_mpjpe_mm_vs_base_pct": f"PA-MPJPE vs {base} (%, 95% int.)"}
     shown = table[[c for c in cols if c in table]].rename(columns=cols)
@@ -175,7 +174,10 @@ def verdict_table(benchmark: str | Path, level: str | None = None, results_root:
           f"Test (frozen in `{bench.path}`): run `{t['bmc_run']}` against `{base}` on `{t['metric']}`, conditions "
           f"{', '.join(f'`{c}`' for c in t['conditions'])}, seeds {t['seeds']}. Positive reduction: BMC better. "
           f"Intervals: the wider of an image bootstrap and a t-interval over seeds.\n\n"
-          + frame_markdown(shown) + f"\n\n![{name}](../figures/{fig.name})\n\n"
+          + frame_markdown(shown) + "\n\n*Normalised depth*: the mean error of the 20 joints' root-relative depths after "
+          "the predicted pose is scaled so that its reference bone has the true length (the test's metric). *Distance*: "
+          "the error of the hand's root depth. The CSV beside this table has every metric (root-relative depth, 3D)."
+          + f"\n\n![{name}](../figures/{fig.name})\n\n"
           f"{read['images']} target-test images, labels `{read['eval_cache']}` (sha256 {read['eval_sha256'][:12]}); "
           f"runs trained at commit(s) {', '.join(read['commits'])}. Made by `bmc verdict --benchmark {bench.path} "
           f"--level {level}` at commit {prov['git_commit']}, {prov['time']}.")
@@ -205,7 +207,7 @@ def _figure(per, bench, res, path: Path, level: str) -> Path:
     ax.set_xticks(range(len(order)), [r.replace("_", " ", 1) for r in order])
     ax.set_ylabel(f"{metric.replace('_mm', '')} error (mm)")
     ax.set_title(f"{bench.name}, {level} level: {res['verdict']}", fontsize=10)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return save(fig, path)
