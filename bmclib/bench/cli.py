@@ -47,7 +47,8 @@ def _experiment(a: argparse.Namespace) -> int:
 def _tables_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", help="results root (reads runs/*/metrics.json)")
     p.add_argument("--refine", nargs="+", metavar="RUN",
-                   help="also measure bmc refine on these benchmark-v2 runs' target-test predictions")
+                   help="also measure bmc refine on these runs' target-test predictions (of --bench)")
+    p.add_argument("--bench", default="v2", help="the benchmark part of the --refine runs' names (v2; v3-glove: a level)")
     p.add_argument("--preset", default="cpu", help="preset of the --refine runs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the --refine runs")
 
@@ -58,7 +59,7 @@ def _tables(a: argparse.Namespace) -> int:
     for path in build_all(a.results):
         print(f"wrote {path}")
     if a.refine:
-        print(f"wrote {refine_study(a.preset, a.refine, a.seeds, a.results)}")
+        print(f"wrote {refine_study(a.preset, a.refine, a.seeds, a.results, bench=a.bench)}")
     return 0
 
 
