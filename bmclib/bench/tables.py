@@ -302,7 +302,8 @@ def build_all(results_root: str | os.PathLike = "results", made_by: str = "bmc t
     return out
 
 
-REFINE_METRICS = [("epe_3d_mm", "3D EPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"), ("depth_mm", "depth error (mm)"),
+REFINE_METRICS = [("depth_norm_mm", "normalised depth (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"),
+                  ("depth_mm", "depth error (mm)"),
                   ("abs_3d_depth_part_mm", "depth part of the 3D error (mm)"), ("depth_abs_mm", "absolute depth error (mm)"),
                   ("bmc_pred", "BMC of prediction"), ("implausible_joints", "implausible joints")]
 
