@@ -44,16 +44,17 @@ def finger_chains() -> list[list[int]]:
 
 
 def draw_hand_3d(ax, joints, color: str | None = None, label: str | None = None, alpha: float = 1.0, lw: float = 2.0):
-    """Draw a hand ``(21, 3)`` into a 3D axis, one colour per finger (or one ``color``).
+    """Draw a hand ``(21, 3)`` in metres into a 3D axis, one colour per finger (or one ``color``).
     Camera frame shown with y up (the camera's -y) and depth going away."""
     j = to_numpy(joints)
     for f, chain in enumerate(finger_chains()):
         p = j[chain]
         ax.plot(p[:, 0], p[:, 2], -p[:, 1], color=color or FINGER_COLORS[f], alpha=alpha, lw=lw,
                 label=label if f == 0 else None, marker="o", ms=2.5)
-    ax.set_xlabel("x")
-    ax.set_ylabel("z (depth)")
-    ax.set_zlabel("-y")
+    ax.set_xlabel("x (m)", fontsize=8, labelpad=2)
+    ax.set_ylabel("depth z (m)", fontsize=8, labelpad=2)
+    ax.set_zlabel("up, -y (m)", fontsize=8, labelpad=2)
+    ax.tick_params(labelsize=6, pad=0)
     _equal_3d(ax, j)
     return ax
 
