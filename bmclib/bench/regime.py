@@ -342,7 +342,7 @@ def run_regime_map(cfg: RegimeConfig, results_root: str | os.PathLike = "results
     cores = os.cpu_count() or 1
     threads = max(1, cores // max(1, jobs))
     args = [(p, n, s, cfg, out_dir, threads) for p, n, s in todo]
-    bar = tqdm(total=len(args), desc=f"regime map ({cfg.preset})", unit="cell", disable=not progress)
+    bar = tqdm(total=len(args), desc=f"regime map ({cfg.preset})", unit="cell", disable=not progress or not args)  # nothing to compute: no bar
     if jobs <= 1 or len(args) <= 1:
         for a in args:
             bar.set_postfix_str(_cell_name(*a[:3]))
