@@ -34,7 +34,8 @@ from ..data.synth import PRESETS as DATA_SIZES  # synthetic data per preset (one
 from .runs import run_name
 from .runs import RUNS
 
-__all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "trained_steps", "source_limits", "build_table"]
+__all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "trained_steps", "source_limits", "build_table",
+           "add_cli_arguments", "cli_main"]
 
 
 
@@ -242,3 +243,33 @@ def build_table(preset: str, results_root: str = "results", bench: str | None = 
     from .tables import synthetic_benchmark_table
 
     return synthetic_benchmark_table(preset, results_root, made_by="bmc experiment", bench=bench)
+
+
+def add_cli_arguments(p) -> None:
+    """The options of ``bmc experiment``."""
+    from ..train import PRESETS
+
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="data size and training preset")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every run")
+    p.add_argument("--runs", nargs="+", help=f"runs to do (default: all of the benchmark's; v1: {', '.join(RUNS)})")
+    p.add_argument("--benchmark", help="a pre-registered benchmark file, e.g. results/benchmark_v2.yaml "
+                                       "(default: benchmark v1, the runs of bmclib.bench.experiment)")
+    p.add_argument("--data", default="data/synth", help="where the synthetic domains are made")
+    p.add_argument("--runs-dir", default="data/runs", help="checkpoints and logs")
+    p.add_argument("--results", default="results", help="metrics, tables and figures")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--level", help="a data level of the benchmark file (benchmark v3: glove or skin; default its first)")
+    p.add_argument("--force", action="store_true", help="redo finished runs")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train this many runs at once on the CPU, cores/jobs threads each (2 on 2 cores: 1.4x the "
+                        "images/s, bmc bench jobs)")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="re-evaluate the runs trained to the end (e.g. after a metric was added); train nothing")
+
+
+def cli_main(a) -> int:
+    """``bmc experiment`` with parsed options."""
+    table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device,
+                           jobs=a.jobs, evaluate_only=a.evaluate_only, benchmark=a.benchmark, level=a.level)
+    print(Path(table).read_text())
+    return 0

@@ -26,7 +26,7 @@ from .runs import parse_run_name
 
 __all__ = ["collect", "summarise", "write_table", "synthetic_benchmark_table", "lifting_table", "build_all",
            "true_depth_study", "paired_effects", "frame_markdown", "V2_METRICS",
-           "BENCHMARK_METRICS", "LIFTING_METRICS", "refine_study", "REFINE_METRICS"]
+           "BENCHMARK_METRICS", "LIFTING_METRICS", "refine_study", "REFINE_METRICS", "add_cli_arguments", "cli_main"]
 
 BENCHMARK_METRICS = [("depth_mm", "depth error (mm)"), ("epe_3d_mm", "3D EPE (mm)"), ("epe_2d_px", "2D EPE (px)"),
                      ("pa_mpjpe_mm", "PA-MPJPE (mm)"), ("auc_3d", "AUC 0-50 mm"),
@@ -360,3 +360,22 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
           f"Made by `{made_by}` at commit {prov['git_commit']}, {prov['time']}.")
     write_text_atomic(stem.with_suffix(".csv"), df.to_csv(index=False, float_format="%.6g"))
     return write_text_atomic(stem.with_suffix(".md"), md + "\n")
+
+
+def add_cli_arguments(p) -> None:
+    """The options of ``bmc tables``."""
+    p.add_argument("--results", default="results", help="results root (reads runs/*/metrics.json)")
+    p.add_argument("--refine", nargs="+", metavar="RUN",
+                   help="also measure bmc refine on these runs' target-test predictions (of --bench)")
+    p.add_argument("--bench", default="v2", help="the benchmark part of the --refine runs' names (v2; v3-glove: a level)")
+    p.add_argument("--preset", default="cpu", help="preset of the --refine runs")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the --refine runs")
+
+
+def cli_main(a) -> int:
+    """``bmc tables`` with parsed options."""
+    for path in build_all(a.results):
+        print(f"wrote {path}")
+    if a.refine:
+        print(f"wrote {refine_study(a.preset, a.refine, a.seeds, a.results, bench=a.bench)}")
+    return 0
