@@ -52,3 +52,14 @@ def test_saved_configs_resume_with_the_defaults_they_were_trained_with(tmp_path,
     old = {k: v for k, v in saved.items() if k not in LEGACY_DEFAULTS}
     for key, value in LEGACY_DEFAULTS.items():
         assert getattr(saved_config(old, "checkpoint"), key) == value
+
+
+def test_one_list_of_preset_names():
+    """config.PRESETS names the presets; the data sizes, the lifter's and the regime map's sizes are
+    keyed by the same names (each component may leave a preset out, never add one)."""
+    from bmclib.bench.regime import RegimeConfig
+    from bmclib.data.synth import PRESETS as DATA_SIZES
+    from bmclib.lifting import LiftingConfig
+
+    assert set(DATA_SIZES) == set(PRESETS)
+    assert set(LiftingConfig._PRESETS) <= set(PRESETS) and set(RegimeConfig._PRESETS) <= set(PRESETS)
