@@ -22,8 +22,10 @@ def world(tmp_path_factory):
     return root
 
 
-def _fake_runs(root, results, noise: dict[str, float], seeds=(0, 1, 2)):
-    """Predictions = the truth with root-relative depth noise of ``noise[run]`` metres."""
+def _fake_runs(root, results, noise: dict[str, float], seeds=(0, 1, 2), steps: int = 3000):
+    """Predictions = the truth with root-relative depth noise of ``noise[run]`` metres, trained (their
+    provenance says) with the benchmark's frozen settings and the cpu preset's ``steps``."""
+    BENCH = load_benchmark(root / "v9.yaml")
     ev = PreparedCache(root / "data" / "cache" / "evaluation")
     gt = ev.annotations["xyz"].astype(np.float64)
     for run, sd in noise.items():
@@ -34,7 +36,9 @@ def _fake_runs(root, results, noise: dict[str, float], seeds=(0, 1, 2)):
             d = results / "runs" / run_name("cpu", run, s, "v9-glove")
             d.mkdir(parents=True, exist_ok=True)
             np.savez(d / "predictions.npz", xyz=xyz.astype(np.float32), uv=ev.annotations["uv"].astype(np.float32))
-            prov = {"git_commit": "abc", "data": {"eval_cache": str(root / "data" / "cache" / "evaluation"),
+            cfg = {**BENCH.train_overrides(32, 3000), "steps": steps,
+                   **{k: v for k, v in BENCH.runs[run].items() if k in ("use_bmc", "bmc_terms")}}
+            prov = {"git_commit": "abc", "config": cfg, "data": {"eval_cache": str(root / "data" / "cache" / "evaluation"),
                                                   "eval_sha256": ev.meta["annotations_sha256"],
                                                   "source": str(root / "data" / "cache" / "training")}}
             (d / "metrics.json").write_text(json.dumps({"provenance": prov}))
@@ -93,3 +97,10 @@ def test_the_controls_find_a_benchmarks_runs_by_its_own_names(world):
     assert s["runs"].format(preset="cpu", run="3_bmc_all", seed=2) == "runs/" + run_name("cpu", "3_bmc_all", 2, "v9-skin")
     assert s["seeds"] == (0, 1, 2) and s["candidates"] == ("3_bmc_all",)
     assert s["roles"] == {"base": "2_target2d", "oracle": "4_target3d_oracle", "source_only": "1_source3d"}
+
+
+def test_runs_trained_with_other_settings_are_not_judged(world, tmp_path):
+    short = tmp_path / "short"
+    _fake_runs(world, short, {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002}, steps=300)
+    with pytest.raises(ValueError, match=r"trained with other settings .* steps=300 \(frozen: 3000\)"):
+        level_runs(load_benchmark(world / "v9.yaml"), "glove", short)

@@ -153,7 +153,7 @@ def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
         v = training.get(k)
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1):
             raise ValueError(f"{where}: training.{k} must be a number in [0, 1], got {v!r}")
-    if "metric" in test:  # benchmark v3's test: a validated metric and conditions (bmclib.bench.controls)
+    if "metric" in test:  # benchmark v3's test: a validated metric and conditions (bmclib.bench.stats)
         from .stats import CONDITIONS, METRICS
 
         if test["metric"] not in METRICS:
@@ -168,6 +168,8 @@ def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
         if (not isinstance(seeds, list) or len(seeds) < 2 or len(set(seeds)) != len(seeds)
                 or any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in seeds)):
             raise ValueError(f"{where}: test.seeds must list at least two distinct int seeds >= 0, got {seeds!r}")
+        if "level" in test and test["level"] not in data.get("levels", []):
+            raise ValueError(f"{where}: test.level must be one of data.levels {data.get('levels')}, got {test['level']!r}")
     return Benchmark(name, where, data, limits, training, runs, test, raw)
 
 

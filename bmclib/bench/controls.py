@@ -14,7 +14,7 @@ flat-hand condition was failed by the oracle. Here every candidate metric and co
 
 and a metric x condition is *valid* (may be pre-registered) only if every positive control passes
 and every negative control fails. Comparisons are paired: the same images, the same seed, with a
-bootstrap over images and seeds (:func:`paired_reduction`). :func:`power` says how many seeds (and
+bootstrap over images and a t-interval over seeds, the wider (:func:`bmclib.bench.stats.paired_reduction`). :func:`power` says how many seeds (and
 images) a 25% paired reduction needs.
 
 ``bmc controls --set source_val --appearance glove`` (the wiring study's runs on held-out source
@@ -86,7 +86,7 @@ def _uninformative(arm: np.ndarray, reference: np.ndarray, is_oracle: bool = Fal
     return bool(is_oracle or np.array_equal(arm, reference) or not np.any(arm))
 
 
-def validate(per: dict[str, dict[str, np.ndarray]], base: str = "base") -> list[dict[str, Any]]:
+def validate(per: dict[str, dict[str, np.ndarray]], base: str = "base", n_boot: int = 2000) -> list[dict[str, Any]]:
     """Each metric x condition on each control. ``per[arm][metric]`` is ``(seeds, images)``; the arms
     are ``base``, ``oracle``, the positive and negative controls, and ``flat_on:<arm>`` (the flat hand
     on that arm's 2D). A row per metric x condition: each control's ``pass`` / ``fail`` / ``n/i`` (not
@@ -110,7 +110,7 @@ def validate(per: dict[str, dict[str, np.ndarray]], base: str = "base") -> list[
                 if _uninformative(a, ref, is_oracle=(against == "oracle" and arm == "oracle")):
                     row[arm] = "n/i"
                     continue
-                passed = bool(test(a, per[base][metric], f, per["oracle"][metric]))
+                passed = bool(test(a, per[base][metric], f, per["oracle"][metric], n_boot=n_boot))
                 row[arm] = "pass" if passed else "fail"
                 if arm in POSITIVE:
                     n_pos += 1
@@ -140,7 +140,7 @@ SETS: dict[str, dict[str, Any]] = {
 def benchmark_set(level: str, preset: str = "cpu", benchmark: str | Path | None = None) -> dict[str, Any]:
     """The set of runs of a benchmark with a validated test (default: the checkout's
     ``results/benchmark_v3.yaml``) at one data level, as :data:`SETS` describes sets: its run
-    names (:func:`bmclib.config.run_name`), its seeds, the test's base and oracle runs, the run
+    names (:func:`bmclib.bench.runs.run_name`), its seeds, the test's base and oracle runs, the run
     without a weak set as the source-only control, and its BMC runs as the candidates."""
     from .runs import run_name
     from .benchmark import load_benchmark
@@ -235,7 +235,7 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
             add(c, metrics(xyz, base["uv"]))
             add(f"flat_on:{c}", metrics(ctrl["flat_const"], base["uv"]))
     arrays = {arm: {k: np.stack(v) for k, v in m.items()} for arm, m in per.items()}
-    rows = validate(arrays)
+    rows = validate(arrays, n_boot=n_boot)
     prov = provenance(made_by="bmc controls", set=name, appearance=appearance, seeds=seeds, eval_cache=eval_cache,
                       eval_sha256=sha, source_cache=source_cache)
     valid = pd.DataFrame(rows)

@@ -33,6 +33,7 @@ def run_check(device: str | None = None, preset: str = "gpu", num_train: int = 8
               results_root: str = "results/gpu_check", benchmark: str = "results/benchmark_v3.yaml",
               progress: bool = False, level: str | None = None) -> dict:
     """Render, benchmark, train and evaluate; returns the summary written to ``results_root``."""
+    from .runs import run_name
     from .timing import format_train_table, run_train
     from .benchmark import load_benchmark
     from .experiment import prepare_data, run_experiment
@@ -75,7 +76,7 @@ def run_check(device: str | None = None, preset: str = "gpu", num_train: int = 8
 
     runs = {}
     for run in RUNS:
-        d = next(Path(results_root, "runs").glob(f"{preset}_*_{run}_seed0"))
+        d = Path(results_root, "runs", run_name(preset, run, 0, bench.run_bench_name(look)))
         m = json.loads((d / "metrics.json").read_text())["metrics"]
         log = Path(runs_root) / d.name / "train_log.jsonl"
         speeds = [json.loads(x)["images_per_s"] for x in log.read_text().splitlines()[1:] if x.strip()] \

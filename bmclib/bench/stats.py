@@ -71,24 +71,27 @@ def gap_share(x: np.ndarray, base: np.ndarray, oracle: np.ndarray, n_boot: int =
 
         half = t.ppf(0.975, S - 1) * per_seed.std(ddof=1) / math.sqrt(S)
         lo, hi = min(lo, per_seed.mean() - half), max(hi, per_seed.mean() + half)
-    return {"share": float(est), "lo": float(lo), "hi": float(hi)}
+    # where the oracle is not better than the base (a seed, or a resample) the share is undefined: the
+    # interval above leaves those out, so a caller reports how many there were
+    return {"share": float(est), "lo": float(lo), "hi": float(hi), "undefined_seeds": int((~np.isfinite(per_seed)).sum()),
+            "undefined_resamples": float((~np.isfinite(boots)).mean())}
 
 
-def _reduction_vs_base(arm, base, flat, oracle) -> bool:
-    return paired_reduction(arm, base)["lo"] > 0
+def _reduction_vs_base(arm, base, flat, oracle, n_boot: int = 2000) -> bool:
+    return paired_reduction(arm, base, n_boot)["lo"] > 0
 
 
-def _beats_flat(arm, base, flat, oracle) -> bool:
-    return paired_reduction(arm, flat)["lo"] > 0
+def _beats_flat(arm, base, flat, oracle, n_boot: int = 2000) -> bool:
+    return paired_reduction(arm, flat, n_boot)["lo"] > 0
 
 
-def _closes_gap(arm, base, flat, oracle, share: float = 0.25) -> bool:
-    r = gap_share(arm, base, oracle)
+def _closes_gap(arm, base, flat, oracle, share: float = 0.25, n_boot: int = 2000) -> bool:
+    r = gap_share(arm, base, oracle, n_boot)
     return bool(np.isfinite(r["share"]) and r["share"] >= share and r["lo"] > 0)
 
 
-#: condition -> (sentence, test(arm, base, flat-on-the-arm's-2D, oracle) -> bool, the arm it compares
-#: with); arrays ``(seeds, images)``
+#: condition -> (sentence, test(arm, base, flat-on-the-arm's-2D, oracle, n_boot=...) -> bool, the arm it
+#: compares with); arrays ``(seeds, images)``
 CONDITIONS: dict[str, tuple[str, Callable[..., bool], str]] = {
     "better_than_no_bmc": ("paired reduction vs the no-BMC run, 95% interval above 0", _reduction_vs_base, "base"),
     "beats_flat": ("paired reduction vs a flat hand at the source's median distance on the same 2D, 95% interval "

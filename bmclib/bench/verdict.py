@@ -4,7 +4,7 @@ A benchmark file whose ``test`` names a ``metric`` and ``conditions`` (``results
 is judged here, from the runs' saved predictions on target-test (``results/runs/<run>/predictions.npz``)
 scored per image (:func:`bmclib.evaluate.per_image_metrics`). The test compares ``test.bmc_run``
 with ``test.base_run`` on ``test.metric``, paired over the images and the seeds ``test.seeds``, with
-the conditions of :data:`bmclib.bench.controls.CONDITIONS` (the ones the controls validated) and
+the conditions of :data:`bmclib.bench.stats.CONDITIONS` (the ones the controls validated) and
 their intervals (the wider of an image bootstrap and a t-interval over seeds). The verdict is
 ``passes`` or ``fails`` only with every pre-registered seed present; before that it is
 ``incomplete`` and the interim numbers are shown as such.
@@ -51,6 +51,18 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
     if not found:
         raise FileNotFoundError(f"no predictions of benchmark {bench.name} at level {level!r} under "
                                 f"{Path(results_root) / 'runs'}/{run_name(preset, '*', 0, name).replace('seed0', 'seed*')}")
+    from ..train import preset as make_preset
+
+    base_cfg = make_preset(preset)
+    frozen = {**bench.train_overrides(base_cfg.batch_size, base_cfg.steps), "steps": base_cfg.steps}
+    for run, by_seed in found.items():  # the runs judged must be the registered runs, not a shortened or edited one
+        spec = {k: v for k, v in bench.runs[run].items() if k in ("use_bmc", "bmc_terms")}
+        for s, r in by_seed.items():
+            cfg = r["prov"].get("config", {})
+            off = {k: (cfg.get(k), v) for k, v in {**frozen, **spec}.items() if cfg.get(k) != v}
+            if off:
+                raise ValueError(f"{run} seed {s}: trained with other settings than {bench.path} and preset "
+                                 f"{preset!r} fix: " + ", ".join(f"{k}={a!r} (frozen: {b!r})" for k, (a, b) in off.items()))
     any_run = next(iter(next(iter(found.values())).values()))
     data = any_run["prov"]["data"]
     ev, src = PreparedCache(data["eval_cache"]), PreparedCache(data["source"])
@@ -101,7 +113,7 @@ def judge(bench, per, n_boot: int = 2000) -> dict[str, Any]:
                 "reduction": red, "gap_share": gap, "flat_on_bmc_mean": float(flat.mean())})
     for cond in t["conditions"]:
         sentence, test, _against = CONDITIONS[cond]
-        out["conditions"][cond] = {"sentence": sentence, "passed": bool(test(x, b, flat, o))}
+        out["conditions"][cond] = {"sentence": sentence, "passed": bool(test(x, b, flat, o, n_boot=n_boot))}
     passed = all(c["passed"] for c in out["conditions"].values())
     complete = len(have) == len(registered)
     out["verdict"] = ("passes" if passed else "fails") if complete else "incomplete"
@@ -110,6 +122,9 @@ def judge(bench, per, n_boot: int = 2000) -> dict[str, Any]:
             f"paired reduction {100 * red['reduction']:.1f}% (95% interval {100 * red['lo']:.1f} to "
             f"{100 * red['hi']:.1f}%), share of the gap to the oracle closed {100 * gap['share']:.0f}% "
             f"({100 * gap['lo']:.0f} to {100 * gap['hi']:.0f}%); {conds}")
+    if gap["undefined_seeds"] or gap["undefined_resamples"] > 0:  # the gap share's interval left these out
+        what += (f" (the oracle was not better than run {base} on {gap['undefined_seeds']} seed(s) and in "
+                 f"{100 * gap['undefined_resamples']:.1f}% of the resamples: the gap share is undefined there)")
     if complete:
         out["sentence"] = f"**The pre-registered test {out['verdict']}** ({len(have)} seeds): {what}."
     else:
@@ -177,7 +192,7 @@ def verdict_table(benchmark: str | Path, level: str | None = None, results_root:
           + frame_markdown(shown) + "\n\n*Normalised depth*: the mean error of the 20 joints' root-relative depths after "
           "the predicted pose is scaled so that its reference bone has the true length (the test's metric). *Distance*: "
           "the error of the hand's root depth. The CSV beside this table has every metric (root-relative depth, 3D)."
-          + f"\n\n![{name}](../figures/{fig.name})\n\n"
+          + (f"\n\n![{name}](../figures/{fig.name})" if fig.is_file() else "") + "\n\n"
           f"{read['images']} target-test images, labels `{read['eval_cache']}` (sha256 {read['eval_sha256'][:12]}); "
           f"runs trained at commit(s) {', '.join(read['commits'])}. Made by `bmc verdict --benchmark {bench.path} "
           f"--level {level}` at commit {prov['git_commit']}, {prov['time']}.")
@@ -197,6 +212,8 @@ def _figure(per, bench, res, path: Path, level: str) -> Path:
     source_only = [r for r, spec in bench.runs.items() if spec.get("weak") is None]  # no weak set: the floor
     order = [r for r in (*source_only, t["base_run"], t["bmc_run"], t["oracle_run"]) if r in per]
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    if not order:  # none of the test's runs at this level yet: no figure to draw
+        return path
     seeds = sorted(set.union(*(set(per[r]) for r in order)))
     for s in seeds:
         xs = [i for i, r in enumerate(order) if s in per[r]]
