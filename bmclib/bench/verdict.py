@@ -303,7 +303,7 @@ def image_regime_map(benchmark: str | Path, results_root: str | Path = "results"
             kp = k.assign(err_pct=100 * _RAYLEIGH_MEAN * k["noise_px"] / RegimeConfig().image_size)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
-    for ax, (col, label) in zip(axes, [(f"{metric}_reduction_pct", f"{metric.replace('_mm', '')} (the test's metric)"),
+    for ax, (col, label) in zip(axes, [(f"{metric}_reduction_pct", metric.replace("_mm", "")),
                                        ("pa_mpjpe_mm_reduction_pct", "PA-MPJPE")]):
         if kp is not None and col.startswith(metric):
             ax.plot(kp["err_pct"], kp["reduction_pct"], "-s", color="0.4", ms=4,
@@ -315,7 +315,8 @@ def image_regime_map(benchmark: str | Path, results_root: str | Path = "results"
                        zorder=3)
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xlabel("2D error of the no-BMC network (% of the crop)")
-        ax.set_ylabel(f"BMC's reduction of {label} (%)")
+        ax.set_ylabel(f"BMC's reduction of {label} (%)", fontsize=9)
+        ax.set_title("the test's metric" if col.startswith(metric) else "reported beside it", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"Benchmark {bench.name}: does the image network sit where the keypoint map says?", fontsize=10)
