@@ -117,7 +117,8 @@ def judge(bench, per, n_boot: int = 2000) -> dict[str, Any]:
     passed = all(c["passed"] for c in out["conditions"].values())
     complete = len(have) == len(registered)
     out["verdict"] = ("passes" if passed else "fails") if complete else "incomplete"
-    conds = "; ".join(f"{k}: {'pass' if v['passed'] else 'fail'}" for k, v in out["conditions"].items())
+    yes, no = ("pass", "fail") if complete else ("met so far", "not met so far")
+    conds = "; ".join(f"{k}: {yes if v['passed'] else no}" for k, v in out["conditions"].items())
     what = (f"run {bmc} {x.mean():.2f} mm vs run {base} {b.mean():.2f} mm on `{metric}` (oracle {o.mean():.2f}): "
             f"paired reduction {100 * red['reduction']:.1f}% (95% interval {100 * red['lo']:.1f} to "
             f"{100 * red['hi']:.1f}%), share of the gap to the oracle closed {100 * gap['share']:.0f}% "
