@@ -101,16 +101,13 @@ def _closure(names):
     return seen
 
 
-@pytest.mark.slow
-def test_the_wheel_installs_with_torch_and_numpy_alone(tmp_path):
-    """Build the wheel, install it into a fresh virtual environment that holds only torch,
-    numpy and what they need (linked from this environment: no download), and use the loss."""
+def _build_wheel(tmp_path: Path) -> Path:
+    """The project's wheel, built without network from a copy of the sources (setuptools writes
+    build/ and egg-info beside the sources it builds)."""
     import subprocess
     import sys
-    import zipfile
-    from importlib import metadata
 
-    src = tmp_path / "src"  # build from a copy: setuptools writes build/ and egg-info beside the sources
+    src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
@@ -118,6 +115,41 @@ def test_the_wheel_installs_with_torch_and_numpy_alone(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("bmc_hand-*.whl")
+    return wheel
+
+
+def _venv_with(tmp_path: Path, names: list[str], wheel: Path) -> tuple[Path, Path, Path]:
+    """A fresh venv ``(folder, python, site-packages)`` holding ``names`` and what they need (each
+    distribution's top-level entries linked from this environment: no download) and ``wheel``
+    unpacked into site-packages (a pure-Python wheel so unpacked is installed)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    for dist in _closure(names).values():
+        base = Path(dist.locate_file(""))
+        for top in {Path(f).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
+            if (base / top).exists() and not (site / top).exists():
+                (site / top).symlink_to(base / top)
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+    return venv, py, site
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_with_torch_and_numpy_alone(tmp_path):
+    """Build the wheel, install it into a fresh virtual environment that holds only torch,
+    numpy and what they need (linked from this environment: no download), and use the loss."""
+    import subprocess
+    import zipfile
+    from importlib import metadata
+
+    wheel = _build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as z:
         meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
     hard = sorted(re.split(r"[<>=!~ ;\[]", line.split(":", 1)[1].strip())[0]
@@ -126,18 +158,7 @@ def test_the_wheel_installs_with_torch_and_numpy_alone(tmp_path):
     assert {"fit", "data", "notebooks", "browser", "dev"} <= {line.split(":", 1)[1].strip() for line in
                                                                meta.splitlines() if line.startswith("Provides-Extra:")}
 
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
-    for dist in _closure(["torch", "numpy"]).values():  # link each distribution's top-level entries
-        base = Path(dist.locate_file(""))
-        for top in {Path(f).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
-            if (base / top).exists() and not (site / top).exists():
-                (site / top).symlink_to(base / top)
-    with zipfile.ZipFile(wheel) as z:  # a pure-Python wheel unpacked into site-packages is installed
-        z.extractall(site)
+    venv, py, site = _venv_with(tmp_path, ["torch", "numpy"], wheel)
     assert metadata.version("bmc-hand") == re.search(r"^Version: (.+)$", meta, re.M).group(1)
 
     code = """
@@ -175,31 +196,13 @@ def test_the_installed_wheel_runs_the_user_commands_outside_the_checkout(tmp_pat
     run from a folder outside the checkout: synth, train on the cache it made, evaluate, fit-limits,
     audit and refine work; a benchmark command says that it needs the checkout."""
     import subprocess
-    import sys
     import zipfile
     from importlib import metadata
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "bmclib", src / "bmclib", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
-    (wheel,) = (tmp_path / "dist").glob("bmc_hand-*.whl")
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    wheel = _build_wheel(tmp_path)
     need = ["torch", "numpy", "scipy", "matplotlib", "pillow", "tqdm", "pyyaml", "pandas", "plotly"]
-    for dist in _closure(need).values():
-        base = Path(dist.locate_file(""))
-        for top in {Path(f).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
-            if (base / top).exists() and not (site / top).exists():
-                (site / top).symlink_to(base / top)
+    venv, py, site = _venv_with(tmp_path, need, wheel)
     with zipfile.ZipFile(wheel) as z:
-        z.extractall(site)
         entry = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/entry_points.txt"))).decode()
     # the console script the wheel declares, written as pip writes it
     target = re.search(r"^bmc\s*=\s*([\w.]+):(\w+)\s*$", entry, re.M)

@@ -37,7 +37,8 @@ from ..camera import from_2p5d, root_depth
 from ..evaluate import per_image_metrics, true_depth_poses
 from .stats import CONDITIONS, METRICS, paired_reduction, power
 
-__all__ = ["SourceStats", "source_stats", "control_poses", "validate", "SETS", "benchmark_set", "run_controls"]
+__all__ = ["SourceStats", "source_stats", "control_poses", "validate", "SETS", "benchmark_set", "load_run_predictions",
+           "run_controls"]
 
 POSITIVE = ("oracle", "truth_through_2d")
 NEGATIVE = ("source_only", "flat_const", "mean_pose")
@@ -137,7 +138,7 @@ SETS: dict[str, dict[str, Any]] = {
 }
 
 
-def benchmark_set(level: str, preset: str = "cpu", benchmark: str | Path | None = None) -> dict[str, Any]:
+def benchmark_set(level: str, benchmark: str | Path | None = None) -> dict[str, Any]:
     """The set of runs of a benchmark with a validated test (default: the checkout's
     ``results/benchmark_v3.yaml``) at one data level, as :data:`SETS` describes sets: its run
     names (:func:`bmclib.bench.runs.run_name`), its seeds, the test's base and oracle runs, the run
@@ -156,18 +157,20 @@ def benchmark_set(level: str, preset: str = "cpu", benchmark: str | Path | None 
             "where": f"benchmark {bench.name}'s runs on its target-test, {level} level (data seed {bench.data_seed})"}
 
 
-def _load(pattern: str, run: str, seeds, **names) -> dict[int, dict[str, Any]]:
+def load_run_predictions(pattern: str, run: str, seeds, **names) -> dict[int, dict[str, Any]]:
+    """``{seed: {"xyz", "uv", "prov", "eval_sha256", "eval_cache", "source"}}`` of the seeds of one run
+    that have a ``predictions.npz`` (and its ``metrics.json``) in the folder ``pattern`` names
+    (formatted with ``run``, ``seed`` and ``names``)."""
     from ..predictions import read_predictions
 
     out = {}
     for s in seeds:
         d = Path(pattern.format(run=run, seed=s, **names))
-        f = d / "predictions.npz"
-        if f.is_file():
-            z = read_predictions(f)
+        if (d / "predictions.npz").is_file() and (d / "metrics.json").is_file():
             prov = json.loads((d / "metrics.json").read_text())["provenance"]
-            out[s] = {"uv": z["uv"], "xyz": z["xyz"], "eval_sha256": prov["data"].get("eval_sha256"),
-                      "eval_cache": prov["data"].get("eval_cache"), "source": prov["data"].get("source")}
+            out[s] = {**read_predictions(d / "predictions.npz"), "prov": prov,
+                      "eval_sha256": prov["data"].get("eval_sha256"), "eval_cache": prov["data"].get("eval_cache"),
+                      "source": prov["data"].get("source")}
     return out
 
 
@@ -186,12 +189,12 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
 
     if name not in SETS and name != "v3":
         raise ValueError(f"unknown set {name!r}; choose from {[*SETS, 'v3']}")
-    spec = SETS[name] if name in SETS else benchmark_set(appearance, preset)
+    spec = SETS[name] if name in SETS else benchmark_set(appearance)
     names = {"appearance": appearance, "preset": preset}
     roles = dict(spec["roles"])
     pattern = str(Path(results_root) / spec["runs"])
-    runs = {role: _load(pattern, run, spec["seeds"], **names) for role, run in roles.items()}
-    runs.update({c: _load(pattern, c, spec["seeds"], **names) for c in spec["candidates"]})
+    runs = {role: load_run_predictions(pattern, run, spec["seeds"], **names) for role, run in roles.items()}
+    runs.update({c: load_run_predictions(pattern, c, spec["seeds"], **names) for c in spec["candidates"]})
     seeds = sorted(set.intersection(*(set(runs[r]) for r in roles)))
     if not seeds:
         raise FileNotFoundError(f"set {name!r}: no seed has all of {list(roles.values())} under "

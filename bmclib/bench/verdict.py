@@ -37,19 +37,13 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
     from .runs import run_name
     from ..data.cache import PreparedCache
     from ..evaluate import per_image_metrics
-    from ..predictions import read_predictions
-    from .controls import control_poses, source_stats
+    from .controls import control_poses, load_run_predictions, source_stats
 
     name = bench.run_bench_name(level)
     seeds = sorted(set(bench.test.get("seeds", [])) | set(bench.test.get("report_seeds", []))) if seeds is None \
         else list(seeds)
-    found: dict[str, dict[int, dict[str, Any]]] = {}
-    for run in bench.runs:
-        for s in seeds:
-            d = Path(results_root) / "runs" / run_name(preset, run, s, name)
-            if (d / "predictions.npz").is_file() and (d / "metrics.json").is_file():
-                prov = json.loads((d / "metrics.json").read_text())["provenance"]
-                found.setdefault(run, {})[s] = {**read_predictions(d / "predictions.npz"), "prov": prov}
+    pattern = str(Path(results_root) / "runs" / run_name(preset, "{run}", 0, name).replace("seed0", "seed{seed}"))
+    found = {run: got for run in bench.runs if (got := load_run_predictions(pattern, run, seeds))}
     if not found:
         raise FileNotFoundError(f"no predictions of benchmark {bench.name} at level {level!r} under "
                                 f"{Path(results_root) / 'runs'}/{run_name(preset, '*', 0, name).replace('seed0', 'seed*')}")
