@@ -71,3 +71,28 @@ def test_the_stored_checks_of_the_committed_executions():
     assert m4["loss_check"] < 1e-6 and m4["demo_2d_last"] < m4["demo_2d_first"]  # the demo's 2D loss fell
     assert 0 < m4["2_target2d_seed0"]["epe_2d_px"] < 10  # the glove level's 2D on target-test, px of 96
     assert m["05_results_tables"]["controls"]
+
+
+def test_the_readme_sections_say_what_the_committed_tables_say():
+    from bmclib.bench.summary import write_sections
+
+    assert write_sections(ROOT, check=True) == [], "README sections are stale: run `bmc summary`"
+
+
+def test_bmc_summary_rewrites_a_stale_number_and_names_a_missing_marker(tmp_path):
+    from bmclib.bench.summary import MARKERS, write_sections
+
+    for rel in MARKERS:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text((ROOT / rel).read_text())
+    readme = tmp_path / "README.md"
+    good = readme.read_text()
+    sentence = re.search(r"paired reduction (\d+\.\d)%", good)
+    readme.write_text(good.replace(sentence.group(0), "paired reduction 99.9%", 1))
+    assert write_sections(tmp_path, ROOT / "results", check=True) == ["README.md"]
+    assert "99.9%" in readme.read_text()  # --check changes nothing
+    assert write_sections(tmp_path, ROOT / "results") == ["README.md"]
+    assert readme.read_text() == good
+    readme.write_text(good.replace("<!-- summary:v3 end -->", ""))
+    with pytest.raises(ValueError, match="README.md.*summary:v3 end"):
+        write_sections(tmp_path, ROOT / "results")
