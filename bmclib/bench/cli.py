@@ -35,6 +35,8 @@ BENCH_COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "balance": ("the 2D-loss / BMC pull on the keypoints, on a source validation split", *_module("balance")),
     "verdict": ("a pre-registered test with a validated metric (benchmark v3): table, verdict and figure",
                 *_module("verdict")),
+    "summary": ("rewrite the README's benchmark-v3 sections from the committed tables (--check: compare only)",
+                *_module("summary")),
     "tables": ("rebuild every table and its figure from results/runs/*/metrics.json", *_module("tables")),
     "reproduce": ("synthetic data + every notebook through papermill (make reproduce)", *_module("reproduce")),
     "bench": ("throughput benchmarks (BMC loss, synthesis, training, jobs, FreiHAND scoring)", *_module("timing")),

@@ -6,6 +6,8 @@ each with a progress line and its time, and a total at the end:
     data                  the synthetic benchmark's two domains for the preset
     01 .. 06              ``notebooks/NN_*.ipynb`` with ``notebooks/params/<preset>/NN_*.yaml``;
                           executed copies to ``results/notebooks/``
+    README                (cpu preset, whole run) the README's v3 sections rewritten from the
+                          tables the notebooks rebuilt (``bmc summary``)
 
 A finished step leaves a stamp in ``data/reproduce/<preset>/`` (not under version control:
 a fresh machine redoes everything) holding a hash of the notebook and its parameters; a
@@ -137,6 +139,11 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
         dt = time.perf_counter() - t0
         write_json_atomic(stamp, {"digest": digest, "seconds": round(dt, 1), "output": str(what)})
         print(f"{head}: done in {dt:.0f} s -> {what}", flush=True)
+    if preset == "cpu" and Path(results_root).resolve() == (root / "results").resolve() and not only:
+        from .summary import write_sections  # the README's v3 sections follow the tables the notebooks rebuilt
+
+        differ = write_sections(root)
+        print(f"README sections (bmc summary): {'rewrote ' + ', '.join(differ) if differ else 'up to date'}", flush=True)
     total = time.perf_counter() - t_all
     print(f"reproduction ({preset}) finished in {total / 60:.1f} min", flush=True)
     return total
