@@ -170,11 +170,26 @@ PA-MPJPE {per_seed_pa}, with the no-BMC network's 2D at {err.min():.1f}–{err.m
 keypoint map's lifter, at 0–3.9% 2D error, moved the root-relative depth by {kp_lo:.1f}–{kp_hi:.1f}%.
 
 Reported runs (seeds {_seeds(report)}, not part of the test): {' and '.join(not_yet) + ': not trained yet' if not_yet
-else 'all trained'}. """ + ("" if any(f.name.startswith(f"refine_{bench.run_bench_name(level)}")
-                                 for f in (R / "tables").glob("refine_*")) else
-                          "The refine study on v3 (`bmc tables --refine 2_target2d 3_bmc_all --bench "
-                          f"{bench.run_bench_name(level)}`) is not run yet.")
+else 'all trained'}. """ + _refine_sentence(R, bench.run_bench_name(level))
     return {"README.md": readme, "results/README.md": runs_md.rstrip()}
+
+
+def _refine_sentence(R: Path, bench_name: str) -> str:
+    """What test-time refinement (``bmc tables --refine``) did to the test's runs, from its CSV."""
+    import pandas as pd
+
+    f = R / "tables" / f"refine_{bench_name}_cpu.csv"
+    if not f.is_file():
+        return (f"The refine study on v3 (`bmc tables --refine 2_target2d 3_bmc_all --bench {bench_name}`) is not "
+                "run yet.")
+    d = pd.read_csv(f).groupby(["run", "stage"])["depth_norm_mm"].mean()
+    after = "after (prediction root)"
+    parts = [f"run {run} {d[(run, 'before')]:.2f} → {d[(run, after)]:.2f} mm"
+             for run in dict.fromkeys(i[0] for i in d.index) if (run, after) in d]
+    seeds = pd.read_csv(f)["seed"].nunique()
+    return (f"**Test-time refinement** (`bmc refine`, 200 steps along the camera rays with the run's limits, the "
+            f"hand kept at its predicted root; [`tables/{f.stem}.md`](tables/{f.stem}.md), `bmc tables --refine "
+            f"... --bench {bench_name}`, {seeds} seeds) on the normalised depth: " + "; ".join(parts) + ".")
 
 
 def _markers(name: str) -> tuple[str, str]:
