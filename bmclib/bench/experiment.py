@@ -201,8 +201,9 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
             todo.append((name, (cfg.to_dict(), *where, force or not trained, device)))
 
     def report(name: str, m: dict[str, Any]) -> None:
-        print(f"[done] {name}: depth {m['depth_mm']:.2f} mm, 3D {m['epe_3d_mm']:.2f} mm, 2D {m['epe_2d_px']:.2f} px",
-              flush=True)
+        norm = f"normalised depth {m['depth_norm_mm']:.2f} mm, " if "depth_norm_mm" in m else ""
+        print(f"[done] {name}: {norm}root-relative depth {m['depth_mm']:.2f} mm, 3D {m['epe_3d_mm']:.2f} mm, "
+              f"2D {m['epe_2d_px']:.2f} px", flush=True)
 
     run_jobs(todo, jobs, progress, report, on_log=on_log)
     if bench is not None and "metric" in bench.test:  # a validated test (v3): the verdict at this level

@@ -136,7 +136,7 @@ def synthetic_benchmark_table(preset: str, results_root: str | os.PathLike = "re
     suffix = ("" if bench == "v1" else f"_{bench}") + ("" if preset == "cpu" else f"_{preset}")
     root = Path(results_root)
     out = write_table(summary.drop(columns=["depth_reduction"]), root / "tables" / f"synthetic_benchmark{suffix}", md)
-    _depth_figure(sub, summary, preset, root / "figures" / f"synthetic_benchmark_depth{suffix}.png")
+    _depth_figure(sub, summary, preset, root / "figures" / f"synthetic_benchmark_depth{suffix}.png", bench)
     return out
 
 
@@ -168,7 +168,7 @@ def paired_effects(sub: pd.DataFrame, metric: str, base_run: str = "1_source3d",
     return pd.DataFrame(rows)
 
 
-def _depth_figure(sub: pd.DataFrame, summary: pd.DataFrame, preset: str, path: Path) -> None:
+def _depth_figure(sub: pd.DataFrame, summary: pd.DataFrame, preset: str, path: Path, bench: str | None = None) -> None:
     import matplotlib.pyplot as plt
 
     from ..viz.static import save
@@ -190,7 +190,7 @@ def _depth_figure(sub: pd.DataFrame, summary: pd.DataFrame, preset: str, path: P
         ax.legend(fontsize=7, loc="lower right")
     ax.set_xticks(range(len(summary)), list(summary["run"]), rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("root-relative depth error (mm)")
-    ax.set_title(f"Synthetic benchmark, preset {preset}: depth error per run (dots: seeds)", fontsize=9)
+    ax.set_title(f"Synthetic benchmark {bench or 'v1'}, preset {preset}: depth error per run (dots: seeds)", fontsize=9)
     fig.tight_layout()
     save(fig, path, dpi=120)
 

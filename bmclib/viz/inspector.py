@@ -321,8 +321,9 @@ class PoseInspector:
         from .static import WithPicture, pose_views
 
         r = self.state.readout()
+        n_bad = int(self.state.violating_joints().sum())
         title = (f"pose inspector: BMC bone length {r['bone_length']:.4f}, root bones {r['root_bone']:.4f}, "
-                 f"angles {r['angle']:.4f}; {int(self.state.violating_joints().sum())} joints out of limits")
+                 f"angles {r['angle']:.4f} (unweighted); {n_bad} joint{'' if n_bad == 1 else 's'} out of limits")
         return WithPicture(self.widget, pose_views({"pose": self.state.joints}, title=title),
                            note="PoseInspector: interactive in JupyterLab (a picture of its first state elsewhere)")
 
