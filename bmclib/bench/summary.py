@@ -168,7 +168,7 @@ Per seed (`tables/regime_map_images.md`): BMC's paired reduction of the normalis
 PA-MPJPE {per_seed_pa}, with the no-BMC network's 2D at {err.min():.1f}–{err.max():.1f}% of the crop. The
 keypoint map's lifter, at 0–3.9% 2D error, moved the root-relative depth by {kp_lo:.1f}–{kp_hi:.1f}%.
 
-Reported runs (seeds {_seeds(report)}, not part of the test): {' and '.join(not_yet) + ': not trained yet' if not_yet
+Reported runs (seeds {_seeds(report)}, not part of the test): {' and '.join(not_yet) + ': not yet trained at all of these seeds' if not_yet
 else 'all trained'}. """ + _refine_sentence(R, bench.run_bench_name(level), preset)
     return {"README.md": readme, "results/README.md": runs_md.rstrip()}
 
