@@ -22,7 +22,7 @@ def world(tmp_path_factory):
     return root
 
 
-def _fake_runs(root, results, noise: dict[str, float], seeds=(0, 1, 2), steps: int = 3000):
+def _fake_runs(root, results, noise: dict[str, float], seeds=(0, 1, 2), steps: int = 3000, level: str = "glove"):
     """Predictions = the truth with root-relative depth noise of ``noise[run]`` metres, trained (their
     provenance says) with the benchmark's frozen settings and the cpu preset's ``steps``."""
     BENCH = load_benchmark(root / "v9.yaml")
@@ -33,7 +33,7 @@ def _fake_runs(root, results, noise: dict[str, float], seeds=(0, 1, 2), steps: i
             g = np.random.default_rng(100 * s + len(run))
             xyz = gt.copy()
             xyz[:, 1:, 2] += g.normal(0, sd, xyz[:, 1:, 2].shape)
-            d = results / "runs" / run_name("cpu", run, s, "v9-glove")
+            d = results / "runs" / run_name("cpu", run, s, f"v9-{level}")
             d.mkdir(parents=True, exist_ok=True)
             np.savez(d / "predictions.npz", xyz=xyz.astype(np.float32), uv=ev.annotations["uv"].astype(np.float32))
             cfg = {**BENCH.train_overrides(32, 3000), "steps": steps,
@@ -69,6 +69,40 @@ def test_a_better_run_passes_an_equal_one_fails_and_missing_seeds_are_incomplete
     assert saved["verdict"]["verdict"] == "passes" and saved["provenance"]["level"] == "glove"
     with pytest.raises(FileNotFoundError, match="no predictions of benchmark v9 at level 'skin'"):
         verdict_table(world / "v9.yaml", "skin", good)
+
+
+def test_another_level_is_reported_on_its_report_seeds_never_tested(world, tmp_path):
+    res = tmp_path / "res"
+    _fake_runs(world, res, {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002}, level="skin")
+    saved = json.loads(verdict_table(world / "v9.yaml", "skin", res, n_boot=300).with_suffix(".json").read_text())
+    v = saved["verdict"]
+    assert v["verdict"] == "reported" and v["reported_at"] == "skin" and v["seeds"] == [0, 1, 2]
+    assert v["sentence"].startswith("Reported, not tested (the test is at the glove level; 3 seeds)")
+    assert "better_than_no_bmc: would pass" in v["sentence"] and v["reduction"]["lo"] > 0
+
+    worse = tmp_path / "worse"  # BMC worse at this level: read as failing, still not a verdict
+    _fake_runs(world, worse, {"2_target2d": 0.006, "3_bmc_all": 0.012, "4_target3d_oracle": 0.002}, level="skin")
+    v = json.loads(verdict_table(world / "v9.yaml", "skin", worse, n_boot=300).with_suffix(".json").read_text())["verdict"]
+    assert v["verdict"] == "reported" and "better_than_no_bmc: would fail" in v["sentence"]
+
+    # the README's paragraph on that level (bmc summary) reads the interval's side of 0
+    import pandas as pd
+
+    from bmclib.bench.summary import _level_paragraph
+
+    mp = pd.DataFrame({"level": "skin", "base_2d_pct": [6.5, 6.9, 6.6], "depth_norm_mm_reduction_pct": [1.0, 2.0, 3.0],
+                       "pa_mpjpe_mm_reduction_pct": [0.5, 0.5, 0.5]})
+    bench = load_benchmark(world / "v9.yaml")
+    helps, hurts = (_level_paragraph(r, bench, "skin", mp) for r in (res, worse))
+    assert "2D error is 6.5–6.9% of the crop" in helps and "3 seeds)" in helps and "+1.0%, +2.0%, +3.0%" in helps
+    assert "BMC still helps here: the interval is above 0" in helps and "BMC is worse here" in hurts
+
+    bench = load_benchmark(world / "v9.yaml")  # a report seed short: interim, with how many
+    few = tmp_path / "few"
+    _fake_runs(world, few, {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002}, seeds=(0, 1),
+               level="skin")
+    v = judge(bench, level_runs(bench, "skin", few)[0], n_boot=300, reported_at="skin")
+    assert v["verdict"] == "reported" and "2 of 3 report seeds, interim numbers" in v["sentence"]
 
 
 def test_the_image_regime_map_puts_each_level_and_seed_beside_the_keypoint_map(world, tmp_path):

@@ -89,22 +89,32 @@ def _stack(per, run: str, seeds, metric: str) -> np.ndarray:
     return np.stack([per[run][s][metric] for s in seeds])
 
 
-def judge(bench, per, n_boot: int = 2000) -> dict[str, Any]:
+def judge(bench, per, n_boot: int = 2000, reported_at: str | None = None) -> dict[str, Any]:
     """The pre-registered test on ``per`` (:func:`level_runs`): each condition's value, interval and
     outcome, on the registered seeds that every run of the test has; ``verdict`` is ``passes`` /
-    ``fails`` with all of them, else ``incomplete``."""
+    ``fails`` with all of them, else ``incomplete``.
+
+    ``reported_at``: a level other than the test's (the skin level of v3). The same comparison is
+    made there on the benchmark's ``report_seeds`` and reported, never tested: ``verdict`` is
+    ``reported`` and the conditions read "would pass" / "would fail"."""
     from .stats import CONDITIONS, gap_share, paired_reduction
 
     t = bench.test
     metric, base, bmc, oracle = t["metric"], t["base_run"], t["bmc_run"], t["oracle_run"]
-    registered = list(t["seeds"])
+    registered = list(t.get("report_seeds", t["seeds"]) if reported_at else t["seeds"])
     have = [s for s in registered if all(s in per.get(r, {}) for r in (base, bmc, oracle))]
     out: dict[str, Any] = {"metric": metric, "base_run": base, "bmc_run": bmc, "oracle_run": oracle,
                            "seeds_registered": registered, "seeds": have, "conditions": {}}
+    which = "report" if reported_at else "pre-registered"
+    if reported_at:
+        out["reported_at"] = reported_at
     if len(have) < 2:
-        out["verdict"] = "incomplete"
-        out["sentence"] = (f"Incomplete: {len(have)} of the {len(registered)} pre-registered seeds have runs "
-                           f"{base}, {bmc} and {oracle}; the test needs them all.")
+        out["verdict"] = "reported" if reported_at else "incomplete"
+        out["sentence"] = ((f"Reported, not tested (the test is at the {t.get('level', bench.levels[0])} level): " if reported_at
+                            else "Incomplete: ") +
+                           f"{len(have)} of the {len(registered)} {which} seeds have runs "
+                           f"{base}, {bmc} and {oracle}; " + ("the comparison needs at least 2." if reported_at
+                                                            else "the test needs them all."))
         return out
     x, b, o = (_stack(per, r, have, metric) for r in (bmc, base, oracle))
     flat = _stack(per, f"flat_on:{bmc}", have, metric)
@@ -117,8 +127,9 @@ def judge(bench, per, n_boot: int = 2000) -> dict[str, Any]:
         out["conditions"][cond] = {"sentence": sentence, "passed": bool(test(x, b, flat, o, n_boot=n_boot))}
     passed = all(c["passed"] for c in out["conditions"].values())
     complete = len(have) == len(registered)
-    out["verdict"] = ("passes" if passed else "fails") if complete else "incomplete"
-    yes, no = ("pass", "fail") if complete else ("met so far", "not met so far")
+    out["verdict"] = "reported" if reported_at else ("passes" if passed else "fails") if complete else "incomplete"
+    yes, no = (("would pass", "would fail") if reported_at else ("pass", "fail")) if complete else \
+        ("met so far", "not met so far")
     conds = "; ".join(f"{k}: {yes if v['passed'] else no}" for k, v in out["conditions"].items())
     what = (f"run {bmc} {x.mean():.2f} mm vs run {base} {b.mean():.2f} mm on `{metric}` (oracle {o.mean():.2f}): "
             f"paired reduction {100 * red['reduction']:.1f}% (95% interval {100 * red['lo']:.1f} to "
@@ -127,7 +138,12 @@ def judge(bench, per, n_boot: int = 2000) -> dict[str, Any]:
     if gap["undefined_seeds"] or gap["undefined_resamples"] > 0:  # the gap share's interval left these out
         what += (f" (the oracle was not better than run {base} on {gap['undefined_seeds']} seed(s) and in "
                  f"{100 * gap['undefined_resamples']:.1f}% of the resamples: the gap share is undefined there)")
-    if complete:
+    if reported_at:
+        out["sentence"] = (f"Reported, not tested (the test is at the {t.get('level', bench.levels[0])} level; "
+                           + (f"{len(have)} seeds" if complete else
+                              f"{len(have)} of {len(registered)} report seeds, interim numbers")
+                           + f"): {what}; the test's conditions are applied here only to read them.")
+    elif complete:
         out["sentence"] = f"**The pre-registered test {out['verdict']}** ({len(have)} seeds): {what}."
     else:
         out["sentence"] = (f"**Incomplete** ({len(have)} of {len(registered)} pre-registered seeds; interim numbers, "
@@ -153,17 +169,13 @@ def verdict_table(benchmark: str | Path, level: str | None = None, results_root:
         raise ValueError(f"{bench.path}: test has no metric: not a benchmark with a validated test (v3 and later)")
     level = level or t.get("level") or bench.levels[0]
     per, read = level_runs(bench, level, results_root, preset, strict=strict)
-    res = judge(bench, per, n_boot)
+    tested = level == t.get("level", bench.levels[0])
+    res = judge(bench, per, n_boot, reported_at=None if tested else level)
     if read["off_settings"]:  # not strict: a smoke run or a shortened one, reported, never a test
         res["verdict"] = "not tested"
         res["sentence"] = ("**Not the registered runs** (" + "; ".join(read["off_settings"][:2])
                            + (" ..." if len(read["off_settings"]) > 2 else "") + "): numbers reported, not a test. "
                            + res["sentence"].split(": ", 1)[-1])
-    tested = level == t.get("level", bench.levels[0])
-    if not tested:
-        res["verdict"] = "reported"
-        res["sentence"] = f"Reported, not tested (the test is at the {t.get('level')} level): " + \
-            res["sentence"].split(": ", 1)[-1]
     base = t["base_run"]
     rows = []
     for run in bench.runs:
