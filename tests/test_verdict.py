@@ -72,37 +72,52 @@ def test_a_better_run_passes_an_equal_one_fails_and_missing_seeds_are_incomplete
 
 
 def test_another_level_is_reported_on_its_report_seeds_never_tested(world, tmp_path):
-    res = tmp_path / "res"
-    _fake_runs(world, res, {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002}, level="skin")
-    saved = json.loads(verdict_table(world / "v9.yaml", "skin", res, n_boot=300).with_suffix(".json").read_text())
-    v = saved["verdict"]
-    assert v["verdict"] == "reported" and v["reported_at"] == "skin" and v["seeds"] == [0, 1, 2]
-    assert v["sentence"].startswith("Reported, not tested (the test is at the glove level; 3 seeds)")
-    assert "better_than_no_bmc: would pass" in v["sentence"] and v["reduction"]["lo"] > 0
-
-    worse = tmp_path / "worse"  # BMC worse at this level: read as failing, still not a verdict
-    _fake_runs(world, worse, {"2_target2d": 0.006, "3_bmc_all": 0.012, "4_target3d_oracle": 0.002}, level="skin")
-    v = json.loads(verdict_table(world / "v9.yaml", "skin", worse, n_boot=300).with_suffix(".json").read_text())["verdict"]
-    assert v["verdict"] == "reported" and "better_than_no_bmc: would fail" in v["sentence"]
-
-    # the README's paragraph on that level (bmc summary) reads the interval's side of 0
     import pandas as pd
 
     from bmclib.bench.summary import _level_paragraph
 
-    mp = pd.DataFrame({"level": "skin", "base_2d_pct": [6.5, 6.9, 6.6], "depth_norm_mm_reduction_pct": [1.0, 2.0, 3.0],
-                       "pa_mpjpe_mm_reduction_pct": [0.5, 0.5, 0.5]})
-    bench = load_benchmark(world / "v9.yaml")
-    helps, hurts = (_level_paragraph(r, bench, "skin", mp) for r in (res, worse))
-    assert "2D error is 6.5–6.9% of the crop" in helps and "3 seeds)" in helps and "+1.0%, +2.0%, +3.0%" in helps
-    assert "BMC still helps here: the interval is above 0" in helps and "BMC is worse here" in hurts
+    (world / "v9r.yaml").write_text(V3_MINI.replace("seeds: [0, 1, 2]}", "seeds: [0, 1, 2], report_seeds: [0, 2, 3]}"))
+    bench = load_benchmark(world / "v9r.yaml")
+    noise = {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002}
+    res = tmp_path / "res"
+    _fake_runs(world, res, noise, seeds=(0, 1, 2, 3), level="skin")
+    v = json.loads(verdict_table(bench.path, "skin", res, n_boot=300).with_suffix(".json").read_text())["verdict"]
+    assert v["verdict"] == "reported" and v["reported_at"] == "skin" and v["seeds"] == [0, 2, 3]
+    assert v["sentence"].startswith("Reported, not tested (the test is at the glove level; 3 seeds)")
+    assert "better_than_no_bmc: would pass;" in v["sentence"] and v["reduction"]["lo"] > 0
+    assert "reported beside the test, not tested" in (res / "tables" / "benchmark_v9-skin.md").read_text()
 
-    bench = load_benchmark(world / "v9.yaml")  # a report seed short: interim, with how many
-    few = tmp_path / "few"
-    _fake_runs(world, few, {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002}, seeds=(0, 1),
-               level="skin")
-    v = judge(bench, level_runs(bench, "skin", few)[0], n_boot=300, reported_at="skin")
-    assert v["verdict"] == "reported" and "2 of 3 report seeds, interim numbers" in v["sentence"]
+    worse = tmp_path / "worse"  # BMC worse at this level: read as failing, still not a verdict
+    _fake_runs(world, worse, {**noise, "2_target2d": 0.006, "3_bmc_all": 0.012}, seeds=(0, 1, 2, 3), level="skin")
+    w = json.loads(verdict_table(bench.path, "skin", worse, n_boot=300).with_suffix(".json").read_text())["verdict"]
+    assert w["verdict"] == "reported" and "better_than_no_bmc: would fail;" in w["sentence"]
+
+    few = tmp_path / "few"  # a report seed short: interim, with how many
+    _fake_runs(world, few, noise, seeds=(0, 1, 2), level="skin")
+    f = judge(bench, level_runs(bench, "skin", few)[0], n_boot=300, reported_at="skin")
+    assert f["verdict"] == "reported" and f["seeds"] == [0, 2] and "2 of 3 report seeds, interim numbers" in f["sentence"]
+    assert "better_than_no_bmc: would fail so far;" in f["sentence"]  # 2 seeds: a wide t-interval
+    with pytest.raises(ValueError, match="no report_seeds"):  # the file must say which seeds another level has
+        verdict_table(world / "v9.yaml", "skin", res, n_boot=50)
+
+    # the README's paragraph on that level (bmc summary): the map's seeds the verdict used, the interval's side of 0
+    mp = pd.DataFrame({"level": "skin", "seed": [0, 1, 2, 3], "base_2d_pct": [6.5, 9.9, 6.9, 6.6],
+                       "depth_norm_mm_reduction_pct": [1.0, 99.0, 2.0, 3.0], "pa_mpjpe_mm_reduction_pct": 0.5})
+    kp = pd.DataFrame({"noise_px": [0.0, 4.0], "reduction_pct": [3.3, 1.6], "reduction_pct_std": [2.0, 1.6]})
+    helps, hurts = (_level_paragraph(r, bench, "skin", mp, kp) for r in (res, worse))
+    assert "2D error is 6.5–6.9% of the crop" in helps and "3 seeds)" in helps and "+1.0%, +2.0%, +3.0%," in helps
+    assert "The interval is above 0: BMC helps here." in helps and "The interval is below 0: BMC hurts here." in hurts
+    assert "last point is at 3.9% 2D error (its lifter moved the root-relative depth by +1.6 ± 1.6% there)" in helps
+    shaky = dict(json.loads((res / "tables" / "benchmark_v9-skin.json").read_text()))
+    shaky["verdict"] = {**shaky["verdict"], "reduction": {"reduction": 0.01, "lo": -0.02, "hi": 0.04}}
+    (tmp_path / "shaky" / "tables").mkdir(parents=True)
+    (tmp_path / "shaky" / "tables" / "benchmark_v9-skin.json").write_text(json.dumps(shaky))
+    assert "covers 0: no effect of BMC is shown here." in _level_paragraph(tmp_path / "shaky", bench, "skin", mp, kp)
+
+    short = tmp_path / "short"  # runs off the frozen settings: the paragraph says so, whatever the numbers
+    _fake_runs(world, short, noise, seeds=(0, 2, 3), steps=300, level="skin")
+    verdict_table(bench.path, "skin", short, n_boot=50, strict=False)
+    assert "**Not the registered runs**" in _level_paragraph(short, bench, "skin", mp, kp)
 
 
 def test_the_image_regime_map_puts_each_level_and_seed_beside_the_keypoint_map(world, tmp_path):

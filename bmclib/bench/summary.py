@@ -92,7 +92,7 @@ def sections(results_root: str | Path = "results", benchmark: str | Path | None 
                for lvl, rs in todo.items()]
     others_line = _others_line(R, bench, level, res, preset)
     other_levels = [lvl for lvl in bench.levels if lvl != level]
-    level_lines = [_level_paragraph(R, bench, lvl, mp) for lvl in other_levels]
+    level_lines = [_level_paragraph(R, bench, lvl, mp, kp) for lvl in other_levels]
     gap_ok = res["conditions"].get("closes_25pct_of_gap", {}).get("passed")  # None: not evaluated
     red = res.get("reduction")
 
@@ -149,8 +149,7 @@ which was trained on the target's 2D too.
  "not both valid: " + ", ".join(f"{c} {'valid' if o else 'not valid'}" for c, o in zip(bench.test['conditions'], ok))
  + " — see the table"}.
 
-{chr(10).join(line + chr(10) for line in level_lines if line)}
-![v3 per seed: normalised depth error of runs 1-4](results/figures/{stem}.png)
+{''.join(line + chr(10) * 2 for line in level_lines if line)}![v3 per seed: normalised depth error of runs 1-4](results/figures/{stem}.png)
 ![v3 on the regime map: BMC's paired effect against the network's 2D error](results/figures/regime_map_images.png)"""
 
     runs_md = f"""## Benchmark v3, part 2{'' if complete and not not_yet else ' (in progress)'}: the runs, the {'verdict' if complete else 'interim numbers'}, the image-level map
@@ -173,7 +172,7 @@ keypoint map's lifter, at 0–3.9% 2D error, moved the root-relative depth by {k
 
 Reported runs (seeds {_seeds(report)}, not part of the test): {' and '.join(not_yet) + ': not yet trained at all of these seeds' if not_yet
 else 'all trained'}. """ + _refine_sentence(R, bench.run_bench_name(level), preset) + "".join(
-        f"\n\n{_level_paragraph(R, bench, lvl, mp, link='')}"
+        f"\n\n{_level_paragraph(R, bench, lvl, mp, kp, link='')}"
         + (" " + _refine_sentence(R, bench.run_bench_name(lvl), preset, missing_ok=True)).rstrip()
         + (f"\n\n{_table(R, bench, lvl)}" if _table(R, bench, lvl) else "")
         for lvl, line in zip(other_levels, level_lines) if line)
@@ -217,34 +216,45 @@ def _table(R: Path, bench, level: str) -> str:
     return "\n".join(x for x in f.read_text().splitlines() if x.startswith("|")) if f.is_file() else ""
 
 
-def _level_paragraph(R: Path, bench, level: str, mp, link: str = "results/") -> str:
+def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/") -> str:
     """BMC at a level the test does not judge (v3's skin level), from its reported verdict file and the
-    image-level map; '' when the level has no verdict file yet."""
+    image-level map (``mp``) beside the keypoint map's lifter (``kp``); '' when the level has no verdict
+    file yet."""
+    from .regime import RegimeConfig
+    from .verdict import _RAYLEIGH_MEAN
+
     stem = f"benchmark_{bench.run_bench_name(level)}"
     f = R / "tables" / f"{stem}.json"
     if not f.is_file():
         return ""
     res = json.loads(f.read_text())["verdict"]
     red = res.get("reduction")
-    at = mp[mp["level"] == level] if "level" in mp else mp.iloc[:0]
     head = (f"**At the {level} level** (reported, not tested; [`{link}tables/{stem}.md`]({link}tables/{stem}.md), "
             f"`bmc verdict --level {level}`): ")
-    if red is None:
-        return head + res["sentence"].split("): ", 1)[-1]
-    err = at["base_2d_pct"]
-    per_seed = ", ".join(f"{r:+.1f}%" for r in at[f"{res['metric']}_reduction_pct"])
-    pa = ", ".join(f"{r:+.1f}%" for r in at["pa_mpjpe_mm_reduction_pct"])
+    if red is None or res["verdict"] != "reported":  # too few seeds yet, or runs off the frozen settings
+        return head + res["sentence"].split("): ", 1)[-1] if red is None else head + res["sentence"]
+    at = mp[(mp["level"] == level) & mp["seed"].isin(res["seeds"])] if "level" in mp else mp.iloc[:0]
     n, want = len(res["seeds"]), len(res["seeds_registered"])
-    return (head + f"the no-BMC network's 2D error is {err.min():.1f}–{err.max():.1f}% of the crop; run "
-            f"{res['bmc_run']} {res['bmc_mean']:.2f} mm vs run {res['base_run']} {res['base_mean']:.2f} mm on "
-            f"`{res['metric']}` (oracle {res['oracle_mean']:.2f}), paired reduction {100 * red['reduction']:.1f}% "
-            f"(95% interval {100 * red['lo']:.1f} to {100 * red['hi']:.1f}%, {n} seeds"
-            + ("" if n == want else f" of {want}: interim") + f"); per seed {per_seed}, on PA-MPJPE {pa}. "
-            "The keypoint map ends at 3.9% 2D error, so it says nothing here; the benchmark file (frozen before "
-            f"any v3 run) expected no gain at this level. " + (
-                "BMC's gain does not survive this 2D error: the interval covers 0." if red["lo"] <= 0 < red["hi"] else
-                "BMC is worse here: the interval is below 0." if red["hi"] <= 0 else
-                "BMC still helps here: the interval is above 0."))
+    text = head
+    if len(at):
+        err = at["base_2d_pct"]
+        text += f"the no-BMC network's 2D error is {err.min():.1f}–{err.max():.1f}% of the crop; "
+    text += (f"run {res['bmc_run']} {res['bmc_mean']:.2f} mm vs run {res['base_run']} {res['base_mean']:.2f} mm on "
+             f"`{res['metric']}` (oracle {res['oracle_mean']:.2f}), paired reduction {100 * red['reduction']:.1f}% "
+             f"(95% interval {100 * red['lo']:.1f} to {100 * red['hi']:.1f}%, {n} seeds"
+             + ("" if n == want else f" of {want}: interim numbers") + ")")
+    if len(at):
+        pct = {c: ", ".join(f"{r:+.1f}%" for r in at[f"{c}_reduction_pct"]) for c in (res["metric"], "pa_mpjpe_mm")}
+        text += f"; per seed {pct[res['metric']]}, on PA-MPJPE {pct['pa_mpjpe_mm']}"
+    last = kp.sort_values("noise_px").iloc[-1]
+    end = 100 * _RAYLEIGH_MEAN * last["noise_px"] / RegimeConfig().image_size
+    so_far = "" if n == want else " so far"
+    side = ("above 0: BMC helps here" if red["lo"] > 0 else "below 0: BMC hurts here" if red["hi"] < 0 else
+            "covers 0: no effect of BMC is shown here")
+    return (text + f". The interval is {side}{so_far}. The keypoint map's last point is at {end:.1f}% 2D error "
+            f"(its lifter moved the root-relative depth by {last['reduction_pct']:+.1f} ± "
+            f"{last['reduction_pct_std']:.1f}% there); the benchmark file, frozen before any v3 run, expected no gain "
+            "at this level by extending the map beyond that point.")
 
 
 def _refine_sentence(R: Path, bench_name: str, preset: str = "cpu", missing_ok: bool = False) -> str:

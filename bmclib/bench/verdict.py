@@ -101,7 +101,10 @@ def judge(bench, per, n_boot: int = 2000, reported_at: str | None = None) -> dic
 
     t = bench.test
     metric, base, bmc, oracle = t["metric"], t["base_run"], t["bmc_run"], t["oracle_run"]
-    registered = list(t.get("report_seeds", t["seeds"]) if reported_at else t["seeds"])
+    if reported_at and "report_seeds" not in t:
+        raise ValueError(f"{bench.path}: test has no report_seeds: the seeds on which a level other than the "
+                         f"test's ({t.get('level', bench.levels[0])}) is reported, such as {reported_at!r}")
+    registered = list(t["report_seeds"] if reported_at else t["seeds"])
     have = [s for s in registered if all(s in per.get(r, {}) for r in (base, bmc, oracle))]
     out: dict[str, Any] = {"metric": metric, "base_run": base, "bmc_run": bmc, "oracle_run": oracle,
                            "seeds_registered": registered, "seeds": have, "conditions": {}}
@@ -128,8 +131,9 @@ def judge(bench, per, n_boot: int = 2000, reported_at: str | None = None) -> dic
     passed = all(c["passed"] for c in out["conditions"].values())
     complete = len(have) == len(registered)
     out["verdict"] = "reported" if reported_at else ("passes" if passed else "fails") if complete else "incomplete"
-    yes, no = (("would pass", "would fail") if reported_at else ("pass", "fail")) if complete else \
-        ("met so far", "not met so far")
+    yes, no = {(True, False): ("pass", "fail"), (False, False): ("met so far", "not met so far"),
+               (True, True): ("would pass", "would fail"),
+               (False, True): ("would pass so far", "would fail so far")}[(complete, bool(reported_at))]
     conds = "; ".join(f"{k}: {yes if v['passed'] else no}" for k, v in out["conditions"].items())
     what = (f"run {bmc} {x.mean():.2f} mm vs run {base} {b.mean():.2f} mm on `{metric}` (oracle {o.mean():.2f}): "
             f"paired reduction {100 * red['reduction']:.1f}% (95% interval {100 * red['lo']:.1f} to "
@@ -204,10 +208,13 @@ def verdict_table(benchmark: str | Path, level: str | None = None, results_root:
             "depth_norm_mm_vs_base_pct": f"normalised depth vs {base} (%, 95% int.)",
             "pa_mpjpe_mm_vs_base_pct": f"PA-MPJPE vs {base} (%, 95% int.)"}
     shown = table[[c for c in cols if c in table]].rename(columns=cols)
-    md = (f"# Benchmark {bench.name}, {level} level, preset {preset}: the pre-registered test\n\n{res['sentence']}\n\n"
+    what = "the pre-registered test" if tested else "reported beside the test, not tested"
+    md = (f"# Benchmark {bench.name}, {level} level, preset {preset}: {what}\n\n{res['sentence']}\n\n"
           f"Test (frozen in `{bench.path}`): run `{t['bmc_run']}` against `{base}` on `{t['metric']}`, conditions "
-          f"{', '.join(f'`{c}`' for c in t['conditions'])}, seeds {t['seeds']}. Positive reduction: BMC better. "
-          f"Intervals: the wider of an image bootstrap and a t-interval over seeds.\n\n"
+          f"{', '.join(f'`{c}`' for c in t['conditions'])}, seeds {t['seeds']}"
+          + ("" if tested else f", at the {t.get('level', bench.levels[0])} level; here the same comparison on the "
+             f"report seeds {res['seeds_registered']}") + ". Positive reduction: BMC better. "
+          "Intervals: the wider of an image bootstrap and a t-interval over seeds.\n\n"
           + frame_markdown(shown) + "\n\n*Normalised depth*: the mean error of the 20 joints' root-relative depths after "
           "the predicted pose is scaled so that its reference bone has the true length (the test's metric). *Distance*: "
           "the error of the hand's root depth. The CSV beside this table has every metric (root-relative depth, 3D)."
