@@ -76,9 +76,13 @@ def refine_predictions(xyz, K, limits: BMCLimits, steps: int = 200, lr: float = 
         raise ValueError(f"refine: K must be ({len(j)}, 3, 3) (one per prediction), got {tuple(Kt.shape)}")
     if root not in ("prediction", "closed_form"):
         raise ValueError(f"refine: root must be 'prediction' or 'closed_form', got {root!r}")
-    if not bool((j[..., 2] > 0).all()):
-        raise ValueError("refine: every joint must be in front of the camera (z > 0): absolute camera-frame "
-                         "predictions are needed, not root-relative ones")
+    behind = ~(j[..., 2] > 0).all(dim=1)
+    if bool(behind.any()):
+        i = int(behind.nonzero()[0, 0])
+        raise ValueError(f"refine: every joint must be in front of the camera (z > 0): {int(behind.sum())} of "
+                         f"{len(j)} predictions are not (the first: prediction {i}, smallest z "
+                         f"{float(j[i, :, 2].min()):.4g} m); absolute camera-frame predictions are needed, not "
+                         "root-relative ones")
     uv = project(j, Kt)
     scale = sk.reference_length(j)
     z_rel = (j[..., 2] - j[:, :1, 2]) / scale[:, None]

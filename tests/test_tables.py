@@ -1,9 +1,11 @@
 """Tables are rebuilt from metrics files alone; a broken file is named."""
 import json
 
+import pandas as pd
 import pytest
 
 from bmclib.bench.cli import main
+from bmclib.bench.runs import run_name
 from bmclib.bench.tables import build_all, collect
 
 
@@ -90,3 +92,19 @@ def test_refine_study_on_a_tiny_run(tmp_path):
     assert len(rows) == 3 and "| before |" in rows[0] and "| after (prediction root) |" in rows[1]
     bmc_before, bmc_kept_root, bmc_closed_root = (float(r.split("|")[-3]) for r in rows)
     assert bmc_kept_root < bmc_before and bmc_closed_root < bmc_before  # refined into the limits
+    assert "behind the camera" not in md
+
+    # a hand predicted behind the camera (as skin-level runs do on a few images) has no rays to refine
+    # along: it is scored as predicted, counted, and does not stop the study
+    from bmclib.predictions import read_predictions, write_predictions
+
+    f = tmp_path / "results" / "runs" / run_name("tiny", "1_source3d", 0, "v2") / "predictions.npz"
+    p = read_predictions(f)
+    p["xyz"][0, :, 2] = -p["xyz"][0, :, 2]
+    write_predictions(f, p["xyz"], p["uv"])
+    assert main(["tables", "--results", str(tmp_path / "results"), "--refine", "1_source3d", "--preset", "tiny",
+                 "--seeds", "0"]) == 0
+    md = (tmp_path / "results" / "tables" / "refine_v2_tiny.md").read_text()
+    assert f"run 1_source3d: 1 of {len(p['xyz'])} images over 1 seeds" in md
+    csv = pd.read_csv(tmp_path / "results" / "tables" / "refine_v2_tiny.csv")
+    assert (csv["unrefined"] == 1).all() and len(csv) == 3

@@ -335,12 +335,19 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
             xyz, uv = saved["xyz"], saved["uv"]
             a = cache.annotations
             gt, K = a["xyz"].astype(np.float64), a["K"].astype(np.float64)
-            stages = [("before", xyz)] + [(f"after ({root} root)", refine_predictions(xyz, K, limits, steps=steps,
-                                                                                       root=root).numpy())
-                                          for root in ("prediction", "closed_form")]
+            # a hand predicted (partly) behind the camera has no camera rays to refine along: it stays as
+            # predicted, in both 'after' stages, and is counted (the scores stay over every image)
+            ok = (np.asarray(xyz)[..., 2] > 0).all(axis=1)
+            stages = [("before", xyz)]
+            for root in ("prediction", "closed_form"):
+                after = np.array(xyz, dtype=np.float64)
+                if ok.any():
+                    after[ok] = refine_predictions(xyz[ok], K[ok], limits, steps=steps, root=root).numpy()
+                stages.append((f"after ({root} root)", after))
             for stage, pred in stages:
                 m = evaluate_arrays(pred, gt, uv, a["uv"], limits, K)
-                rows.append({"run": run, "seed": seed, "stage": stage, **{k: m[k] for k, _ in REFINE_METRICS}})
+                rows.append({"run": run, "seed": seed, "stage": stage, **{k: m[k] for k, _ in REFINE_METRICS},
+                             "images": len(ok), "unrefined": int((~ok).sum())})
     if not rows:
         raise ValueError(f"no predictions of runs {list(runs)} (preset {preset!r}) under {Path(results_root) / 'runs'}")
     df = pd.DataFrame(rows)
@@ -349,6 +356,7 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
     n = df.groupby("run", sort=False)["seed"].nunique()
     mean.insert(1, "seeds", mean["run"].map(n))
     mean.columns = ["run", "seeds", "stage"] + [label for _, label in REFINE_METRICS]
+    behind = df[df.stage == "before"].groupby("run", sort=False)[["unrefined", "images"]].sum()
     stem = Path(results_root) / "tables" / f"refine_{bench}_{preset}"
     prov = provenance(made_by=made_by, preset=preset, steps=steps)
     md = ("# Test-time refinement of the benchmark's predictions (`bmc refine`)\n\n"
@@ -357,7 +365,11 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
           "(every joint on its own camera ray: the 2D is unchanged) with the run's limits, the refined hand placed "
           "at the model's own root depth (`bmc refine`'s default) or at the closed-form root of the refined pose; "
           "mean over seeds. "
-          f"Made by `{made_by}` at commit {prov['git_commit']}, {prov['time']}.")
+          + ("" if not behind["unrefined"].any() else "Predictions with a joint behind the camera (z <= 0) have no "
+             "rays to refine along and are scored as predicted in every stage: " + ", ".join(
+                 f"run {r}: {b.unrefined} of {b.images} images over {n[r]} seeds"
+                 for r, b in behind.iterrows() if b.unrefined) + ". ")
+          +           f"Made by `{made_by}` at commit {prov['git_commit']}, {prov['time']}.")
     write_text_atomic(stem.with_suffix(".csv"), df.to_csv(index=False, float_format="%.6g"))
     return write_text_atomic(stem.with_suffix(".md"), md + "\n")
 
