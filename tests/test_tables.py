@@ -77,7 +77,7 @@ def test_paired_effects_with_every_run_of_the_gap():
     assert eff.loc["1_source3d", "seeds paired"] == 2
 
 
-def test_refine_study_on_a_tiny_run(tmp_path):
+def test_refine_study_on_a_tiny_run(tmp_path, capsys):
     """bmc tables --refine: a run's target-test predictions before and after refinement, from its own
     metrics file's provenance (evaluation cache and limits)."""
     from bmclib.bench.experiment import run_experiment
@@ -88,6 +88,8 @@ def test_refine_study_on_a_tiny_run(tmp_path):
     assert main(["tables", "--results", str(tmp_path / "results"), "--refine", "1_source3d", "--preset", "tiny",
                  "--seeds", "0"]) == 0
     md = (tmp_path / "results" / "tables" / "refine_v2_tiny.md").read_text()
+    wrote = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote ")]
+    assert wrote == [f"wrote {tmp_path / 'results' / 'tables' / 'refine_v2_tiny.md'}"]  # no other table touched
     rows = [line for line in md.splitlines() if line.startswith("| 1_source3d")]
     assert len(rows) == 3 and "| before |" in rows[0] and "| after (prediction root) |" in rows[1]
     bmc_before, bmc_kept_root, bmc_closed_root = (float(r.split("|")[-3]) for r in rows)
