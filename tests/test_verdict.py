@@ -106,13 +106,17 @@ def test_another_level_is_reported_on_its_report_seeds_never_tested(world, tmp_p
     kp = pd.DataFrame({"noise_px": [0.0, 4.0], "reduction_pct": [3.3, 1.6], "reduction_pct_std": [2.0, 1.6]})
     helps, hurts = (_level_paragraph(r, bench, "skin", mp, kp) for r in (res, worse))
     assert "2D error is 6.5–6.9% of the crop" in helps and "3 seeds)" in helps and "+1.0%, +2.0%, +3.0%," in helps
-    assert "The interval is above 0: BMC helps here." in helps and "The interval is below 0: BMC hurts here." in hurts
+    assert "The interval lies above 0: BMC helps here." in helps and "The interval lies below 0: BMC hurts here." in hurts
     assert "last point is at 3.9% 2D error (its lifter moved the root-relative depth by +1.6 ± 1.6% there)" in helps
+    assert "controls" not in helps  # none made for this level yet
+    (res / "tables" / "controls_v9-skin.json").write_text(json.dumps({"valid": [
+        {"metric": "depth_norm_mm", "condition": "better_than_no_bmc", "valid": False}]}))
+    assert "the test's cells are better_than_no_bmc not valid" in _level_paragraph(res, bench, "skin", mp, kp)
     shaky = dict(json.loads((res / "tables" / "benchmark_v9-skin.json").read_text()))
     shaky["verdict"] = {**shaky["verdict"], "reduction": {"reduction": 0.01, "lo": -0.02, "hi": 0.04}}
     (tmp_path / "shaky" / "tables").mkdir(parents=True)
     (tmp_path / "shaky" / "tables" / "benchmark_v9-skin.json").write_text(json.dumps(shaky))
-    assert "covers 0: no effect of BMC is shown here." in _level_paragraph(tmp_path / "shaky", bench, "skin", mp, kp)
+    assert "The interval covers 0: no effect of BMC is shown here." in _level_paragraph(tmp_path / "shaky", bench, "skin", mp, kp)
 
     short = tmp_path / "short"  # runs off the frozen settings: the paragraph says so, whatever the numbers
     _fake_runs(world, short, noise, seeds=(0, 2, 3), steps=300, level="skin")

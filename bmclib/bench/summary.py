@@ -238,7 +238,8 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/")
     text = head
     if len(at):
         err = at["base_2d_pct"]
-        text += f"the no-BMC network's 2D error is {err.min():.1f}–{err.max():.1f}% of the crop; "
+        lo, hi = f"{err.min():.1f}", f"{err.max():.1f}"
+        text += f"the no-BMC network's 2D error is {lo if lo == hi else f'{lo}–{hi}'}% of the crop; "
     text += (f"run {res['bmc_run']} {res['bmc_mean']:.2f} mm vs run {res['base_run']} {res['base_mean']:.2f} mm on "
              f"`{res['metric']}` (oracle {res['oracle_mean']:.2f}), paired reduction {100 * red['reduction']:.1f}% "
              f"(95% interval {100 * red['lo']:.1f} to {100 * red['hi']:.1f}%, {n} seeds"
@@ -249,9 +250,16 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/")
     last = kp.sort_values("noise_px").iloc[-1]
     end = 100 * _RAYLEIGH_MEAN * last["noise_px"] / RegimeConfig().image_size
     so_far = "" if n == want else " so far"
-    side = ("above 0: BMC helps here" if red["lo"] > 0 else "below 0: BMC hurts here" if red["hi"] < 0 else
-            "covers 0: no effect of BMC is shown here")
-    return (text + f". The interval is {side}{so_far}. The keypoint map's last point is at {end:.1f}% 2D error "
+    side = ("lies above 0: BMC helps here" if red["lo"] > 0 else "lies below 0: BMC hurts here" if red["hi"] < 0
+            else "covers 0: no effect of BMC is shown here")
+    cf = R / "tables" / f"controls_{bench.run_bench_name(level)}.json"
+    if cf.is_file():
+        valid = {(r["metric"], r["condition"]): bool(r["valid"]) for r in json.loads(cf.read_text())["valid"]}
+        ok = [valid.get((res["metric"], c), False) for c in bench.test["conditions"]]
+        text += (f". On this level's controls (`bmc controls --set {bench.name} --appearance {level}`) the test's "
+                 + ("two cells are valid too" if all(ok) and len(ok) == 2 else "cells are " + ", ".join(
+                     f"{c} {'valid' if o else 'not valid'}" for c, o in zip(bench.test["conditions"], ok))))
+    return (text + f". The interval {side}{so_far}. The keypoint map's last point is at {end:.1f}% 2D error "
             f"(its lifter moved the root-relative depth by {last['reduction_pct']:+.1f} ± "
             f"{last['reduction_pct_std']:.1f}% there); the benchmark file, frozen before any v3 run, expected no gain "
             "at this level by extending the map beyond that point.")
