@@ -105,9 +105,10 @@ def test_another_level_is_reported_on_its_report_seeds_never_tested(world, tmp_p
                        "depth_norm_mm_reduction_pct": [1.0, 99.0, 2.0, 3.0], "pa_mpjpe_mm_reduction_pct": 0.5})
     kp = pd.DataFrame({"noise_px": [0.0, 4.0], "reduction_pct": [3.3, 1.6], "reduction_pct_std": [2.0, 1.6]})
     helps, hurts = (_level_paragraph(r, bench, "skin", mp, kp) for r in (res, worse))
-    assert "2D error is 6.5–6.9% of the crop" in helps and "3 seeds)" in helps and "+1.0%, +2.0%, +3.0%," in helps
+    assert "the 2D error is 0.00 px (0.0% of the crop) without BMC" in helps and "3 seeds)" in helps
+    assert "per seed (0, 2, 3) +1.0%, +2.0%, +3.0% on" in helps  # the map's seed 1 is not a report seed
     assert "The interval lies above 0: BMC helps here." in helps and "The interval lies below 0: BMC hurts here." in hurts
-    assert "last point is at 3.9% 2D error (its lifter moved the root-relative depth by +1.6 ± 1.6% there)" in helps
+    assert "last point is at 3.9% 2D error (its lifter moved the root-relative depth by +1.6%, sd over seeds 1.6)" in helps
     assert "controls" not in helps  # none made for this level yet
     (res / "tables" / "controls_v9-skin.json").write_text(json.dumps({"valid": [
         {"metric": "depth_norm_mm", "condition": "better_than_no_bmc", "valid": False}]}))
@@ -116,7 +117,12 @@ def test_another_level_is_reported_on_its_report_seeds_never_tested(world, tmp_p
     shaky["verdict"] = {**shaky["verdict"], "reduction": {"reduction": 0.01, "lo": -0.02, "hi": 0.04}}
     (tmp_path / "shaky" / "tables").mkdir(parents=True)
     (tmp_path / "shaky" / "tables" / "benchmark_v9-skin.json").write_text(json.dumps(shaky))
-    assert "The interval covers 0: no effect of BMC is shown here." in _level_paragraph(tmp_path / "shaky", bench, "skin", mp, kp)
+    test_level = {**v, "reduction": {"reduction": 0.137, "lo": 0.098, "hi": 0.178}}  # as v3's glove level
+    text = _level_paragraph(tmp_path / "shaky", bench, "skin", mp, kp, test_res=test_level)
+    assert "The interval covers 0: neither a gain nor a loss is shown here; reductions above 4.0% are excluded " \
+           "(the glove level's was 13.7%)." in text
+    assert "less than BMC gained at the glove level (13.7%), so agreeing with it here is weak evidence" in text
+    assert "weak evidence" not in _level_paragraph(res, bench, "skin", mp, kp, test_res=test_level)  # BMC helped
 
     short = tmp_path / "short"  # runs off the frozen settings: the paragraph says so, whatever the numbers
     _fake_runs(world, short, noise, seeds=(0, 2, 3), steps=300, level="skin")
@@ -157,3 +163,18 @@ def test_runs_trained_with_other_settings_are_not_judged(world, tmp_path):
     _fake_runs(world, short, {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002}, steps=300)
     with pytest.raises(ValueError, match=r"trained with other settings .* steps=300 \(frozen: 3000\)"):
         level_runs(load_benchmark(world / "v9.yaml"), "glove", short)
+
+
+def test_the_refine_sentence_compares_refining_run_2_with_run_3(tmp_path):
+    from bmclib.bench.summary import _refine_sentence
+
+    (tmp_path / "tables").mkdir()
+    rows = ["run,seed,stage,depth_norm_mm"]
+    for s in (0, 1):  # run 2 refined 36.5, run 3 40.7 before and 39.2 after (the skin level's shape)
+        rows += [f"2_target2d,{s},before,39.8", f"2_target2d,{s},after (prediction root),36.5",
+                 f"3_bmc_all,{s},before,40.7", f"3_bmc_all,{s},after (prediction root),39.2"]
+    (tmp_path / "tables" / "refine_v9-skin_cpu.csv").write_text("\n".join(rows) + "\n")
+    text = _refine_sentence(tmp_path, "v9-skin")
+    assert "run 2_target2d 39.80 → 36.50 mm (2 seeds); run 3_bmc_all 40.70 → 39.20 mm (2 seeds)" in text
+    assert "refining run 2_target2d alone (36.50 mm) beats run 3_bmc_all before and after refinement" in text
+    assert _refine_sentence(tmp_path, "v9-glove", missing_ok=True) == ""

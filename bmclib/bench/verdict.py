@@ -304,12 +304,13 @@ def image_regime_map(benchmark: str | Path, results_root: str | Path = "results"
     bench = load_benchmark(benchmark)
     t = bench.test
     base, bmc, metric = t["base_run"], t["bmc_run"], t["metric"]
-    rows = []
+    rows, sizes = [], set()
     for level in bench.levels:
         try:
             per, read = level_runs(bench, level, results_root, preset)
         except FileNotFoundError:
             continue
+        sizes.add(read["image_size"])
         for s in sorted(set(per.get(base, {})) & set(per.get(bmc, {}))):
             b, x = per[base][s], per[bmc][s]
             rows.append({"level": level, "seed": s, "base_2d_px": float(b["epe_2d_px"].mean()),
@@ -328,25 +329,29 @@ def image_regime_map(benchmark: str | Path, results_root: str | Path = "results"
         if len(k):
             kp = k.assign(err_pct=100 * _RAYLEIGH_MEAN * k["noise_px"] / RegimeConfig().image_size)
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharex=True)
     for ax, (col, label) in zip(axes, [(f"{metric}_reduction_pct", metric.replace("_mm", "")),
                                        ("pa_mpjpe_mm_reduction_pct", "PA-MPJPE")]):
         if kp is not None and col.startswith(metric):
             ax.plot(kp["err_pct"], kp["reduction_pct"], "-s", color="0.4", ms=4,
-                    label=f"keypoint map (lifter, {population}, {rule}): root-rel. depth")
+                    label=f"keypoint map (lifter vs source-only, {population}, {rule}; ± sd over seeds): "
+                          "root-rel. depth")
             ax.fill_between(kp["err_pct"], kp["reduction_pct"] - kp["reduction_pct_std"],
                             kp["reduction_pct"] + kp["reduction_pct_std"], color="0.4", alpha=0.15, lw=0)
         for i, (level, g) in enumerate(df.groupby("level", sort=False)):
-            ax.scatter(g["base_2d_pct"], g[col], color=f"C{i}", s=30, label=f"images, {level} level (one point per seed)",
-                       zorder=3)
+            ax.scatter(g["base_2d_pct"], g[col], color=f"C{i}", s=30,
+                       label=f"images, {level} level (run 3 vs run 2, one point per seed)", zorder=3)
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_xlabel("2D error of the no-BMC network (% of the crop)")
-        ax.set_ylabel(f"BMC's reduction of {label} (%)", fontsize=9)
-        ax.set_title("the test's metric" if col.startswith(metric) else "reported beside it", fontsize=9)
+        ax.set_xlabel(f"2D error of the no-BMC network (% of the crop:\nimages {'/'.join(map(str, sorted(sizes)))} px"
+                      + ("" if kp is None else f", keypoint map {RegimeConfig().image_size} px") + ")", fontsize=9)
+        ax.set_ylabel(f"BMC's reduction of {label} (%)\n(positive: BMC better)", fontsize=9)
+        ax.set_title("the test's metric" if col.startswith(metric) else
+                     "PA-MPJPE (not tested; no keypoint-map counterpart)", fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()  # below the panels: it covers no point
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=1, frameon=False)
     fig.suptitle(f"Benchmark {bench.name}: does the image network sit where the keypoint map says?", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.045 * (len(labels) + 0.5), 1, 1))
     save(fig, Path(results_root) / "figures" / "regime_map_images.png")
     prov = provenance(made_by="bmc verdict --map", benchmark=str(bench.path))
     kp_text = ("" if kp is None else "\n\nThe keypoint map at the same 2D error (`tables/regime_map.csv`, lifter with BMC "
