@@ -255,6 +255,15 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
         pct = {c: ", ".join(f"{r:+.1f}%" for r in at[f"{c}_reduction_pct"]) for c in (res["metric"], "pa_mpjpe_mm")}
         text += (f"; per seed ({_seeds(at['seed'].tolist())}) {pct[res['metric']]} on `{res['metric']}`, "
                  f"{pct['pa_mpjpe_mm']} on PA-MPJPE")
+    if rows is not None:  # the term ablations and any other BMC run beside the test's
+        col = f"{res['metric']}_vs_base_pct"
+        extra = [r for r in rows.index if r not in (res["base_run"], res["bmc_run"], res["oracle_run"], "1_source3d")
+                 and isinstance(rows.loc[r, col], str)]
+        if extra:
+            text += (f"; the other BMC runs on `{res['metric']}`: "
+                     + ", ".join(f"{r} (BMC terms {bench.runs[r].get('bmc_terms', '?')}) {rows.loc[r, col]} (seeds "
+                                 f"{rows.loc[r, 'seeds']})" for r in extra)
+                     + " (%, 95% interval)")
     gap, conds = res.get("gap_share"), res.get("conditions", {})
     if gap:
         failing = [c for c, v in conds.items() if not v["passed"]]
