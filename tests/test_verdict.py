@@ -107,7 +107,7 @@ def test_another_level_is_reported_on_its_report_seeds_never_tested(world, tmp_p
     helps, hurts = (_level_paragraph(r, bench, "skin", mp, kp) for r in (res, worse))
     assert "the 2D error is 0.00 px (0.0% of the crop) without BMC" in helps and "3 seeds)" in helps
     assert "per seed (0, 2, 3) +1.0%, +2.0%, +3.0% on" in helps  # the map's seed 1 is not a report seed
-    assert "The interval lies above 0: BMC helps here." in helps and "The interval lies below 0: BMC hurts here." in hurts
+    assert "3_bmc_all's interval lies above 0: BMC helps here." in helps and "3_bmc_all's interval lies below 0: BMC hurts here." in hurts
     assert "last point is at 3.9% 2D error (its lifter moved the root-relative depth by +1.6%, sd over seeds 1.6)" in helps
     assert "controls" not in helps  # none made for this level yet
     (res / "tables" / "controls_v9-skin.json").write_text(json.dumps({"valid": [
@@ -119,7 +119,7 @@ def test_another_level_is_reported_on_its_report_seeds_never_tested(world, tmp_p
     (tmp_path / "shaky" / "tables" / "benchmark_v9-skin.json").write_text(json.dumps(shaky))
     test_level = {**v, "reduction": {"reduction": 0.137, "lo": 0.098, "hi": 0.178}}  # as v3's glove level
     text = _level_paragraph(tmp_path / "shaky", bench, "skin", mp, kp, test_res=test_level)
-    assert "The interval covers 0: neither a gain nor a loss is shown here; reductions above 4.0% are excluded " \
+    assert "3_bmc_all's interval covers 0: neither a gain nor a loss is shown here; reductions above 4.0% are excluded " \
            "(the glove level's was 13.7%)." in text
     assert "less than BMC gained at the glove level (13.7%), so agreeing with it here is weak evidence" in text
     assert "weak evidence" not in _level_paragraph(res, bench, "skin", mp, kp, test_res=test_level)  # BMC helped

@@ -263,7 +263,7 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
             text += (f"; the other BMC runs on `{res['metric']}`: "
                      + ", ".join(f"{r} (BMC terms {bench.runs[r].get('bmc_terms', '?')}) {rows.loc[r, col]} (seeds "
                                  f"{rows.loc[r, 'seeds']})" for r in extra)
-                     + " (%, 95% interval)")
+                     + " (%, 95% interval; exploratory: several comparisons, none pre-registered)")
     gap, conds = res.get("gap_share"), res.get("conditions", {})
     if gap:
         failing = [c for c, v in conds.items() if not v["passed"]]
@@ -284,7 +284,7 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
     side = ("lies above 0: BMC helps here" if red["lo"] > 0 else "lies below 0: BMC hurts here" if red["hi"] < 0
             else f"covers 0: neither a gain nor a loss is shown here; reductions above {100 * red['hi']:.1f}% are "
                  f"excluded{there}")
-    text += f". The interval {side}{so_far}."
+    text += f". Run {res['bmc_run']}'s interval {side}{so_far}."
     if test_res and "oracle_mean" in test_res:
         text += (f" The oracle is {res['base_mean'] - res['oracle_mean']:.1f} mm better than run {res['base_run']} here "
                  f"and {test_res['base_mean'] - test_res['oracle_mean']:.1f} mm at the "
