@@ -110,3 +110,5 @@ def test_refine_study_on_a_tiny_run(tmp_path, capsys):
     assert f"run 1_source3d: 1 of {len(p['xyz'])} images over 1 seeds" in md
     csv = pd.read_csv(tmp_path / "results" / "tables" / "refine_v2_tiny.csv")
     assert (csv["unrefined"] == 1).all() and len(csv) == 3
+    bmc_before, bmc_kept_root, _ = csv["bmc_pred"]
+    assert bmc_kept_root < bmc_before  # the other hands are still refined

@@ -1,6 +1,7 @@
 """The v3 verdict (bmclib.bench.verdict): on fake runs whose answer is known, it passes a run that
 is better, fails one that is not, and calls too few seeds incomplete."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ def world(tmp_path_factory):
     return root
 
 
-def _fake_runs(root, results, noise: dict[str, float], seeds=(0, 1, 2), steps: int = 3000, level: str = "glove"):
+def _fake_runs(root, results, noise: dict[str, float], seeds=(0, 1, 2), steps: int = 3000, level: str = "glove",
+               uv_noise: dict[str, float] | None = None):
     """Predictions = the truth with root-relative depth noise of ``noise[run]`` metres, trained (their
     provenance says) with the benchmark's frozen settings and the cpu preset's ``steps``."""
     BENCH = load_benchmark(root / "v9.yaml")
@@ -35,7 +37,8 @@ def _fake_runs(root, results, noise: dict[str, float], seeds=(0, 1, 2), steps: i
             xyz[:, 1:, 2] += g.normal(0, sd, xyz[:, 1:, 2].shape)
             d = results / "runs" / run_name("cpu", run, s, f"v9-{level}")
             d.mkdir(parents=True, exist_ok=True)
-            np.savez(d / "predictions.npz", xyz=xyz.astype(np.float32), uv=ev.annotations["uv"].astype(np.float32))
+            uv = ev.annotations["uv"] + g.normal(0, (uv_noise or {}).get(run, 0.0), ev.annotations["uv"].shape)
+            np.savez(d / "predictions.npz", xyz=xyz.astype(np.float32), uv=uv.astype(np.float32))
             cfg = {**BENCH.train_overrides(32, 3000), "steps": steps,
                    **{k: v for k, v in BENCH.runs[run].items() if k in ("use_bmc", "bmc_terms")}}
             prov = {"git_commit": "abc", "config": cfg, "data": {"eval_cache": str(root / "data" / "cache" / "evaluation"),
@@ -80,8 +83,12 @@ def test_another_level_is_reported_on_its_report_seeds_never_tested(world, tmp_p
     bench = load_benchmark(world / "v9r.yaml")
     noise = {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002}
     res = tmp_path / "res"
-    _fake_runs(world, res, noise, seeds=(0, 1, 2, 3), level="skin")
+    _fake_runs(world, res, noise, seeds=(0, 1, 2, 3), level="skin", uv_noise={"3_bmc_all": 1.0})
     v = json.loads(verdict_table(bench.path, "skin", res, n_boot=300).with_suffix(".json").read_text())["verdict"]
+    table = {line.split(" | ")[0].strip("| "): line.split(" | ")[1] for line in
+             (res / "tables" / "benchmark_v9-skin.md").read_text().splitlines() if line.startswith("| 2_") or
+             line.startswith("| 3_")}
+    assert table == {"2_target2d": "0 2 3", "3_bmc_all": "0 2 3"}  # the report seeds only, not seed 1
     assert v["verdict"] == "reported" and v["reported_at"] == "skin" and v["seeds"] == [0, 2, 3]
     assert v["sentence"].startswith("Reported, not tested (the test is at the glove level; 3 seeds)")
     assert "better_than_no_bmc: would pass;" in v["sentence"] and v["reduction"]["lo"] > 0
@@ -105,11 +112,14 @@ def test_another_level_is_reported_on_its_report_seeds_never_tested(world, tmp_p
                        "depth_norm_mm_reduction_pct": [1.0, 99.0, 2.0, 3.0], "pa_mpjpe_mm_reduction_pct": 0.5})
     kp = pd.DataFrame({"noise_px": [0.0, 4.0], "reduction_pct": [3.3, 1.6], "reduction_pct_std": [2.0, 1.6]})
     helps, hurts = (_level_paragraph(r, bench, "skin", mp, kp) for r in (res, worse))
-    assert "the 2D error is 0.00 px (0.0% of the crop) without BMC" in helps and "3 seeds)" in helps
+    assert re.search(r"the 2D error is 0\.00 px \(0\.0% of the crop\) without BMC and 1\.\d\d px with it", helps)
+    assert "3 seeds)" in helps and "BMC gained here, against that expectation." in helps
     assert "per seed (0, 2, 3) +1.0%, +2.0%, +3.0% on" in helps  # the map's seed 1 is not a report seed
     assert "3_bmc_all's interval lies above 0: BMC helps here." in helps and "3_bmc_all's interval lies below 0: BMC hurts here." in hurts
     assert "last point is at 3.9% 2D error (its lifter moved the root-relative depth by +1.6%, sd over seeds 1.6)" in helps
     assert "controls" not in helps  # none made for this level yet
+    (res / "tables" / "controls_v9-skin.json").write_text(json.dumps({"valid": []}))
+    assert "the test's cells are better_than_no_bmc not evaluated" in _level_paragraph(res, bench, "skin", mp, kp)
     (res / "tables" / "controls_v9-skin.json").write_text(json.dumps({"valid": [
         {"metric": "depth_norm_mm", "condition": "better_than_no_bmc", "valid": False}]}))
     assert "the test's cells are better_than_no_bmc not valid" in _level_paragraph(res, bench, "skin", mp, kp)
@@ -123,6 +133,10 @@ def test_another_level_is_reported_on_its_report_seeds_never_tested(world, tmp_p
            "(the glove level's was 13.7%)." in text
     assert "less than BMC gained at the glove level (13.7%), so agreeing with it here is weak evidence" in text
     assert "weak evidence" not in _level_paragraph(res, bench, "skin", mp, kp, test_res=test_level)  # BMC helped
+    shaky["verdict"]["reduction"] = {"reduction": -0.02, "lo": -0.05, "hi": 0.01}  # below the map's whole range
+    (tmp_path / "shaky" / "tables" / "benchmark_v9-skin.json").write_text(json.dumps(shaky))
+    text = _level_paragraph(tmp_path / "shaky", bench, "skin", mp, kp, test_res=test_level)
+    assert "BMC did worse than even the map's smallest value (1.6%)" in text and "weak evidence" not in text
 
     short = tmp_path / "short"  # runs off the frozen settings: the paragraph says so, whatever the numbers
     _fake_runs(world, short, noise, seeds=(0, 2, 3), steps=300, level="skin")
@@ -178,3 +192,6 @@ def test_the_refine_sentence_compares_refining_run_2_with_run_3(tmp_path):
     assert "run 2_target2d 39.80 → 36.50 mm (2 seeds); run 3_bmc_all 40.70 → 39.20 mm (2 seeds)" in text
     assert "refining run 2_target2d alone (36.50 mm) beats run 3_bmc_all before and after refinement" in text
     assert _refine_sentence(tmp_path, "v9-glove", missing_ok=True) == ""
+    (tmp_path / "tables" / "refine_v9-skin_cpu.csv").write_text("\n".join(rows[:5] + [
+        r.replace("3_bmc_all,1", "3_bmc_all,7") for r in rows[5:]]) + "\n")  # run 3 on other seeds: not compared
+    assert "refining" not in _refine_sentence(tmp_path, "v9-skin")

@@ -241,6 +241,7 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
     text = head
     rows = pd.read_csv(R / "tables" / f"{stem}.csv").set_index("run") if (R / "tables" / f"{stem}.csv").is_file() \
         else None
+    b2 = None
     if rows is not None and {res["base_run"], res["bmc_run"]} <= set(rows.index):
         b2, x2 = (rows.loc[res[r], ["epe_2d_px", "2d_pct_of_crop"]] for r in ("base_run", "bmc_run"))
         text += (f"the 2D error is {b2.epe_2d_px:.2f} px ({b2['2d_pct_of_crop']:.1f}% of the crop) without BMC and "
@@ -257,8 +258,8 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
                  f"{pct['pa_mpjpe_mm']} on PA-MPJPE")
     if rows is not None:  # the term ablations and any other BMC run beside the test's
         col = f"{res['metric']}_vs_base_pct"
-        extra = [r for r in rows.index if r not in (res["base_run"], res["bmc_run"], res["oracle_run"], "1_source3d")
-                 and isinstance(rows.loc[r, col], str)]
+        extra = [r for r in rows.index if r not in (res["base_run"], res["bmc_run"])
+                 and bench.runs.get(r, {}).get("use_bmc") and isinstance(rows.loc[r, col], str)]
         if extra:
             text += (f"; the other BMC runs on `{res['metric']}`: "
                      + ", ".join(f"{r} (BMC terms {bench.runs[r].get('bmc_terms', '?')}) {rows.loc[r, col]} (seeds "
@@ -267,16 +268,17 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
     gap, conds = res.get("gap_share"), res.get("conditions", {})
     if gap:
         failing = [c for c, v in conds.items() if not v["passed"]]
-        text += (f". Run 2 → oracle gap closed: {100 * gap['share']:.0f}% ({100 * gap['lo']:.0f} to "
+        text += (f". Run {res['base_run']} → oracle gap closed: {100 * gap['share']:.0f}% ({100 * gap['lo']:.0f} to "
                  f"{100 * gap['hi']:.0f}%); " + ("the test's conditions would all pass here" if not failing else
                                                   f"{' and '.join(failing)} would fail here"))
     cf = R / "tables" / f"controls_{bench.run_bench_name(level)}.json"
     if cf.is_file():
-        valid = {(r["metric"], r["condition"]): bool(r["valid"]) for r in json.loads(cf.read_text())["valid"]}
-        ok = [valid.get((res["metric"], c), False) for c in bench.test["conditions"]]
+        valid = {(r["metric"], r["condition"]): bool(r["valid"]) for r in json.loads(cf.read_text()).get("valid", [])}
+        ok = [valid.get((res["metric"], c)) for c in bench.test["conditions"]]
         text += (f". On this level's controls (`bmc controls --set {bench.name} --appearance {level}`) the test's "
-                 + ("two cells are valid too" if all(ok) and len(ok) == 2 else "cells are " + ", ".join(
-                     f"{c} {'valid' if o else 'not valid'}" for c, o in zip(bench.test["conditions"], ok))))
+                 + ("cells are all valid" if all(o is True for o in ok) else "cells are " + ", ".join(
+                     f"{c} {'not evaluated' if o is None else 'valid' if o else 'not valid'}"
+                     for c, o in zip(bench.test["conditions"], ok))))
     so_far = "" if n == want else " so far"
     t_red = (test_res or {}).get("reduction")
     there = "" if t_red is None else \
@@ -292,13 +294,23 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
     last = kp.sort_values("noise_px").iloc[-1]
     end = 100 * _RAYLEIGH_MEAN * last["noise_px"] / RegimeConfig().image_size
     sd = f"sd over {int(last['seeds'])} seeds" if "seeds" in last else "sd over seeds"
-    return (text + f" The keypoint map's last point is at {end:.1f}% 2D error (its lifter moved the root-relative depth "
-            f"by {last['reduction_pct']:+.1f}%, {sd} {last['reduction_pct_std']:.1f}); the benchmark file, frozen before "
-            "any v3 run, reported this level beside the test as one 'where the regime map predicts no gain'"
-            + ("" if t_red is None or red["lo"] > 0 or t_red["lo"] <= kp["reduction_pct"].max() / 100 else
-               f". The same map predicted {kp['reduction_pct'].min():.1f}–{kp['reduction_pct'].max():.1f}% up to "
-               f"{end:.1f}% 2D error, less than BMC gained at the {bench.test.get('level', bench.levels[0])} level "
-               f"({100 * t_red['reduction']:.1f}%), so agreeing with it here is weak evidence for it") + ".")
+    k_lo, k_hi = kp["reduction_pct"].min() / 100, kp["reduction_pct"].max() / 100
+    text += (f" The keypoint map's last point is at {end:.1f}% 2D error (its lifter moved the root-relative depth by "
+             f"{last['reduction_pct']:+.1f}%, {sd} {last['reduction_pct_std']:.1f})"
+             + (f"; this level's {b2['2d_pct_of_crop']:.1f}% lies beyond it" if b2 is not None and
+                b2["2d_pct_of_crop"] > end else "")
+             + "; the benchmark file, frozen before any v3 run, reported this level beside the test as one 'where the "
+             "regime map predicts no gain'")
+    if red["lo"] > 0:
+        return text + ": BMC gained here, against that expectation."
+    if red["hi"] < k_lo:
+        return text + (f": BMC did worse than even the map's smallest value ({100 * k_lo:.1f}%), the interval lying "
+                       "wholly below it.")
+    if t_red is not None and t_red["lo"] > k_hi:  # the interval overlaps the map's range, which missed the test level
+        return text + (f". The same map predicted {100 * k_lo:.1f}–{100 * k_hi:.1f}% up to {end:.1f}% 2D error, less "
+                       f"than BMC gained at the {bench.test.get('level', bench.levels[0])} level "
+                       f"({100 * t_red['reduction']:.1f}%), so agreeing with it here is weak evidence for it.")
+    return text + "."
 
 
 def _refine_sentence(R: Path, bench_name: str, preset: str = "cpu", missing_ok: bool = False,
@@ -318,12 +330,17 @@ def _refine_sentence(R: Path, bench_name: str, preset: str = "cpu", missing_ok: 
     after = "after (prediction root)"
     parts = [f"run {run} {d[(run, 'before')]:.2f} → {d[(run, after)]:.2f} mm ({n[run]} seeds)"
              for run in dict.fromkeys(i[0] for i in d.index) if (run, after) in d and (run, "before") in d]
-    if all((r, st) in d for r in (base, bmc) for st in ("before", after)) and n[base] == n[bmc]:
+    same_seeds = set(raw.loc[raw.run == base, "seed"]) == set(raw.loc[raw.run == bmc, "seed"])
+    if all((r, st) in d for r in (base, bmc) for st in ("before", after)) and same_seeds:
         a, b, c = d[(base, after)], d[(bmc, "before")], d[(bmc, after)]
-        parts[-1] += (f"; refining run {base} alone ({a:.2f} mm) " + (
+        parts.append(f"refining run {base} alone ({a:.2f} mm) " + (
             f"beats run {bmc} before and after refinement ({b:.2f} / {c:.2f} mm)" if a < min(b, c) else
             f"does not reach run {bmc} refined ({c:.2f} mm)" if a > c else
             f"lies between run {bmc} refined ({c:.2f} mm) and unrefined ({b:.2f} mm)") + " (no interval: reported)")
+    if "unrefined" in raw and raw["unrefined"].any():
+        first = raw[raw.stage == "before"].groupby("run")[["unrefined", "images"]].sum()
+        parts.append("scored unrefined, a joint behind the camera: " + ", ".join(
+            f"run {r} {k.unrefined} of {k.images} predictions" for r, k in first.iterrows() if k.unrefined))
     return (f"**Test-time refinement** (`bmc refine`, 200 steps along the camera rays with the run's limits, the "
             f"hand kept at its predicted root; [`tables/{f.stem}.md`](tables/{f.stem}.md), `bmc tables --refine "
             f"... --bench {bench_name}`) on the normalised depth: " + "; ".join(parts) + ".")

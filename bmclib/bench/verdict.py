@@ -172,8 +172,10 @@ def verdict_table(benchmark: str | Path, level: str | None = None, results_root:
     if "metric" not in t:
         raise ValueError(f"{bench.path}: test has no metric: not a benchmark with a validated test (v3 and later)")
     level = level or t.get("level") or bench.levels[0]
-    per, read = level_runs(bench, level, results_root, preset, strict=strict)
     tested = level == t.get("level", bench.levels[0])
+    # a reported level: its table and comparison on the report seeds only (judge names a missing list)
+    per, read = level_runs(bench, level, results_root, preset, strict=strict,
+                           seeds=None if tested else t.get("report_seeds"))
     res = judge(bench, per, n_boot, reported_at=None if tested else level)
     if read["off_settings"]:  # not strict: a smoke run or a shortened one, reported, never a test
         res["verdict"] = "not tested"
