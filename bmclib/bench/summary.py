@@ -224,7 +224,7 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
     import pandas as pd
 
     from .regime import RegimeConfig
-    from .verdict import _RAYLEIGH_MEAN
+    from .verdict import RAYLEIGH_MEAN
 
     stem = f"benchmark_{bench.run_bench_name(level)}"
     f = R / "tables" / f"{stem}.json"
@@ -292,7 +292,7 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
                  f"and {test_res['base_mean'] - test_res['oracle_mean']:.1f} mm at the "
                  f"{bench.test.get('level', bench.levels[0])} level: the room BMC could take.")
     last = kp.sort_values("noise_px").iloc[-1]
-    end = 100 * _RAYLEIGH_MEAN * last["noise_px"] / RegimeConfig().image_size
+    end = 100 * RAYLEIGH_MEAN * last["noise_px"] / RegimeConfig().image_size
     sd = f"sd over {int(last['seeds'])} seeds" if "seeds" in last else "sd over seeds"
     k_lo, k_hi = kp["reduction_pct"].min() / 100, kp["reduction_pct"].max() / 100
     text += (f" The keypoint map's last point is at {end:.1f}% 2D error (its lifter moved the root-relative depth by "

@@ -277,7 +277,8 @@ def cli_main(a) -> int:
 
 
 #: the keypoint map's mean 2D error per unit of its per-coordinate Gaussian noise: E|N(0, s^2 I_2)| = s sqrt(pi / 2)
-_RAYLEIGH_MEAN = float(np.sqrt(np.pi / 2))
+#: mean length of a 2D Gaussian error of sd 1 per coordinate (Rayleigh): the keypoint map's 2D error = noise x this
+RAYLEIGH_MEAN = float(np.sqrt(np.pi / 2))
 
 
 def _reduction_pct(x: np.ndarray, base: np.ndarray) -> float:
@@ -329,7 +330,7 @@ def image_regime_map(benchmark: str | Path, results_root: str | Path = "results"
         k = pd.read_csv(kp_path)
         k = k[(k["population"] == population) & (k["method"] == "lifter") & (k["limits"] == rule)].sort_values("noise_px")
         if len(k):
-            kp = k.assign(err_pct=100 * _RAYLEIGH_MEAN * k["noise_px"] / RegimeConfig().image_size)
+            kp = k.assign(err_pct=100 * RAYLEIGH_MEAN * k["noise_px"] / RegimeConfig().image_size)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharex=True)
     for ax, (col, label) in zip(axes, [(f"{metric}_reduction_pct", metric.replace("_mm", "")),
