@@ -277,7 +277,6 @@ def cli_main(a) -> int:
 
 
 #: the keypoint map's mean 2D error per unit of its per-coordinate Gaussian noise: E|N(0, s^2 I_2)| = s sqrt(pi / 2)
-#: mean length of a 2D Gaussian error of sd 1 per coordinate (Rayleigh): the keypoint map's 2D error = noise x this
 RAYLEIGH_MEAN = float(np.sqrt(np.pi / 2))
 
 
