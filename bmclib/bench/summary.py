@@ -77,6 +77,7 @@ def sections(results_root: str | Path = "results", benchmark: str | Path | None 
     if kp.empty:
         raise ValueError(f"{R / 'tables/regime_map.csv'}: no rows for the lifter on 20_hands with source_quantile limits")
     kp_lo, kp_hi = kp.reduction_pct.min(), kp.reduction_pct.max()
+    kp_end = _map_end(kp)
     commits = ", ".join(c[:7] for c in v["provenance"]["commits"])
     present = _runs_present(bench, R, preset)
     test_runs = [bench.test[k] for k in ("base_run", "bmc_run", "oracle_run")]
@@ -134,7 +135,7 @@ runs 2, 3 and 4. Positive reduction: BMC better.
 **The keypoint map, read as a prediction** (notebook 03; `results/tables/regime_map.md`, made before v3):
 on the 20-hand population with limits from source quantiles, a keypoint lifter trained with BMC on noisy 2D
 moved the root-relative depth — scored with the true reference bone, as `{res['metric']}` is — by
-{kp_lo:.1f}–{kp_hi:.1f}% at 0–3.9% 2D error; its large gains were on the hand's absolute depth, which this
+{kp_lo:.1f}–{kp_hi:.1f}% at 0–{kp_end:.1f}% 2D error; its large gains were on the hand's absolute depth, which this
 metric leaves out. So the map said the effect here should be small and that the gap condition (b) would fail
 (this reading was written down after the first runs' training logs were seen, not before). **Where the image network sits**
 ([`results/tables/regime_map_images.md`](results/tables/regime_map_images.md), `bmc verdict --map`): its 2D
@@ -168,13 +169,13 @@ tables were made from the runs' predictions by `bmc verdict --benchmark results/
 
 Per seed (`tables/regime_map_images.md`): BMC's paired reduction of the normalised depth is {per_seed}, of
 PA-MPJPE {per_seed_pa}, with the no-BMC network's 2D at {err.min():.1f}–{err.max():.1f}% of the crop. The
-keypoint map's lifter, at 0–3.9% 2D error, moved the root-relative depth by {kp_lo:.1f}–{kp_hi:.1f}%.
+keypoint map's lifter, at 0–{kp_end:.1f}% 2D error, moved the root-relative depth by {kp_lo:.1f}–{kp_hi:.1f}%.
 
 Reported runs (seeds {_seeds(report)}, not part of the test): {' and '.join(not_yet) + ': not yet trained at all of these seeds' if not_yet
 else 'all trained'}. """ + _refine_sentence(R, bench.run_bench_name(level), preset) + "".join(
         f"\n\n{_level_paragraph(R, bench, lvl, mp, kp, link='', test_res=res)}"
         + (" " + _refine_sentence(R, bench.run_bench_name(lvl), preset, missing_ok=True)).rstrip()
-        + (f"\n\n{_table(R, bench, lvl)}" if _table(R, bench, lvl) else "")
+        + "".join(f"\n\n{t}" for t in [_table(R, bench, lvl)] if t)
         for lvl, line in zip(other_levels, level_lines) if line)
     return {"README.md": readme, "results/README.md": runs_md.rstrip()}
 
@@ -211,6 +212,14 @@ def _others_line(R: Path, bench, level: str, res: dict, preset: str) -> str:
                if largest == res["metric"] else f"The gain is largest on `{largest}`."))
 
 
+def _map_end(kp) -> float:
+    """The keypoint map's largest 2D error, in % of its crop (its noise is per coordinate, in px)."""
+    from .regime import RegimeConfig
+    from .verdict import RAYLEIGH_MEAN
+
+    return float(100 * RAYLEIGH_MEAN * kp["noise_px"].max() / RegimeConfig().image_size)
+
+
 def _table(R: Path, bench, level: str) -> str:
     """The verdict table's rows at ``level`` (``tables/benchmark_<name>-<level>.md``), or ''."""
     f = R / "tables" / f"benchmark_{bench.run_bench_name(level)}.md"
@@ -222,9 +231,6 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
     its controls and the image-level map (``mp``) beside the keypoint map's lifter (``kp``), compared with
     the test level's verdict (``test_res``); '' when the level has no verdict file yet."""
     import pandas as pd
-
-    from .regime import RegimeConfig
-    from .verdict import RAYLEIGH_MEAN
 
     stem = f"benchmark_{bench.run_bench_name(level)}"
     f = R / "tables" / f"{stem}.json"
@@ -292,7 +298,7 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
                  f"and {test_res['base_mean'] - test_res['oracle_mean']:.1f} mm at the "
                  f"{bench.test.get('level', bench.levels[0])} level: the room BMC could take.")
     last = kp.sort_values("noise_px").iloc[-1]
-    end = 100 * RAYLEIGH_MEAN * last["noise_px"] / RegimeConfig().image_size
+    end = _map_end(kp)
     sd = f"sd over {int(last['seeds'])} seeds" if "seeds" in last else "sd over seeds"
     k_lo, k_hi = kp["reduction_pct"].min() / 100, kp["reduction_pct"].max() / 100
     text += (f" The keypoint map's last point is at {end:.1f}% 2D error (its lifter moved the root-relative depth by "

@@ -369,7 +369,7 @@ def refine_study(preset: str, runs: Sequence[str], seeds: Sequence[int], results
              "rays to refine along and are scored as predicted in every stage: " + ", ".join(
                  f"run {r}: {b.unrefined} of {b.images} images over {n[r]} seeds"
                  for r, b in behind.iterrows() if b.unrefined) + ". ")
-          +           f"Made by `{made_by}` at commit {prov['git_commit']}, {prov['time']}.")
+          + f"Made by `{made_by}` at commit {prov['git_commit']}, {prov['time']}.")
     write_text_atomic(stem.with_suffix(".csv"), df.to_csv(index=False, float_format="%.6g"))
     return write_text_atomic(stem.with_suffix(".md"), md + "\n")
 
