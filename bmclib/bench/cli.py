@@ -35,6 +35,8 @@ BENCH_COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "balance": ("the 2D-loss / BMC pull on the keypoints, on a source validation split", *_module("balance")),
     "verdict": ("a pre-registered test with a validated metric (benchmark v3): table, verdict and figure",
                 *_module("verdict")),
+    "scores": ("score runs once per image into results/runs/<run>/scores.npz (what the verdict reads)",
+               *_module("scores")),
     "summary": ("rewrite the README's benchmark-v3 sections from the committed tables (--check: compare only)",
                 *_module("summary")),
     "tables": ("rebuild every table and its figure from results/runs/*/metrics.json", *_module("tables")),

@@ -34,7 +34,7 @@ from ..data.synth import PRESETS as DATA_SIZES  # synthetic data per preset (one
 from .runs import run_name
 from .runs import RUNS
 
-__all__ = ["RUNS", "prepare_data", "run_experiment", "run_jobs", "trained_steps", "source_limits", "build_table",
+__all__ = ["RUNS", "prepare_data", "data_paths", "run_experiment", "run_jobs", "trained_steps", "source_limits", "build_table",
            "add_cli_arguments", "cli_main"]
 
 
@@ -51,6 +51,25 @@ def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, 
     from ..data.freihand import freihand_to_cache
     from ..data.synth import generate_dataset
 
+    paths = data_paths(root, preset, image_size, seed, benchmark, sizes, appearance)
+    root, appearance = paths["root"], paths["appearance"]
+    n_train, n_eval = sizes or DATA_SIZES[preset]
+    data = benchmark.data if benchmark is not None else {}
+    for i, domain in enumerate(("source", "target")):
+        if not (root / domain / "cache" / "evaluation" / "meta.json").is_file():
+            generate_dataset(str(root / domain), domain, n_train, n_eval, seed=seed * 10 + i, size=image_size,
+                             device=device, progress=progress, overwrite=True, n_hands=data.get(f"n_hands_{domain}"),
+                             population_seed=int(data.get("population_seed", 0)) + i, appearance=appearance)
+    oracle = paths["target_3d"]
+    if not (oracle / "meta.json").is_file():
+        freihand_to_cache(root / "target", oracle, "training", labels="3d", overwrite=True, progress=progress)
+    return {k: v for k, v in paths.items() if k != "appearance"}
+
+
+def data_paths(root: str | Path, preset: str, image_size: int, seed: int = 0, benchmark=None,
+               sizes: tuple[int, int] | None = None, appearance: str | None = None) -> dict[str, Any]:
+    """Where :func:`prepare_data` puts the data for these arguments, without making anything:
+    ``source``, ``target_2d``, ``target_3d``, ``eval`` (caches), ``root`` and ``appearance``."""
     prefix = f"{benchmark.name}_" if benchmark is not None else ""
     n_train, n_eval = sizes or DATA_SIZES[preset]
     counts = f"_{n_train}+{n_eval}" if sizes else ""
@@ -58,16 +77,9 @@ def prepare_data(root: str | Path, preset: str, image_size: int, seed: int = 0, 
     appearance = appearance or data.get("appearance", "skin")
     look = "" if appearance == "skin" else f"_{appearance}"
     root = Path(root) / f"{prefix}{preset}_{image_size}px{counts}_seed{seed}{look}"
-    for i, domain in enumerate(("source", "target")):
-        if not (root / domain / "cache" / "evaluation" / "meta.json").is_file():
-            generate_dataset(str(root / domain), domain, n_train, n_eval, seed=seed * 10 + i, size=image_size,
-                             device=device, progress=progress, overwrite=True, n_hands=data.get(f"n_hands_{domain}"),
-                             population_seed=int(data.get("population_seed", 0)) + i, appearance=appearance)
-    oracle = root / "target" / "cache" / "training_3d"
-    if not (oracle / "meta.json").is_file():
-        freihand_to_cache(root / "target", oracle, "training", labels="3d", overwrite=True, progress=progress)
     return {"source": root / "source" / "cache" / "training", "target_2d": root / "target" / "cache" / "training",
-            "target_3d": oracle, "eval": root / "target" / "cache" / "evaluation", "root": root}
+            "target_3d": root / "target" / "cache" / "training_3d", "eval": root / "target" / "cache" / "evaluation",
+            "root": root, "appearance": appearance}
 
 
 def source_limits(data: dict[str, Path], bench=None, base=None) -> Path:
@@ -116,7 +128,11 @@ def _run_one(cfg_dict: dict[str, Any], eval_cache: str, results_runs: str, limit
     run_dir = Path(cfg.out) / cfg.name
     if retrain:  # resumes from a checkpoint of an interrupted run
         train(cfg, device=device, progress=progress, on_log=on_log)
-    return evaluate_run(run_dir, eval_cache, results_runs, BMCLimits.load(limits_path), device or "cpu")
+    metrics = evaluate_run(run_dir, eval_cache, results_runs, BMCLimits.load(limits_path), device or "cpu")
+    from .scores import write_scores  # scored once per image, where the labels are: the tables read this file
+
+    write_scores(Path(results_runs) / cfg.name, eval_cache, cfg.source, made_by="bmc experiment")
+    return metrics
 
 
 def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None = None, data_root: str = "data/synth",
@@ -195,6 +211,10 @@ def run_experiment(preset: str = "cpu", seeds=(0, 1, 2), runs: list[str] | None 
             if trained and metrics_file.is_file() and metrics_file.stat().st_mtime >= \
                     (run_dir / "checkpoint.pt").stat().st_mtime and not force:
                 print(f"[skip] {name}: trained in {run_dir} and evaluated in {metrics_file}")
+                from .scores import has_valid_scores, write_scores
+
+                if not has_valid_scores(metrics_file.parent):  # evaluated before runs were scored once
+                    write_scores(metrics_file.parent, data["eval"], data["source"], made_by="bmc experiment")
                 continue
             if force:
                 (run_dir / "checkpoint.pt").unlink(missing_ok=True)

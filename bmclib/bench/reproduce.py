@@ -29,7 +29,7 @@ import yaml
 
 from .checkout import checkout, find_checkout
 
-__all__ = ["NOTEBOOKS", "notebook_parameters", "run_notebook", "reproduce", "REPO"]
+__all__ = ["NOTEBOOKS", "data_plan", "unplanned_reads", "notebook_parameters", "run_notebook", "reproduce", "REPO"]
 
 #: the checkout whose notebooks are run (the working directory where there is none: its commands then say so)
 REPO = find_checkout() or Path(".")
@@ -87,6 +87,56 @@ def run_notebook(name: str, parameters: dict[str, Any], out_dir: str | os.PathLi
     return out
 
 
+def data_plan(preset: str = "cpu", data_root: str | os.PathLike = "data") -> dict[str, Any]:
+    """What the data step makes, without making it: benchmark v3 at the level of its test
+    (:func:`bmclib.bench.experiment.data_paths`: the ``source``, ``target_2d``, ``target_3d`` and
+    ``eval`` caches, their ``root``), with the ``benchmark`` and ``level``. A notebook reads no other
+    data: every table it rebuilds from committed runs reads their ``scores.npz``
+    (``tests/test_reproduce_data.py`` checks this on the committed runs)."""
+    from .benchmark import load_benchmark
+    from .experiment import data_paths
+    from ..train import preset as train_preset
+
+    bench = load_benchmark(checkout("bmc reproduce") / "results" / "benchmark_v3.yaml")
+    level = bench.test.get("level", bench.levels[0])
+    paths = data_paths(Path(data_root) / "synth", preset, train_preset(preset).image_size, seed=bench.data_seed,
+                       benchmark=bench, appearance=level)
+    return {**paths, "benchmark": bench, "level": level}
+
+
+def unplanned_reads(results_root: str | os.PathLike = "results", preset: str = "cpu",
+                    data_root: str | os.PathLike = "data") -> list[str]:
+    """The committed runs whose tables the notebooks could rebuild only with data the reproduction
+    does not make: each run of a benchmark with a validated test (the verdict re-reads them all)
+    that has no valid ``scores.npz`` and whose evaluation or source cache is not in
+    :func:`data_plan`. One line per such run, saying why; empty when the reproduction is
+    self-sufficient. Reads only the committed files (nothing is rendered)."""
+    from .scores import validated_runs, read_scores
+
+    plan = data_plan(preset, data_root)
+    planned = {os.path.normpath(str(plan[k])) for k in ("source", "target_2d", "target_3d", "eval")}
+    out = []
+    for run_dir in validated_runs(results_root):
+        if not run_dir.name.startswith(f"{preset}_"):
+            continue
+        try:
+            read_scores(run_dir)
+            continue
+        except (OSError, ValueError) as e:
+            why = str(e)
+        try:
+            data = json.loads((run_dir / "metrics.json").read_text())["provenance"]["data"]
+            need = [str(data["eval_cache"]), str(data["source"])]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            out.append(f"{run_dir}: {why}; and its metrics.json names no caches ({type(e).__name__}: {e})")
+            continue
+        extra = [p for p in need if os.path.normpath(p) not in planned]
+        if extra:
+            out.append(f"{run_dir}: {why}; its tables would need {', '.join(extra)}, which the data step "
+                       f"({plan['benchmark'].name} at the {plan['level']} level) does not make")
+    return out
+
+
 def _digest(*parts: Any) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -98,15 +148,14 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
               only: list[str] | None = None, device: str | None = None) -> float:
     """Run the reproduction; returns the total seconds. ``only`` restricts to some steps
     (``data`` or notebook names / number prefixes)."""
-    from .benchmark import load_benchmark
     from .experiment import prepare_data
     from ..results import write_json_atomic
     from ..train import preset as train_preset
 
     root = checkout("bmc reproduce")
     # the data the notebooks train and browse: benchmark v3 at the level of its test
-    bench = load_benchmark(root / "results" / "benchmark_v3.yaml")
-    level = bench.test.get("level", bench.levels[0])
+    plan = data_plan(preset, data_root)
+    bench, level = plan["benchmark"], plan["level"]
     roots = {"results_root": results_root, "data_root": f"{data_root}/synth", "runs_root": f"{data_root}/runs"}
     stamps = Path(data_root) / "reproduce" / preset
     steps = ["data", *NOTEBOOKS]
@@ -114,6 +163,11 @@ def reproduce(preset: str = "cpu", results_root: str = "results", data_root: str
         steps = [s for s in steps if any(s == o or s.startswith(o + "_") for o in only)]
         if not steps:
             raise ValueError(f"--only {only}: no such step; steps are data, {', '.join(NOTEBOOKS)}")
+    if preset == "cpu" and not only:  # fail now, not after the trainings, if a notebook would need other data
+        bad = unplanned_reads(Path(results_root), preset, data_root)
+        if bad:
+            raise ValueError(f"{len(bad)} committed run(s) can be tabled only with data the reproduction does not "
+                             f"make (run `bmc scores` where their data is): " + "; ".join(bad[:3]))
     t_all = time.perf_counter()
     for i, step in enumerate(steps, 1):
         t0 = time.perf_counter()

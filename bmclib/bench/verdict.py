@@ -34,10 +34,9 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
     ``flat_on:<run>``; and what was read (the labels' cache and sha256, the runs' commits). A run
     trained with other settings than the frozen file's and ``preset``'s (e.g. fewer steps) raises
     ``ValueError`` (``strict``) or is listed under ``"off_settings"``."""
+    from .controls import load_run_predictions
     from .runs import run_name
-    from ..data.cache import PreparedCache
-    from ..evaluate import per_image_metrics
-    from .controls import control_poses, load_run_predictions, source_stats
+    from .scores import SCORES_FILE, read_scores, score_arrays
 
     name = bench.run_bench_name(level)
     seeds = sorted(set(bench.test.get("seeds", [])) | set(bench.test.get("report_seeds", []))) if seeds is None \
@@ -65,10 +64,33 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
                 off_settings.append(why)
     any_run = next(iter(next(iter(found.values())).values()))
     data = any_run["prov"]["data"]
-    ev, src = PreparedCache(data["eval_cache"]), PreparedCache(data["source"])
-    sha = ev.meta["annotations_sha256"]
-    gt_xyz, gt_uv, K = (ev.annotations[k].astype(np.float64) for k in ("xyz", "uv", "K"))
-    stats = source_stats(src.annotations["xyz"][src.annotations["has_3d"]].astype(np.float64))
+    # each run's per-image scores as it committed them (scores.npz: scored once, where its labels were);
+    # only a run without them is scored here, from the evaluation cache its metrics file names
+    scored: dict[tuple[str, int], dict[str, dict[str, np.ndarray]]] = {}
+    metas = []
+    for run, by_seed in found.items():
+        for s, r in by_seed.items():
+            d = Path(pattern.format(run=run, seed=s))
+            if (d / SCORES_FILE).is_file():
+                scored[run, s], meta = read_scores(d, r["prov"], r)
+                metas.append(meta)
+    unscored = [(run, s) for run, by_seed in found.items() for s in by_seed if (run, s) not in scored]
+    gt_xyz = gt_uv = K = src_xyz = None
+    if unscored:
+        from ..data.cache import PreparedCache
+
+        try:
+            ev, src = PreparedCache(data["eval_cache"]), PreparedCache(data["source"])
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f"{e}; it is needed to score {len(unscored)} run(s) without {SCORES_FILE} (first: {unscored[0][0]} "
+                f"seed {unscored[0][1]}): make that level's data, or run `bmc scores` where it is") from None
+        sha, image_size = ev.meta["annotations_sha256"], int(ev.size)
+        gt_xyz, gt_uv, K = (ev.annotations[k].astype(np.float64) for k in ("xyz", "uv", "K"))
+        images = int(len(gt_xyz))
+        src_xyz = src.annotations["xyz"][src.annotations["has_3d"]].astype(np.float64)
+    else:
+        sha, images, image_size = metas[0]["eval_sha256"], int(metas[0]["images"]), int(metas[0]["image_size"])
     per: dict[str, dict[int, dict[str, np.ndarray]]] = {}
     commits = set()
     for run, by_seed in found.items():
@@ -77,12 +99,18 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
                 raise ValueError(f"{run} seed {s}: evaluated on other labels than {data['eval_cache']} "
                                  f"({str(r['prov']['data'].get('eval_sha256'))[:12]} vs {sha[:12]})")
             commits.add(r["prov"].get("git_commit", "?"))
-            per.setdefault(run, {})[s] = per_image_metrics(r["xyz"], gt_xyz, r["uv"], gt_uv)
-            flat = control_poses(r["uv"], K, gt_xyz, stats)["flat_const"]
-            per.setdefault(f"flat_on:{run}", {})[s] = per_image_metrics(flat, gt_xyz, r["uv"], gt_uv)
+            if (run, s) in scored:
+                got = scored[run, s]
+            else:
+                got = score_arrays(r["xyz"], r["uv"], gt_xyz, gt_uv, K, src_xyz)
+            if len(got["run"]["depth_norm_mm"]) != images:
+                raise ValueError(f"{run} seed {s}: {len(got['run']['depth_norm_mm'])} scored images, the labels "
+                                 f"have {images}")
+            per.setdefault(run, {})[s] = got["run"]
+            per.setdefault(f"flat_on:{run}", {})[s] = got["flat_on"]
     return per, {"eval_cache": data["eval_cache"], "eval_sha256": sha, "source_cache": data["source"],
-                 "images": int(len(gt_xyz)), "commits": sorted(commits), "image_size": int(ev.size),
-                 "off_settings": off_settings}
+                 "images": images, "commits": sorted(commits), "image_size": image_size,
+                 "off_settings": off_settings, "scored_here": len(unscored)}
 
 
 def _stack(per, run: str, seeds, metric: str) -> np.ndarray:
