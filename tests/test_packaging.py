@@ -109,7 +109,7 @@ def _build_wheel(tmp_path: Path) -> Path:
 
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(ROOT / "bmclib", src / "bmclib", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
@@ -155,6 +155,9 @@ def test_the_wheel_installs_with_torch_and_numpy_alone(tmp_path):
     hard = sorted(re.split(r"[<>=!~ ;\[]", line.split(":", 1)[1].strip())[0]
                   for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line)
     assert hard == ["numpy", "torch"], hard
+    assert "License-Expression: MIT" in meta  # and the text itself ships in the wheel
+    with zipfile.ZipFile(wheel) as z:
+        assert any(n.endswith(".dist-info/licenses/LICENSE") for n in z.namelist()), z.namelist()
     assert {"fit", "data", "notebooks", "browser", "dev"} <= {line.split(":", 1)[1].strip() for line in
                                                                meta.splitlines() if line.startswith("Provides-Extra:")}
 
