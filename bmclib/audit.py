@@ -163,7 +163,8 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    order = np.argsort(-np.nan_to_num(result["total"], nan=-np.inf))[:worst]
+    scored = np.flatnonzero(np.isfinite(result["total"]))  # a non-finite pose is counted, never ranked
+    order = scored[np.argsort(-result["total"][scored], kind="stable")][:worst]
     tol = result.get("tolerance", DEFAULT_TOLERANCE)
     ex = result["excess"]
     lines = [f"# Plausibility audit: {name}", "",

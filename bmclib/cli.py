@@ -256,8 +256,10 @@ def _fit_limits(a: argparse.Namespace) -> int:
 
 
 def _audit_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pred", help="FreiHAND pred.json, predictions.npz or .npy of (N, 21, 3) joints, or MediaPipe "
-                                "Hands output saved as JSON (--format mediapipe)")
+    p.add_argument("pred", help="FreiHAND pred.json (or a plain list of poses), an .npz (array xyz, or --key) or "
+                                ".npy of (N, 21, 3) joints, or MediaPipe Hands output saved as JSON (--format mediapipe); "
+                                "poses with a NaN / inf are counted and left out of every rate")
+    p.add_argument("--key", help="the joints' array in an .npz (default: xyz, or the file's only array)")
     p.add_argument("--format", default="auto", choices=["auto", "freihand", "mediapipe"],
                    help="how to read a .json (auto: MediaPipe when it has MediaPipe's fields)")
     p.add_argument("--order", default="f", choices=["f", "mano"],
@@ -274,11 +276,15 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
 
 
 def _audit(a: argparse.Namespace) -> int:
+    import numpy as np
+
     from . import skeleton as sk
     from .audit import audit, audit_sides, write_audit
     from .predictions import load_predictions, read_mediapipe
     from .limits import BMCLimits
 
+    if a.worst < 0:
+        raise ValueError(f"--worst: expected an integer >= 0, got {a.worst}")
     limits = BMCLimits.load(a.limits) if a.limits else None
     tol = {"deg": a.tol_deg, "% length": a.tol_pct, "% range": a.tol_pct}
     path = Path(a.pred)
@@ -290,15 +296,18 @@ def _audit(a: argparse.Namespace) -> int:
             sides = [a.side] * len(xyz)
         result = audit_sides(xyz, sides, limits, tol)
     else:
-        xyz = load_predictions(path)
+        xyz = load_predictions(path, key=a.key, non_finite="keep")
         if a.order == "mano":
             xyz = sk.from_mano(xyz)
+        if not np.isfinite(xyz).all(axis=(1, 2)).any():
+            raise ValueError(f"{path}: none of the {len(xyz)} poses is finite (every one has a NaN / inf)")
         result = audit(xyz, limits, side="right" if a.side == "auto" else a.side, tolerance=tol)
     report = write_audit(result, a.out, path.name, a.worst, pred_path=a.pred)
     print(f"{result['n']} poses ({result['side']} hands): {100 * result['implausible_poses_tol']:.1f}% with a term outside "
           f"by more than {a.tol_deg:g} deg / {a.tol_pct:g}% ({100 * result['implausible_poses']:.1f}% outside at all), "
-          f"{100 * result['implausible_joints_tol']:.1f}% of joint-angle terms outside by more than {a.tol_deg:g} deg; "
-          f"wrote {report}, audit.csv, audit.html and audit_samples/ (each worst sample in the inspector's view)")
+          f"{100 * result['implausible_joints_tol']:.1f}% of joint-angle terms outside by more than {a.tol_deg:g} deg"
+          + (f"; {result['non_finite']} poses not finite, left out of every rate" if result["non_finite"] else "")
+          + f"; wrote {report}, audit.csv, audit.html and audit_samples/ (each worst sample in the inspector's view)")
     if result["degenerate"]:
         print(f"bmc audit: warning: degenerate (zero-width) limit intervals: {', '.join(result['degenerate'])}",
               file=sys.stderr)
@@ -308,49 +317,111 @@ def _audit(a: argparse.Namespace) -> int:
 
 
 def _refine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pred", help="predictions: FreiHAND pred.json, predictions.npz (key xyz) or .npy of (N, 21, 3) "
-                                "absolute camera-frame joints (right hands)")
-    p.add_argument("--K", required=True, help="intrinsics of each prediction: a JSON list of 3x3 (FreiHAND's "
+    p.add_argument("pred", help="predictions: FreiHAND pred.json (or a plain list of poses), an .npz (array xyz, or "
+                                "--key) or .npy of (N, 21, 3) absolute camera-frame joints in metres")
+    p.add_argument("--K", required=True, help="intrinsics of each prediction, in the pixels of the image the model saw "
+                                              "(the crop's, for a cropping model): a JSON list of 3x3 (FreiHAND's "
                                               "*_K.json), a .npy of (N, 3, 3), or a prepared cache folder")
-    p.add_argument("--out", required=True, help="refined predictions to write (.json: pred.json format; .npz; .npy)")
+    p.add_argument("--out", required=True, help="refined predictions to write (.json: pred.json format; .npz: xyz "
+                                                "and the kept 2D projections uv; .npy: xyz)")
+    p.add_argument("--key", help="the joints' array in an .npz (default: xyz, or the file's only array)")
+    p.add_argument("--order", default="f", choices=["f", "mano"],
+                   help="joint order of the input: f (FreiHAND / MediaPipe) or mano (MANO's 16 joints + 5 tips); "
+                        "the output keeps it")
     p.add_argument("--limits", help="limits JSON (default: literature limits)")
-    p.add_argument("--steps", type=int, default=200, help="Adam steps of the refinement")
-    p.add_argument("--prior", type=float, default=0.1, help="weight keeping the depths near the prediction")
+    p.add_argument("--steps", type=int, default=200, help="Adam steps of the refinement (>= 0)")
+    p.add_argument("--prior", type=float, default=0.1, help="weight keeping the depths near the prediction (>= 0)")
     p.add_argument("--side", default="right", choices=["right", "left"], help="left: mirrored before and after")
     p.add_argument("--root", default="prediction", choices=["prediction", "closed_form"],
                    help="where the refined hand sits: the model's own root depth, or the refined pose's closed-form "
                         "root (moves the hand's distance too: helps with accurate 2D, hurts without)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _refine(a: argparse.Namespace) -> int:
     import numpy as np
+    import torch
 
     from . import skeleton as sk
-    from .evaluate import mean_bmc
+    from .camera import project
+    from .losses import BMCLoss
     from .refine import refine_predictions
     from .limits import BMCLimits
     from .predictions import load_intrinsics, load_predictions, write_pred_json, write_predictions
 
-    xyz = load_predictions(a.pred)
+    dest = Path(a.out)  # every option checked before any work
+    if dest.suffix not in (".json", ".npz", ".npy"):
+        raise ValueError(f"--out {dest}: expected .json, .npz or .npy")
+    if a.steps < 0:
+        raise ValueError(f"--steps: expected an integer >= 0, got {a.steps}")
+    if not np.isfinite(a.prior) or a.prior < 0:
+        raise ValueError(f"--prior: expected a finite number >= 0, got {a.prior}")
+    limits = BMCLimits.load(a.limits) if a.limits else BMCLimits.default()
+    xyz = load_predictions(a.pred, key=a.key, non_finite="keep")
     K = load_intrinsics(a.K)
     if len(K) != len(xyz):
         raise ValueError(f"{a.K}: field 'K': {len(K)} intrinsics for {len(xyz)} predictions in {a.pred}")
-    limits = BMCLimits.load(a.limits) if a.limits else BMCLimits.default()
+    if a.order == "mano":
+        xyz = sk.from_mano(xyz)
     if a.side == "left":  # mirror into right hands; K diag(-1, 1, 1) projects them to the same pixels
         xyz, K = sk.mirror_joints(xyz), K * np.array([-1.0, 1.0, 1.0])
-    out = refine_predictions(xyz, K, limits, steps=a.steps, prior=a.prior, root=a.root).numpy()
-    before, after = mean_bmc(xyz, limits)["total"], mean_bmc(out, limits)["total"]
+    # what cannot be refined stays as given, and is counted: a NaN / inf pose, a joint behind the
+    # camera (no ray to move along), a collapsed reference bone (no scale)
+    finite = np.isfinite(xyz).all(axis=(1, 2))
+    front = finite & (np.where(finite[:, None], xyz[..., 2], 1.0) > 0).all(axis=1)
+    bone = np.linalg.norm(np.diff(xyz[:, list(sk.REFERENCE_BONE)], axis=1)[:, 0], axis=-1)
+    ok = front & (np.where(finite, bone, 0.0) > 1e-9)
+    out = xyz.copy()
+    bar = None
+    if ok.any():
+        on_step = None
+        if not a.quiet:
+            try:
+                from .progress import tqdm
+
+                bar = tqdm(total=a.steps * ((int(ok.sum()) + 4095) // 4096), desc="refine", unit="step")
+                on_step = lambda done, total: bar.update(1)  # noqa: E731
+            except ImportError:  # tqdm comes with the data extra; refine works without it
+                pass
+        out[ok] = refine_predictions(xyz[ok], K[ok], limits, steps=a.steps, prior=a.prior, root=a.root,
+                                     on_step=on_step).numpy()
+        if bar is not None:
+            bar.close()
+    collapsed = ok & ~np.isfinite(out).all(axis=(1, 2))  # diverged: keep the prediction
+    out[collapsed] = xyz[collapsed]
+    ok &= ~collapsed
+    loss = BMCLoss(limits, check=False, reduction="none")
+
+    def plausible(p: np.ndarray) -> float:
+        if not ok.any():
+            return float("nan")
+        return float((loss(torch.as_tensor(p[ok], dtype=torch.float64)).total <= 1e-9).double().mean())
+
+    before, after = plausible(xyz), plausible(out)
+    shift = np.linalg.norm(out[ok] - xyz[ok], axis=-1) * 1000 if ok.any() else np.zeros((0, 21))
+    uv = None
+    if dest.suffix == ".npz":
+        uv = np.full(out.shape[:2] + (2,), np.nan)
+        uv[front] = project(torch.as_tensor(out[front]), torch.as_tensor(K[front])).numpy()
     if a.side == "left":
         out = sk.mirror_joints(out)
-    dest = Path(a.out)
+    if a.order == "mano":
+        out = sk.to_mano(out)
     if dest.suffix == ".json":
+        if not finite.all():
+            raise ValueError(f"--out {dest}: {int((~finite).sum())} input poses are not finite, and pred.json (strict "
+                             f"JSON) cannot hold NaN; write .npz or .npy")
         write_pred_json(dest, out)
-    elif dest.suffix in (".npz", ".npy"):
-        write_predictions(dest, out)
     else:
-        raise ValueError(f"--out {dest}: expected .json, .npz or .npy")
-    print(f"{len(out)} poses refined ({a.steps} steps): mean BMC {before:.4f} -> {after:.4f}; 2D projections kept; "
-          f"wrote {dest}")
+        write_predictions(dest, out, uv if uv is not None and np.isfinite(uv).all() else None)
+    unrefined = int((~ok).sum())
+    print(f"{len(out)} poses, {int(ok.sum())} refined ({a.steps} steps, prior {a.prior:g}, root {a.root}): "
+          f"plausible (every BMC term inside the limits) {100 * before:.1f}% -> {100 * after:.1f}%; joints moved "
+          f"{float(shift.mean()) if shift.size else 0.0:.1f} mm on average "
+          f"(max {float(shift.max()) if shift.size else 0.0:.1f}); 2D projections kept"
+          + (f"; {unrefined} left as given ({int((~finite).sum())} not finite, {int((finite & ~front).sum())} with a "
+             f"joint behind the camera, {int((front & ~ok & ~collapsed).sum())} with a collapsed reference bone, "
+             f"{int(collapsed.sum())} diverged)" if unrefined else "") + f"; wrote {dest}")
     return 0
 
 

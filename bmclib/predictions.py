@@ -1,7 +1,7 @@
 """Prediction and camera file formats, read and written in one place.
 
-FreiHAND's ``pred.json`` (``[xyz_list, verts_list]``), this project's ``predictions.npz`` (key
-``xyz``) or a ``.npy`` array of ``(N, 21, 3)`` joints in metres, MediaPipe Hands' JSON output,
+FreiHAND's ``pred.json`` (``[xyz_list, verts_list]``, or a plain list of poses), this project's
+``predictions.npz`` (key ``xyz``; any other key named) or a ``.npy`` array of ``(N, 21, 3)`` joints in metres, MediaPipe Hands' JSON output,
 and per-sample intrinsics. Every reader validates what it returns and names the file, the
 field and the sample at fault.
 """
@@ -18,41 +18,101 @@ __all__ = ["load_predictions", "read_predictions", "write_predictions", "read_pr
            "read_mediapipe", "load_intrinsics"]
 
 
-def load_predictions(path: str | os.PathLike) -> np.ndarray:
-    """``(N, 21, 3)`` joints from a FreiHAND ``pred.json``, a ``predictions.npz`` (key ``xyz``)
-    or a ``.npy`` array; a wrong shape or a NaN / inf value is a ``ValueError`` naming the file,
-    the field and the sample."""
+def load_predictions(path: str | os.PathLike, key: str | None = None, non_finite: str = "error") -> np.ndarray:
+    """``(N, 21, 3)`` joints from a FreiHAND ``pred.json`` (``[xyz_list, verts_list]``, or a plain
+    list of N poses of 21 ``[x, y, z]``), an ``.npz`` (the array ``key``; default ``xyz``, or the
+    file's only array) or a ``.npy`` array.
+
+    ``non_finite``: what a pose with a NaN / inf coordinate does: ``"error"`` (a ``ValueError``
+    naming the file, the field and the first such pose) or ``"keep"`` (returned as it is, for a
+    caller that skips and counts them). A file with no pose, a wrong shape or an unreadable file is a
+    ``ValueError`` naming the file and the field."""
+    if non_finite not in ("error", "keep"):
+        raise ValueError(f"non_finite: expected 'error' or 'keep', got {non_finite!r}")
     path = Path(path)
     if path.suffix == ".json":
-        return read_pred_json(path)[0]
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions not found: {path}")
-    if path.suffix == ".npz":
-        return read_predictions(path)["xyz"]
-    elif path.suffix == ".npy":
-        xyz = np.load(path, allow_pickle=False)
+        if key is not None:
+            raise ValueError(f"{path}: key={key!r} applies to an .npz, not to a .json")
+        xyz, field = read_pred_json(path, non_finite=non_finite)[0], "xyz_list"
     else:
-        raise ValueError(f"{path}: expected .json (FreiHAND pred.json), .npz or .npy")
-    xyz = as_array(xyz, path, "xyz", (None, 21, 3))
-    check_finite(xyz, path, "xyz")
+        if not path.is_file():
+            raise FileNotFoundError(f"predictions not found: {path}")
+        if path.suffix == ".npz":
+            xyz, field = _read_npz_array(path, key)
+        elif path.suffix == ".npy":
+            if key is not None:
+                raise ValueError(f"{path}: key={key!r} applies to an .npz, not to a .npy")
+            xyz, field = _load_npy(path), "xyz"
+        else:
+            raise ValueError(f"{path}: expected .json (FreiHAND pred.json or a list of poses), .npz or .npy")
+        xyz = as_array(xyz, path, field, (None, 21, 3))
+    if len(xyz) == 0:
+        raise ValueError(f"{path}: field '{field}': no poses (shape {xyz.shape})")
+    if non_finite == "error":
+        check_finite(xyz, path, field)
     return xyz
 
 
-def read_pred_json(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """FreiHAND's ``pred.json``: ``[xyz_list, verts_list]`` -> ``(xyz (N, 21, 3), verts (N, 778, 3) or None)``."""
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:  # an object array (pickled) or a broken header
+        raise ValueError(f"{path}: not a plain numeric .npy ({e})") from None
+    except (EOFError, OSError) as e:
+        raise ValueError(f"{path}: not a readable .npy ({type(e).__name__}: {e})") from None
+
+
+def _read_npz_array(path: Path, key: str | None) -> tuple[np.ndarray, str]:
+    """``(array, its name)``: the array ``key`` of an ``.npz`` (default ``xyz``, else the file's only
+    array when it is ``(N, 21, 3)``), read without pickle."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = list(z.files)
+            if key is None and "xyz" not in names and len(names) == 1:
+                only = z[names[0]]
+                if only.ndim == 3 and only.shape[1:] == (21, 3):
+                    return only, names[0]
+            want = key or "xyz"
+            if want not in names:
+                raise ValueError(f"{path}: no {want!r} array (has {names}); name the joints' array with --key")
+            return z[want], want
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise ValueError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from None
+
+
+def read_pred_json(path: str | os.PathLike, non_finite: str = "error") -> tuple[np.ndarray, np.ndarray | None]:
+    """FreiHAND's ``pred.json``: ``[xyz_list, verts_list]`` -> ``(xyz (N, 21, 3), verts (N, 778, 3) or None)``;
+    a plain list of N poses (``[[[x, y, z] x 21] x N]``) is read as ``(xyz, None)``. ``non_finite``:
+    as in :func:`load_predictions`."""
     from .results import read_json
 
     path = Path(path)
     data = read_json(path, f"predictions not found: {path}")
+    if isinstance(data, list) and data and _is_pose_list(data):
+        xyz = as_array(data, path, "poses", (None, 21, 3))
+        if non_finite == "error":
+            check_finite(xyz, path, "poses")
+        return xyz, None
     if not isinstance(data, list) or len(data) != 2:
         got = (f"a list of length {len(data)}" if isinstance(data, list) else
                f"a dict with keys {sorted(map(str, data))[:8]}" if isinstance(data, dict) else
                f"a {type(data).__name__}")
-        raise ValueError(f"{path}: expected a list [xyz_list, verts_list], got {got}")
+        raise ValueError(f"{path}: expected a list [xyz_list, verts_list] or a list of poses (N x 21 x 3), got {got}")
     xyz = as_array(data[0], path, "xyz_list", (None, 21, 3))
-    check_finite(xyz, path, "xyz_list")
+    if non_finite == "error":
+        check_finite(xyz, path, "xyz_list")
     verts = as_array(data[1], path, "verts_list", (len(xyz), 778, 3)) if data[1] else None
     return xyz, verts
+
+
+def _is_pose_list(data: list) -> bool:
+    """Whether parsed JSON is a plain list of poses (its first entry 21 lists of numbers), not
+    FreiHAND's ``[xyz_list, verts_list]`` (whose first entry is a list of poses)."""
+    first = data[0]
+    return (isinstance(first, list) and len(first) == 21 and isinstance(first[0], list) and bool(first[0])
+            and not isinstance(first[0][0], list))
 
 
 def write_pred_json(path: str | os.PathLike, xyz: np.ndarray, verts: np.ndarray | None = None) -> Path:

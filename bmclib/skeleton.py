@@ -28,10 +28,10 @@ __all__ = [
     "PARENTS", "BONES", "FINGER_JOINTS", "FINGER_BONES", "ROOT_BONES",
     "ROOT_BONE_JOINTS", "FINGER_ANGLE_BONES", "ANGLE_JOINT_NAMES",
     "REFERENCE_BONE", "bone_index", "reference_length",
-    "RHD_TO_F", "HO3D_TO_F", "MANO_TO_F", "MEDIAPIPE_TO_F", "F_TO_RHD", "F_TO_HO3D",
+    "RHD_TO_F", "HO3D_TO_F", "MANO_TO_F", "MEDIAPIPE_TO_F", "F_TO_RHD", "F_TO_HO3D", "F_TO_MANO",
     "RHD_LEFT", "RHD_RIGHT",
     "reorder", "from_rhd", "to_rhd", "rhd_hand", "from_ho3d", "to_ho3d",
-    "from_mediapipe", "from_mano", "mirror_joints", "mirror_uv",
+    "from_mediapipe", "from_mano", "to_mano", "mirror_joints", "mirror_uv",
 ]
 
 NUM_JOINTS = 21
@@ -107,9 +107,12 @@ RHD_TO_F: tuple[int, ...] = (0, 4, 3, 2, 1, 8, 7, 6, 5, 12, 11, 10, 9, 16, 15, 1
 #: HO-3D / MANO with fingertips appended: MANO's 16 joints (wrist; index, middle, little, ring,
 #: thumb, three each) then the 5 tips in the order thumb, index, middle, ring, little.
 HO3D_TO_F: tuple[int, ...] = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
-#: A MANO layer's joints (manotorch, smplx: the 16 joints above) with the 5 fingertips appended
-#: thumb, index, middle, ring, little (e.g. from the MANO vertices 745, 317, 444, 556, 673, as
-#: HO-3D does): the same order as HO-3D's. Tips appended in another order need their own permutation.
+#: MANO's kinematic joints as smplx's MANO layer returns them (the 16 joints above) with the 5
+#: fingertips appended thumb, index, middle, ring, little (e.g. from the MANO vertices 745, 317,
+#: 444, 556, 673, as HO-3D does): the same order as HO-3D's. Tips appended in another order need
+#: their own permutation. manotorch's ``ManoLayer`` is different: it already returns 21 joints with
+#: the tips in the F order (wrist, then thumb, index, ... each root to tip), so its output needs no
+#: reordering (``--order f``).
 MANO_TO_F: tuple[int, ...] = HO3D_TO_F
 #: MediaPipe Hands uses our order.
 MEDIAPIPE_TO_F: tuple[int, ...] = tuple(range(NUM_JOINTS))
@@ -127,6 +130,7 @@ def _inverse(perm: Sequence[int]) -> tuple[int, ...]:
 
 F_TO_RHD = _inverse(RHD_TO_F)
 F_TO_HO3D = _inverse(HO3D_TO_F)
+F_TO_MANO = _inverse(MANO_TO_F)
 
 ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
 
@@ -199,6 +203,12 @@ def from_mano(x: ArrayLike) -> ArrayLike:
     """MANO joints with the tips appended (:data:`MANO_TO_F`) ``(..., 21, C)`` -> F order."""
     _check_joints(x, NUM_JOINTS, "MANO hand (16 joints + 5 tips)")
     return reorder(x, MANO_TO_F)
+
+
+def to_mano(x: ArrayLike) -> ArrayLike:
+    """F order -> MANO joints with the tips appended (inverse of :func:`from_mano`)."""
+    _check_joints(x, NUM_JOINTS, "F hand")
+    return reorder(x, F_TO_MANO)
 
 
 def from_mediapipe(x: ArrayLike) -> ArrayLike:

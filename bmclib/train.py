@@ -274,7 +274,6 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     ``stop_after`` ends the process's work after that many steps of this call (a
     stand-in for a kill, used by the resume test). ``on_log(row)`` is called with every logged
     row and the run's name under ``"run"`` (e.g. to draw live loss curves in a notebook)."""
-    from .progress import tqdm
 
     validate_config(cfg)
     rank, world = _distributed()
@@ -298,10 +297,51 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
         model = model.to(memory_format=torch.channels_last)
     limits = resolve_limits(cfg, source) if cfg.use_bmc else None
     bmc = make_bmc_loss(cfg, limits).to(dev) if cfg.use_bmc else None
+    lock = None
     if rank == 0:  # only now: a run refused for its inputs leaves no folder behind
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock_run(run_dir)  # before anything in the folder is touched: one training per run at a time
         for p in remove_stale_temps(run_dir):  # what a write killed mid-way left
             print(f"[clean] {cfg.name}: removed {p.name}, left by an interrupted write", flush=True)
+    try:
+        return _train_locked(cfg, dev, rank, world, run_dir, source, weak, per_step, sampler, model, limits, bmc,
+                             progress, stop_after, on_log)
+    finally:
+        if lock is not None:
+            lock.close()  # releases the lock (the OS releases it too if the process dies)
+
+
+def _lock_run(run_dir: Path):
+    """An exclusive lock on ``run_dir/.lock`` held by this process until the returned file is
+    closed: a second training of the same run (another process) is refused by name, instead of
+    both writing one log and one checkpoint. The lock dies with its process: no stale locks."""
+    import fcntl
+
+    f = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip()
+        f.close()
+        raise RunLockedError(f"{run_dir}: another process is training this run now"
+                             + (f" ({holder})" if holder else "") + "; wait for it, or use another --name") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}")
+    f.flush()
+    return f
+
+
+class RunLockedError(OSError):
+    """A run folder is being trained by another process."""
+
+
+def _train_locked(cfg, dev, rank, world, run_dir, source, weak, per_step, sampler, model, limits, bmc, progress,
+                  stop_after, on_log) -> Path:
+    """:func:`train`'s loop, with the run folder locked."""
+    from .progress import tqdm
+
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -287,8 +287,13 @@ def _pred_nan(path: Path):
     path.write_text(json.dumps([xyz.tolist(), []]))  # json writes NaN, as numpy users' dumps do
 
 
+def _pred_all_nan(path: Path):
+    path.write_text(json.dumps([np.full((4, 21, 3), np.nan).tolist(), []]))
+
+
 PRED_CASES = {
-    "NaN in pred.json": ("pred.json", _pred_nan, "'xyz_list'", "sample 2"),
+    "only NaN poses in pred.json": ("pred.json", _pred_all_nan, "none of the 4 poses is finite"),
+    "no poses in pred.json": ("pred.json", lambda p: p.write_text("[[], []]"), "'xyz_list'", "no poses"),
     "20 joints in pred.json": ("pred.json", lambda p: p.write_text(json.dumps([np.ones((3, 20, 3)).tolist(), []])),
                                "'xyz_list'", "shape"),
     "pred.json a mapping": ("pred.json", lambda p: p.write_text('{"xyz": []}'), "expected a list [xyz_list, verts_list], got a dict"),

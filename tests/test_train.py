@@ -107,6 +107,33 @@ def test_resume_after_a_kill_is_exact(data, tmp_path):
         train(other, progress=False)
 
 
+def test_a_run_trained_elsewhere_now_is_refused_by_name(data, tmp_path):
+    """Two trainings of one run at once would interleave one log and one checkpoint: the second is
+    refused, naming the folder; once the first ends, the run trains (resumes) as usual."""
+    import subprocess
+    import sys
+
+    from bmclib.train import RunLockedError
+
+    cfg = _cfg(data, tmp_path, "busy")
+    run_dir = tmp_path / "runs" / "busy"
+    run_dir.mkdir(parents=True)
+    # another process holds the lock (as a running `bmc train` does) until we close its stdin
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
+                               "from bmclib.train import _lock_run; f = _lock_run(Path(sys.argv[1])); "
+                               "print('locked', flush=True); sys.stdin.read()", str(run_dir)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=f"{run_dir}: another process is training this run now .pid "
+                                                 f"{holder.pid}."):
+            train(cfg, progress=False)
+        assert not (run_dir / "train_log.jsonl").exists() and not (run_dir / "checkpoint.pt").exists()
+    finally:
+        holder.communicate("")
+    assert (train(cfg, progress=False) / "checkpoint.pt").is_file()  # the lock died with its process
+
+
 def test_losses_switch(data, tmp_path):
     run = train(_cfg(data, tmp_path, "nobmc", use_bmc=False, weak=""), progress=False)
     rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
