@@ -235,15 +235,20 @@ def read_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """This project's ``predictions.npz``: ``{"xyz": (N, 21, 3) metres}`` and, where saved,
     ``"uv": (N, 21, 2)`` pixels, as float64; a missing key, a wrong shape or a NaN / inf value is
     a ``ValueError`` naming the file and the field."""
+    import zipfile
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions not found: {path}")
-    with np.load(path, allow_pickle=False) as z:
-        if "xyz" not in z.files:
-            raise ValueError(f"{path}: no 'xyz' array (has {z.files})")
-        out = {"xyz": as_array(z["xyz"], path, "xyz", (None, 21, 3)).astype(np.float64)}
-        if "uv" in z.files:
-            out["uv"] = as_array(z["uv"], path, "uv", (len(out["xyz"]), 21, 2)).astype(np.float64)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "xyz" not in z.files:
+                raise ValueError(f"{path}: no 'xyz' array (has {z.files})")
+            out = {"xyz": as_array(z["xyz"], path, "xyz", (None, 21, 3)).astype(np.float64)}
+            if "uv" in z.files:
+                out["uv"] = as_array(z["uv"], path, "uv", (len(out["xyz"]), 21, 2)).astype(np.float64)
+    except (zipfile.BadZipFile, EOFError, OSError) as e:  # truncated, empty or not an .npz at all
+        raise ValueError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from None
     for k, v in out.items():
         check_finite(v, path, k)
     return out

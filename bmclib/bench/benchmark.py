@@ -164,10 +164,14 @@ def load_benchmark(path: str | os.PathLike = DEFAULT_BENCHMARK) -> Benchmark:
         for k in ("base_run", "bmc_run", "oracle_run"):
             if test.get(k) not in runs:
                 raise ValueError(f"{where}: test.{k} must name one of the runs {list(runs)}, got {test.get(k)!r}")
-        seeds = test.get("seeds")
-        if (not isinstance(seeds, list) or len(seeds) < 2 or len(set(seeds)) != len(seeds)
-                or any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in seeds)):
-            raise ValueError(f"{where}: test.seeds must list at least two distinct int seeds >= 0, got {seeds!r}")
+        for key in ("seeds", "report_seeds"):
+            seeds = test.get(key)
+            if key == "report_seeds" and key not in test:
+                continue
+            if (not isinstance(seeds, list) or len(seeds) < 2
+                    or any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in seeds)
+                    or len(set(seeds)) != len(seeds)):
+                raise ValueError(f"{where}: test.{key} must list at least two distinct int seeds >= 0, got {seeds!r}")
         if "level" in test and test["level"] not in data.get("levels", []):
             raise ValueError(f"{where}: test.level must be one of data.levels {data.get('levels')}, got {test['level']!r}")
     return Benchmark(name, where, data, limits, training, runs, test, raw)

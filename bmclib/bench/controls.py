@@ -25,6 +25,7 @@ hands), ``bmc controls --set v3 --appearance glove`` (benchmark v3's runs at a l
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from ..evaluate import per_image_metrics, true_depth_poses
 from .stats import CONDITIONS, METRICS, paired_reduction, power
 
 __all__ = ["SourceStats", "source_stats", "control_poses", "validate", "SETS", "benchmark_set", "load_run_predictions",
-           "run_controls"]
+           "run_provenance", "MAX_COORDINATE_M", "run_controls"]
 
 POSITIVE = ("oracle", "truth_through_2d")
 NEGATIVE = ("source_only", "flat_const", "mean_pose")
@@ -167,11 +168,49 @@ def load_run_predictions(pattern: str, run: str, seeds, **names) -> dict[int, di
     for s in seeds:
         d = Path(pattern.format(run=run, seed=s, **names))
         if (d / "predictions.npz").is_file() and (d / "metrics.json").is_file():
-            prov = json.loads((d / "metrics.json").read_text())["provenance"]
-            out[s] = {**read_predictions(d / "predictions.npz"), "prov": prov,
-                      "eval_sha256": prov["data"].get("eval_sha256"), "eval_cache": prov["data"].get("eval_cache"),
-                      "source": prov["data"].get("source")}
+            prov = run_provenance(d / "metrics.json")
+            pred = read_predictions(d / "predictions.npz")
+            if "uv" not in pred:
+                raise ValueError(f"{d / 'predictions.npz'}: no 'uv' array: the per-image scores and the controls "
+                                 f"need the predicted 2D")
+            far = np.abs(pred["xyz"]).max()
+            if far > MAX_COORDINATE_M:
+                raise ValueError(f"{d / 'predictions.npz'}: field 'xyz' has a coordinate of {far:.3g} m (more than "
+                                 f"{MAX_COORDINATE_M:g} m): not camera-frame metres")
+            out[s] = {**pred, "prov": prov, "eval_sha256": prov["data"]["eval_sha256"],
+                      "eval_cache": prov["data"]["eval_cache"], "source": prov["data"]["source"], "dir": d}
     return out
+
+
+#: a predicted joint farther than this from the camera (metres) is not a hand in metres
+MAX_COORDINATE_M = 1000.0
+
+
+def run_provenance(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``provenance`` block of a run's ``metrics.json``, checked for what the benchmark's
+    tables read: ``data.eval_cache``, ``data.eval_sha256`` and ``data.source`` (strings) and
+    ``config`` (a mapping; ``{}`` where absent). Anything else is a ``ValueError`` naming the file
+    and the field."""
+    from ..results import read_json
+
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object with a 'provenance' field, got a {type(data).__name__}")
+    prov = data.get("provenance")
+    if not isinstance(prov, dict):
+        raise ValueError(f"{path}: field 'provenance' missing or not an object")
+    block = prov.get("data")
+    if not isinstance(block, dict):
+        raise ValueError(f"{path}: field 'provenance.data' missing or not an object (it names the run's labels)")
+    for k in ("eval_cache", "eval_sha256", "source"):
+        if not isinstance(block.get(k), str) or not block[k]:
+            raise ValueError(f"{path}: field 'provenance.data.{k}' missing or not a string, got {block.get(k)!r}")
+    cfg = prov.get("config", {})
+    if cfg is None:
+        cfg = {}
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: field 'provenance.config' is not an object, got {type(cfg).__name__}")
+    return {**prov, "config": cfg}
 
 
 def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache: str | None = None,
@@ -208,9 +247,12 @@ def run_controls(name: str = "source_val", appearance: str = "glove", eval_cache
     sha = ev.meta["annotations_sha256"]
     for arm, by_seed in runs.items():
         for s, r in by_seed.items():
-            if r["eval_sha256"] not in (None, sha):
+            if r["eval_sha256"] != sha:
                 raise ValueError(f"{name}: run {arm} seed {s} was evaluated on other labels than {eval_cache} "
                                  f"({r['eval_sha256'][:12]} vs {sha[:12]})")
+            if len(r["xyz"]) != len(gt_xyz):  # never broadcast one pose over every image
+                raise ValueError(f"{r['dir'] / 'predictions.npz'}: {len(r['xyz'])} poses for the {len(gt_xyz)} "
+                                 f"target-test images of {eval_cache}")
 
     cache: dict[tuple[str, int], dict[str, np.ndarray]] = {}
 
@@ -308,6 +350,8 @@ def add_cli_arguments(p) -> None:
 
 
 def cli_main(a) -> int:
+    if a.bootstrap < 1:
+        raise ValueError(f"--bootstrap: expected an integer >= 1 (resamples of the images), got {a.bootstrap}")
     path = run_controls(a.set, a.appearance, a.eval_cache, a.source_cache, a.results, a.preset, a.bootstrap)
     print(Path(path).read_text())
     return 0

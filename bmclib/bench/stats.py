@@ -33,6 +33,8 @@ def paired_reduction(x: np.ndarray, base: np.ndarray, n_boot: int = 2000, seed: 
     g = np.random.default_rng(seed)
     S, N = x.shape
     est = 1 - x.mean() / base.mean()
+    if n_boot < 1:
+        raise ValueError(f"n_boot: expected an integer >= 1 (bootstrap resamples), got {n_boot}")
     boots = np.empty(n_boot)
     for b in range(n_boot):
         ii = g.integers(0, N, N)
@@ -60,6 +62,8 @@ def gap_share(x: np.ndarray, base: np.ndarray, oracle: np.ndarray, n_boot: int =
         gap = bs.mean() - os_.mean()
         return (bs.mean() - xs.mean()) / gap if gap > 0 else float("nan")
     est = share(x, base, oracle)
+    if n_boot < 1:
+        raise ValueError(f"n_boot: expected an integer >= 1 (bootstrap resamples), got {n_boot}")
     boots = np.empty(n_boot)
     for b in range(n_boot):
         ii = g.integers(0, N, N)
@@ -117,14 +121,16 @@ def power(diff_per_seed: np.ndarray, base_mean: float, images_sd: float | None =
     d = np.asarray(diff_per_seed, dtype=float)
     sd = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
     need: float = float("nan")
-    if np.isfinite(sd):
-        need = next(n for n in range(2, 10_000)
-                    if n >= ((t.ppf(1 - alpha, n - 1) + t.ppf(1 - beta, n - 1)) * sd / delta) ** 2)
+    if np.isfinite(sd):  # no effect to find, or past 10,000 seeds (an effect lost in the spread): inf
+        need = float("inf") if not delta > 0 else next(
+            (n for n in range(2, 10_000) if n >= ((t.ppf(1 - alpha, n - 1) + t.ppf(1 - beta, n - 1)) * sd / delta) ** 2),
+            float("inf"))
     out = {"effect": effect, "delta": delta, "seed_sd": sd, "seeds_needed": need, "seeds_measured": int(len(d))}
     if images_sd is not None:
         z = NormalDist().inv_cdf(1 - alpha) + NormalDist().inv_cdf(1 - beta)
         out["images_sd"] = float(images_sd)
-        out["images_needed"] = max(1, math.ceil((z * images_sd / delta) ** 2))
+        ratio = (z * images_sd / delta) ** 2 if delta > 0 else float("inf")
+        out["images_needed"] = max(1, math.ceil(ratio)) if np.isfinite(ratio) else float("inf")
         if n_images:
             out["images_measured"] = int(n_images)
     return out

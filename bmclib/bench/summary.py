@@ -27,6 +27,44 @@ MARKERS = {"README.md": "v3", "results/README.md": "v3-runs"}
 _FROZEN_AT = "14d4eb8"  # the commit that froze results/benchmark_v3.yaml (git log -- results/benchmark_v3.yaml)
 
 
+def _read_json(path: Path, need: dict[str, tuple[str, ...]] | None = None) -> dict:
+    """A JSON object from ``path``, with the fields ``need`` names (``{"": top-level keys, "verdict":
+    its keys}``); anything else a ``ValueError`` naming the file and the field."""
+    from ..results import read_json
+
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got a {type(data).__name__}")
+    for block, keys in (need or {}).items():
+        obj = data if not block else data.get(block)
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}: field {block!r} missing or not an object")
+        for k in keys:
+            if k not in obj:
+                raise ValueError(f"{path}: field '{block + '.' if block else ''}{k}' missing")
+    return data
+
+
+def _read_csv(path: Path, columns: tuple[str, ...] = ()):
+    """A table from ``path`` with ``columns``; a broken, empty or short file is a ``ValueError`` naming it."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a readable CSV table ({type(e).__name__}: {str(e).strip()[:120]})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: column(s) {missing} missing (has {list(df.columns)[:8]})")
+    if df.empty:
+        raise ValueError(f"{path}: no rows")
+    return df
+
+
+VERDICT_FIELDS = {"": ("verdict",), "verdict": ("verdict", "seeds", "seeds_registered", "metric", "sentence")}
+CONTROLS_FIELDS = {"": ("valid", "provenance"), "provenance": ("seeds",)}
+
+
 def _runs_present(bench, results: Path, preset: str) -> dict[str, dict[str, list[int]]]:
     """{level: {run: [seeds with results/runs/<name>/metrics.json]}}"""
     from .runs import run_name
@@ -44,7 +82,6 @@ def _seeds(xs) -> str:
 def sections(results_root: str | Path = "results", benchmark: str | Path | None = None,
              preset: str = "cpu") -> dict[str, str]:
     """The two sections' text (without markers), keyed by file, from the tables under ``results_root``."""
-    import pandas as pd
 
     from .benchmark import load_benchmark
 
@@ -58,21 +95,26 @@ def sections(results_root: str | Path = "results", benchmark: str | Path | None 
     for need, cmd in made_by.items():
         if not (R / need).is_file():
             raise FileNotFoundError(f"{R / need}: missing; `{cmd}` writes it (bmc summary reads it)")
-    v = json.loads((R / f"tables/{stem}.json").read_text())
+    v = _read_json(R / f"tables/{stem}.json", VERDICT_FIELDS)
     res: dict[str, Any] = v["verdict"]
     seeds, registered = res["seeds"], res["seeds_registered"]
     complete = res["verdict"] in ("passes", "fails")
     table = "\n".join(line for line in (R / f"tables/{stem}.md").read_text().splitlines() if line.startswith("|"))
-    ctrl = json.loads((R / f"tables/controls_{bench.run_bench_name(level)}.json").read_text())
+    ctrl = _read_json(R / f"tables/controls_{bench.run_bench_name(level)}.json", CONTROLS_FIELDS)
+    if not isinstance(ctrl["valid"], list) or not all(isinstance(r, dict) and {"metric", "condition", "valid"} <= set(r)
+                                                      for r in ctrl["valid"]):
+        raise ValueError(f"{R / f'tables/controls_{bench.run_bench_name(level)}.json'}: field 'valid' must list "
+                         f"{{metric, condition, valid}} rows")
     valid = {(r["metric"], r["condition"]): r for r in ctrl["valid"]}
     ok = [bool(valid.get((res["metric"], c), {}).get("valid")) for c in bench.test["conditions"]]
     ctrl_seeds = ctrl["provenance"]["seeds"]
-    mp = pd.read_csv(R / "tables/regime_map_images.csv")
+    mp = _read_csv(R / "tables/regime_map_images.csv", ("level", "seed", "base_2d_pct", f"{res['metric']}_reduction_pct",
+                                                         "pa_mpjpe_mm_reduction_pct"))
     mp_test = mp[mp["level"] == level] if "level" in mp else mp
     per_seed = ", ".join(f"{r:+.1f}%" for r in mp_test[f"{res['metric']}_reduction_pct"])
     per_seed_pa = ", ".join(f"{r:+.1f}%" for r in mp_test["pa_mpjpe_mm_reduction_pct"])
     err = mp_test["base_2d_pct"]
-    kp = pd.read_csv(R / "tables/regime_map.csv")
+    kp = _read_csv(R / "tables/regime_map.csv", ("population", "method", "limits", "reduction_pct", "noise_px"))
     kp = kp[(kp.population == "20_hands") & (kp.method == "lifter") & (kp.limits == "source_quantile")]
     if kp.empty:
         raise ValueError(f"{R / 'tables/regime_map.csv'}: no rows for the lifter on 20_hands with source_quantile limits")
@@ -236,7 +278,7 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
     f = R / "tables" / f"{stem}.json"
     if not f.is_file():
         return ""
-    res = json.loads(f.read_text())["verdict"]
+    res = _read_json(f, VERDICT_FIELDS)["verdict"]
     red = res.get("reduction")
     head = (f"**At the {level} level** (reported, not tested: no claim was pre-registered here; the same comparison "
             f"on the report seeds; [`{link}tables/{stem}.md`]({link}tables/{stem}.md), `bmc verdict --level {level}`): ")
@@ -279,7 +321,8 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
                                                   f"{' and '.join(failing)} would fail here"))
     cf = R / "tables" / f"controls_{bench.run_bench_name(level)}.json"
     if cf.is_file():
-        valid = {(r["metric"], r["condition"]): bool(r["valid"]) for r in json.loads(cf.read_text()).get("valid", [])}
+        valid = {(r["metric"], r["condition"]): bool(r["valid"]) for r in _read_json(cf, CONTROLS_FIELDS)["valid"]
+                 if isinstance(r, dict) and {"metric", "condition", "valid"} <= set(r)}
         ok = [valid.get((res["metric"], c)) for c in bench.test["conditions"]]
         text += (f". On this level's controls (`bmc controls --set {bench.name} --appearance {level}`) the test's "
                  + ("cells are all valid" if all(o is True for o in ok) else "cells are " + ", ".join(
@@ -322,7 +365,6 @@ def _level_paragraph(R: Path, bench, level: str, mp, kp, link: str = "results/",
 def _refine_sentence(R: Path, bench_name: str, preset: str = "cpu", missing_ok: bool = False,
                      base: str = "2_target2d", bmc: str = "3_bmc_all") -> str:
     """What test-time refinement (``bmc tables --refine``) did to the test's runs, from its CSV."""
-    import pandas as pd
 
     f = R / "tables" / f"refine_{bench_name}_{preset}.csv"
     if not f.is_file():
@@ -330,7 +372,7 @@ def _refine_sentence(R: Path, bench_name: str, preset: str = "cpu", missing_ok: 
             return ""
         return (f"The refine study on v3 (`bmc tables --refine 2_target2d 3_bmc_all --bench {bench_name}`) is not "
                 "run yet.")
-    raw = pd.read_csv(f)
+    raw = _read_csv(f, ("run", "stage", "seed", "depth_norm_mm"))
     d = raw.groupby(["run", "stage"])["depth_norm_mm"].mean()
     n = raw.groupby("run")["seed"].nunique()
     after = "after (prediction root)"
@@ -361,8 +403,21 @@ def write_sections(root: str | Path = ".", results_root: str | Path | None = Non
     that differed."""
     from ..results import write_text_atomic
 
+    import re
+
     root = Path(root)
-    texts = sections(results_root or root / "results")
+    R = Path(results_root or root / "results")
+    try:
+        texts = sections(R)
+    except (KeyError, TypeError, IndexError, AttributeError) as e:  # a field the readers above do not check
+        raise ValueError(f"a table under {R / 'tables'} lacks a field the README sections read "
+                         f"({type(e).__name__}: {e}); rebuild it with the command its Made-by line names") from None
+    for rel, text in texts.items():  # never write 'nan' into the README: a table holds a NaN
+        hit = re.search(r"(?<![\w`/.])nan(?![\w`])", text, re.IGNORECASE)
+        if hit:
+            around = text[max(0, hit.start() - 80): hit.end() + 40].replace("\n", " ")
+            raise ValueError(f"{rel}: the section would say 'nan' (... {around} ...): a table under {R / 'tables'} "
+                             f"holds NaN there; nothing was written")
     new_texts = {}
     for rel, name in MARKERS.items():  # every file is checked before any is written
         path = root / rel

@@ -70,7 +70,7 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
     metas = []
     for run, by_seed in found.items():
         for s, r in by_seed.items():
-            d = Path(pattern.format(run=run, seed=s))
+            d = r["dir"]
             if (d / SCORES_FILE).is_file():
                 scored[run, s], meta = read_scores(d, r["prov"], r)
                 metas.append(meta)
@@ -99,6 +99,9 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
                 raise ValueError(f"{run} seed {s}: evaluated on other labels than {data['eval_cache']} "
                                  f"({str(r['prov']['data'].get('eval_sha256'))[:12]} vs {sha[:12]})")
             commits.add(r["prov"].get("git_commit", "?"))
+            if len(r["xyz"]) != images:
+                raise ValueError(f"{r['dir'] / 'predictions.npz'}: {len(r['xyz'])} poses for the {images} target-test "
+                                 f"images of {data['eval_cache']}")
             if (run, s) in scored:
                 got = scored[run, s]
             else:
@@ -297,6 +300,8 @@ def add_cli_arguments(p) -> None:
 
 
 def cli_main(a) -> int:
+    if a.bootstrap < 1:
+        raise ValueError(f"--bootstrap: expected an integer >= 1 (resamples of the images), got {a.bootstrap}")
     path = verdict_table(a.benchmark, a.level, a.results, a.preset, a.bootstrap)
     print(Path(path).read_text())
     if a.map:
