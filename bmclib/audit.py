@@ -89,7 +89,7 @@ def audit(xyz: np.ndarray, limits: BMCLimits | None = None, side: str = "right",
     if side == "left":
         j = sk.mirror_joints(j)
     result = _audit_right(j, limits, tol)
-    other = _audit_right(sk.mirror_joints(j), limits, tol)
+    other = _audit_right(sk.mirror_joints(j), limits, tol, share_only=True)
     result["degenerate"] = degenerate_intervals(limits)
     result["xyz"] = j.numpy()  # the audited (right-hand) poses, for drawing the worst
     result["limits_obj"] = limits  # for the report's inspector pages
@@ -123,19 +123,35 @@ def audit_sides(xyz: np.ndarray, sides, limits: BMCLimits | None = None, toleran
     return result
 
 
-def _audit_right(j: torch.Tensor, limits: BMCLimits, tol: dict[str, float]) -> dict:
-    """:func:`audit` of right-hand joints ``(N, 21, 3)`` float64."""
+#: poses scored at once by the audit: bounds the loss's temporaries (~20x the input) whatever N is
+AUDIT_CHUNK = 16384
+
+
+def _audit_right(j: torch.Tensor, limits: BMCLimits, tol: dict[str, float], share_only: bool = False) -> dict:
+    """:func:`audit` of right-hand joints ``(N, 21, 3)`` float64, :data:`AUDIT_CHUNK` poses at a time.
+    ``share_only``: just ``implausible_poses`` (the side check), keeping no per-sample arrays."""
     from .losses import BMCLoss
 
     finite = torch.isfinite(j).all(-1).all(-1)
     if not bool(finite.any()):
         raise ValueError(f"audit: none of the {len(j)} poses is finite")
-    out = BMCLoss(limits, reduction="none", angle_distance="exact", check=False)(torch.where(
-        finite[:, None, None], j, torch.zeros_like(j)))
-    per = out.per_term.numpy()  # (N, 43)
-    per[~finite.numpy()] = np.nan  # non-finite poses are reported, never scored
-    total = np.where(finite.numpy(), out.total.numpy(), np.nan)
+    loss = BMCLoss(limits, reduction="none", angle_distance="exact", check=False)
     ok = finite.numpy()
+    if share_only:
+        any_bad = 0
+        for a in range(0, len(j), AUDIT_CHUNK):
+            c = j[a:a + AUDIT_CHUNK][finite[a:a + AUDIT_CHUNK]]
+            if len(c):
+                any_bad += int((loss(c).per_term.numpy() > VIOLATION_TOL).any(1).sum())
+        return {"implausible_poses": any_bad / int(ok.sum())}
+    per = np.full((len(j), len(TERM_NAMES)), np.nan)  # (N, 43); non-finite poses are reported, never scored
+    total = np.full(len(j), np.nan)
+    for a in range(0, len(j), AUDIT_CHUNK):
+        f = ok[a:a + AUDIT_CHUNK]
+        if f.any():
+            out = loss(j[a:a + AUDIT_CHUNK][torch.from_numpy(f)])
+            idx = np.flatnonzero(f) + a
+            per[idx], total[idx] = out.per_term.numpy(), out.total.numpy()
     bad = per[ok] > VIOLATION_TOL
     excess = term_excess(per, limits)
     far = bad & (excess[ok] > np.array([tol[u] for u in TERM_UNITS]))  # a violation at all, and by more than tol

@@ -54,3 +54,22 @@ def test_term_excess_units_and_degenerate_intervals():
     assert degenerate_intervals(limits) == []
     flat = BMCLimits(**{**limits.__dict__, "root_curvature": np.zeros((4, 2))})
     assert len(degenerate_intervals(flat)) == 4  # a zero-width palm interval reads as an equality constraint
+
+
+def test_the_audit_in_chunks_equals_the_audit_at_once(monkeypatch):
+    """Memory is bounded by scoring a chunk of poses at a time; the chunks change no number."""
+    import bmclib.audit as audit_module
+
+    xyz = anatomical_hands(40, seed=5)[0].numpy()
+    xyz[::7, 8] += 0.02  # some implausible tips
+    xyz[3, 2, 1] = np.nan
+    xyz[::9] = sk.mirror_joints(xyz[::9])  # a few of the other side
+    whole = audit(xyz)
+    monkeypatch.setattr(audit_module, "AUDIT_CHUNK", 6)
+    parts = audit(xyz)
+    for k in ("per_sample", "excess", "total", "term_rate", "term_rate_tol", "worst_excess"):
+        np.testing.assert_allclose(parts[k], whole[k], rtol=1e-12, atol=1e-15, err_msg=k)
+    for k in ("implausible_poses", "implausible_joints", "implausible_poses_tol", "mirrored_implausible_poses",
+              "non_finite"):
+        assert parts[k] == pytest.approx(whole[k], rel=1e-12), k
+    assert 0 < whole["mirrored_implausible_poses"] and whole["non_finite"] == 1
