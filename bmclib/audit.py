@@ -95,12 +95,19 @@ def audit(xyz: np.ndarray, limits: BMCLimits | None = None, side: str = "right",
     result["limits_obj"] = limits  # for the report's inspector pages
     result["side"] = side
     result["mirrored_implausible_poses"] = other["implausible_poses"]
+    result["mirrored_implausible_joints"] = other["implausible_joints"]
     result["side_hint"] = ""
+    flip = "left" if side == "right" else "right"
+    # the share of implausible poses saturates (every pose has some term outside) where the share of
+    # joint-angle terms outside still separates the sides
     if other["implausible_poses"] < 0.5 * result["implausible_poses"] - 0.05:
-        flip = "left" if side == "right" else "right"
         result["side_hint"] = (f"{100 * result['implausible_poses']:.1f}% of the poses are implausible as {side} "
                                f"hands but {100 * other['implausible_poses']:.1f}% mirrored: are they {flip} hands? "
                                f"(bmc audit --side {flip})")
+    elif other["implausible_joints"] < 0.75 * result["implausible_joints"] - 0.05:
+        result["side_hint"] = (f"{100 * result['implausible_joints']:.1f}% of the joint-angle terms are outside as "
+                               f"{side} hands but {100 * other['implausible_joints']:.1f}% mirrored: are they {flip} "
+                               f"hands? (bmc audit --side {flip})")
     return result
 
 
@@ -138,12 +145,15 @@ def _audit_right(j: torch.Tensor, limits: BMCLimits, tol: dict[str, float], shar
     loss = BMCLoss(limits, reduction="none", angle_distance="exact", check=False)
     ok = finite.numpy()
     if share_only:
-        any_bad = 0
+        any_bad = joints_bad = 0
         for a in range(0, len(j), AUDIT_CHUNK):
             c = j[a:a + AUDIT_CHUNK][finite[a:a + AUDIT_CHUNK]]
             if len(c):
-                any_bad += int((loss(c).per_term.numpy() > VIOLATION_TOL).any(1).sum())
-        return {"implausible_poses": any_bad / int(ok.sum())}
+                bad = loss(c).per_term.numpy() > VIOLATION_TOL
+                any_bad += int(bad.any(1).sum())
+                joints_bad += int(bad[:, 28:].sum())
+        n = int(ok.sum())
+        return {"implausible_poses": any_bad / n, "implausible_joints": joints_bad / (15 * n)}
     per = np.full((len(j), len(TERM_NAMES)), np.nan)  # (N, 43); non-finite poses are reported, never scored
     total = np.full(len(j), np.nan)
     for a in range(0, len(j), AUDIT_CHUNK):
@@ -186,6 +196,7 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
     lines = [f"# Plausibility audit: {name}", "",
              f"{result['n']} poses ({result.get('side', 'right')} hands) against limits: {result['limits']}.", "",
              *([f"**{result['side_hint']}**", ""] if result.get("side_hint") else []),
+             *([f"**{result['order_hint']}**", ""] if result.get("order_hint") else []),
              *([f"**Warning: the limits have degenerate (zero-width) intervals: {', '.join(result['degenerate'])}. "
                 "Every pose not exactly on them reads implausible there; refit with quantile intervals "
                 "(`bmc fit-limits --interval-coverage 0.99`).**", ""] if result.get("degenerate") else []),

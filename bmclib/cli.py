@@ -302,6 +302,7 @@ def _audit(a: argparse.Namespace) -> int:
         if not np.isfinite(xyz).all(axis=(1, 2)).any():
             raise ValueError(f"{path}: none of the {len(xyz)} poses is finite (every one has a NaN / inf)")
         result = audit(xyz, limits, side="right" if a.side == "auto" else a.side, tolerance=tol)
+        result["order_hint"] = _order_hint(xyz, a.order, result, limits, tol)
     report = write_audit(result, a.out, path.name, a.worst, pred_path=a.pred)
     print(f"{result['n']} poses ({result['side']} hands): {100 * result['implausible_poses_tol']:.1f}% with a term outside "
           f"by more than {a.tol_deg:g} deg / {a.tol_pct:g}% ({100 * result['implausible_poses']:.1f}% outside at all), "
@@ -313,7 +314,32 @@ def _audit(a: argparse.Namespace) -> int:
               file=sys.stderr)
     if result["side_hint"]:
         print(f"bmc audit: {result['side_hint']}", file=sys.stderr)
+    if result.get("order_hint"):
+        print(f"bmc audit: {result['order_hint']}", file=sys.stderr)
     return 0
+
+
+def _order_hint(xyz, order: str, result: dict, limits, tol) -> str:
+    """A warning when the poses look like the other joint order: the share of joint-angle terms
+    outside the limits after re-reading them in that order (at most 2,000 poses) against now."""
+    import numpy as np
+
+    from . import skeleton as sk
+    from .audit import audit
+
+    sample = xyz[np.isfinite(xyz).all(axis=(1, 2))][:2000]
+    if not len(sample):
+        return ""
+    # read as F, the alternative is the raw joints read as MANO; read as MANO (xyz = from_mano(raw)),
+    # it is the raw joints read as F
+    other = sk.from_mano(sample) if order == "f" else sk.to_mano(sample)
+    alt = audit(other, limits, side=result["side"], tolerance=tol)["implausible_joints"]
+    now = result["implausible_joints"]
+    if alt < 0.75 * now - 0.05:
+        flip = "mano" if order == "f" else "f"
+        return (f"{100 * now:.1f}% of the joint-angle terms are outside in the order read (--order {order}) but "
+                f"{100 * alt:.1f}% in the other one: are the joints in {flip} order? (bmc audit --order {flip})")
+    return ""
 
 
 def _refine_args(p: argparse.ArgumentParser) -> None:

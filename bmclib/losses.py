@@ -148,8 +148,11 @@ class BMCLoss(nn.Module):
             eagerly; its backward is not itself differentiable). ``False`` records every op
             with autograd (the reference; use it for double backward). CUDA tensors,
             ``"exact"``, ``compile=True`` and ``torch.func`` transforms take the autograd path.
+        side: ``"right"`` (the limits are a right hand's) or ``"left"``: left hands are mirrored
+            (x negated, :func:`bmclib.skeleton.mirror_joints`) inside the loss, gradients included.
+            A left hand scored as a right one is silently wrong (it reads implausible), so say it.
 
-    Call it on ``joints (..., 21, 3)`` (right hands, any units, any float dtype;
+    Call it on ``joints (..., 21, 3)`` (camera-frame hands of ``side``, any units, any float dtype;
     half/bfloat16 are computed in float32). Buffers follow ``.to(device)``.
 
     Input that is not a tensor raises ``TypeError``. An empty batch (no poses, e.g.
@@ -165,8 +168,11 @@ class BMCLoss(nn.Module):
 
     def __init__(self, limits: BMCLimits | None = None, lambda_bl: float = 1.0, lambda_rb: float = 1.0,
                  lambda_a: float = 1.0, reduction: str = "mean", angle_distance: str = "halfplane",
-                 check: bool = True, compile: bool = False, fused: bool = True) -> None:
+                 check: bool = True, compile: bool = False, fused: bool = True, side: str = "right") -> None:
         super().__init__()
+        if side not in ("right", "left"):
+            raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+        self.side = side
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         if angle_distance not in ("halfplane", "exact"):
@@ -230,7 +236,7 @@ class BMCLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"lambda_bl={self.lambda_bl}, lambda_rb={self.lambda_rb}, lambda_a={self.lambda_a}, "
                 f"reduction={self.reduction!r}, angle_distance={self.angle_distance!r}, compiled={self.compiled}, "
-                f"fused={self.fused}, "
+                f"fused={self.fused}, side={self.side!r}, "
                 f"limits={self.limits!r}")
 
     def _reduce(self, x: Tensor) -> Tensor:
@@ -246,6 +252,8 @@ class BMCLoss(nn.Module):
             raise TypeError(f"BMCLoss: joints must be a torch.Tensor of shape (..., 21, 3), got "
                             f"{type(joints).__module__}.{type(joints).__name__}"
                             + (" (convert with torch.from_numpy)" if isinstance(joints, np.ndarray) else ""))
+        if self.side == "left" and joints.shape[-1:] == (3,):  # mirrored into right hands (in the graph)
+            joints = joints * joints.new_tensor([-1.0, 1.0, 1.0])
         if self.reduction != "none" and joints.numel() == 0:
             validate_joints(joints, check_finite=False)  # the same dtype and shape rules as a full batch
             zero = joints.sum().to(compute_dtype(joints.dtype)) * 0  # in the graph: a zero gradient, not NaN

@@ -328,3 +328,22 @@ def test_the_loss_and_its_gradient_on_every_device(device):
     assert out.total.device.type == device.type and (ref.total > 0).any()
     assert torch.allclose(out.total.cpu(), ref.total.detach(), rtol=1e-9, atol=1e-12)
     assert torch.allclose(dev_in.grad.cpu(), ref_in.grad, rtol=1e-7, atol=1e-10)
+
+
+def test_left_hands_are_scored_as_left_with_side_left(hands):
+    """A mirrored (left) hand reads implausible to the right-hand loss; with side="left" it scores
+    exactly as its right twin, gradients mirrored."""
+    joints = hands[0][:8]
+    right = joints.clone().requires_grad_(True)
+    left = sk.mirror_joints(joints.detach()).requires_grad_(True)
+    r = BMCLoss(reduction="none")(right)
+    wrong = BMCLoss(reduction="none")(left)
+    ok = BMCLoss(reduction="none", side="left")(left)
+    w, rr = float(wrong.total.detach().mean()), float(r.total.detach().mean())
+    assert w > 0.05 and rr < 0.05 * w
+    torch.testing.assert_close(ok.total, r.total, rtol=1e-12, atol=1e-15)
+    r.total.sum().backward()
+    ok.total.sum().backward()
+    torch.testing.assert_close(left.grad, sk.mirror_joints(right.grad), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="side must be 'right' or 'left', got 'both'"):
+        BMCLoss(side="both")

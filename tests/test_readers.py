@@ -136,3 +136,23 @@ def test_refine_in_mano_order_returns_mano_order(tmp_path, capsys):
                  "--order", "mano", "--steps", "0", "--quiet"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "r.npy"), sk.to_mano(xyz), atol=1e-12)  # 0 steps: unchanged
     np.testing.assert_array_equal(sk.from_mano(sk.to_mano(xyz)), xyz)
+
+
+def test_audit_warns_when_the_joints_look_mirrored_or_in_the_other_order(tmp_path, capsys):
+    from conftest import anatomical_hands
+
+    xyz = anatomical_hands(64, seed=4)[0].numpy()
+    np.save(tmp_path / "right.npy", xyz)
+    np.save(tmp_path / "left.npy", sk.mirror_joints(xyz))
+    np.save(tmp_path / "mano.npy", sk.to_mano(xyz))
+    assert main(["audit", str(tmp_path / "right.npy"), "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "are they left hands" not in err and "order" not in err  # the right input: no warning
+    assert main(["audit", str(tmp_path / "left.npy"), "--out", str(tmp_path / "b")]) == 0
+    assert "are they left hands? (bmc audit --side left)" in capsys.readouterr().err
+    assert main(["audit", str(tmp_path / "mano.npy"), "--out", str(tmp_path / "c")]) == 0
+    err = capsys.readouterr().err
+    assert "are the joints in mano order? (bmc audit --order mano)" in err
+    assert "--order mano" in (tmp_path / "c" / "audit.md").read_text()
+    assert main(["audit", str(tmp_path / "mano.npy"), "--order", "mano", "--out", str(tmp_path / "d")]) == 0
+    assert "order" not in capsys.readouterr().err
