@@ -50,6 +50,12 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=128, help="image side in pixels (a multiple of 8)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default=None, help="render on this torch device (e.g. cuda; default: cpu)")
+    p.add_argument("--appearance", default="skin", choices=["skin", "glove", "markers"],
+                   help="skin (one tone per hand), glove (one hue per finger, benchmark v3's test level) or markers "
+                        "(the glove with a sphere on each joint)")
+    p.add_argument("--n-hands", type=int, help="draw the poses' hand shapes from this many hands (default: a new "
+                                               "hand per sample)")
+    p.add_argument("--population-seed", type=int, default=0, help="seed of the hand population (with --n-hands)")
     p.add_argument("--no-cache", action="store_true", help="write the FreiHAND layout only")
     p.add_argument("--force", action="store_true", help="replace an existing data set in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -63,7 +69,8 @@ def _synth(a: argparse.Namespace) -> int:
     print(f"{a.domain}: {n_train} training + {n_eval} evaluation images of {a.size} px"
           f"{f' (preset {a.preset})' if a.num is None or a.num_eval is None else ''} -> {a.out}", flush=True)
     summary = generate_dataset(a.out, a.domain, n_train, n_eval, a.seed, a.size, a.device,
-                               make_cache=not a.no_cache, progress=not a.quiet, overwrite=a.force)
+                               make_cache=not a.no_cache, progress=not a.quiet, overwrite=a.force,
+                               n_hands=a.n_hands, population_seed=a.population_seed, appearance=a.appearance)
     print(f"{a.domain}: {summary['splits']} in {summary['total_s']:.1f} s "
           f"({summary['images_per_s']:.0f} images/s, rendering and writing included) -> {a.out}")
     return 0

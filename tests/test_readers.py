@@ -156,3 +156,16 @@ def test_audit_warns_when_the_joints_look_mirrored_or_in_the_other_order(tmp_pat
     assert "--order mano" in (tmp_path / "c" / "audit.md").read_text()
     assert main(["audit", str(tmp_path / "mano.npy"), "--order", "mano", "--out", str(tmp_path / "d")]) == 0
     assert "order" not in capsys.readouterr().err
+
+
+def test_bmc_synth_renders_the_benchmarks_appearances(tmp_path, capsys):
+    from bmclib.bench.cli import main as bench_main
+
+    out = tmp_path / "glove"
+    assert bench_main(["synth", "--domain", "source", "--num", "2", "--num-eval", "1", "--size", "32", "--appearance",
+                       "glove", "--n-hands", "2", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "provenance.json").read_text())["config"]["appearance"] == "glove"
+    with pytest.raises(SystemExit):  # argparse names the choices
+        bench_main(["synth", "--domain", "source", "--num", "2", "--size", "32", "--appearance", "paint",
+                    "--out", str(tmp_path / "x")])
+    assert "invalid choice: 'paint'" in capsys.readouterr().err

@@ -288,10 +288,26 @@ def add_cli_arguments(p) -> None:
                         "images/s, bmc bench jobs)")
     p.add_argument("--evaluate-only", action="store_true",
                    help="re-evaluate the runs trained to the end (e.g. after a metric was added); train nothing")
+    p.add_argument("--data-only", action="store_true",
+                   help="make the benchmark's data at --level (as its runs use it) and print where; train nothing")
 
 
 def cli_main(a) -> int:
     """``bmc experiment`` with parsed options."""
+    if a.data_only:
+        from .benchmark import load_benchmark
+        from ..train import preset as make_preset
+
+        bench = load_benchmark(a.benchmark) if a.benchmark else None
+        if bench is not None and a.level is not None and a.level not in bench.levels:
+            raise ValueError(f"--level {a.level!r}: not one of {bench.path}'s data.levels {list(bench.levels)}")
+        look = (a.level or bench.levels[0]) if bench is not None and "levels" in bench.data else None
+        data = prepare_data(a.data, a.preset, make_preset(a.preset).image_size,
+                            seed=bench.data_seed if bench is not None else 0, benchmark=bench, device=a.device,
+                            appearance=look)
+        for k in ("source", "target_2d", "target_3d", "eval"):
+            print(f"{k:10s} {data[k]}")
+        return 0
     table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device,
                            jobs=a.jobs, evaluate_only=a.evaluate_only, benchmark=a.benchmark, level=a.level)
     print(Path(table).read_text())
