@@ -232,42 +232,70 @@ def write_audit(result: dict, out_dir: str | os.PathLike, name: str = "predictio
     return out / "audit.md"
 
 
+def _length_note(j: np.ndarray, term: int) -> str:
+    """A bone-length term of pose ``j (21, 3)`` in absolute and relative units: its length in mm and
+    in units of the pose's reference bone (middle MCP -> PIP)."""
+    from . import skeleton as sk
+
+    p, c = sk.BONES[term]
+    n, m = sk.REFERENCE_BONE
+    length = float(np.linalg.norm(j[c] - j[p]))
+    ref = float(np.linalg.norm(j[m] - j[n]))
+    rel = f"{length / ref:.2f} x the reference bone" if ref > 1e-12 else "the reference bone has length 0"
+    return f" (this bone: {1000 * length:.1f} mm if the pose is in metres; {rel})"
+
+
 def _write_html(result: dict, path: Path, name: str, order: np.ndarray, pred_path) -> None:
-    """The worst samples drawn (3D pose, joints over their limits in red), each linked to its
-    inspector page (``audit_samples/``, written here when plotly is installed) and with the lines
-    that open it in the live pose inspector of notebook 06."""
+    """``audit.html``, a page that stands alone: the headline, the per-term table, a legend (finger
+    colours, red joints, units), then the worst samples drawn (two views, joints outside their
+    limits in red), each linked to its inspector page (``audit_samples/``, written here when
+    plotly is installed, with a link back) and with the lines that open it in notebook 06's live
+    pose inspector."""
     import base64
     import html
     import importlib.util
     import io
 
+    from . import skeleton as sk
     from .results import write_text_atomic
+    from .viz import FINGER_COLORS
 
     xyz = result.get("xyz")
     ex = result["excess"]
     tol = result.get("tolerance", DEFAULT_TOLERANCE)
+    limits = result.get("limits_obj")
     pages = importlib.util.find_spec("plotly") is not None
     rows = []
     for i in order:
         img = link = ""
-        if xyz is not None and np.isfinite(xyz[i]).all() and pages:
+        ok = xyz is not None and np.isfinite(xyz[i]).all()
+        if ok and pages:
             from .viz.inspector import write_inspector_page
 
             mirrored = " (mirrored into a right hand, as audited)" if result.get("side") == "left" else ""
             page = write_inspector_page(xyz[i] - xyz[i][0], path.parent / "audit_samples" / f"sample_{int(i)}.html",
-                                        result.get("limits_obj"), title=f"{name}: sample {int(i)}{mirrored}")
+                                        limits, title=f"{name}: sample {int(i)}{mirrored}",
+                                        back=(f"../{path.name}#sample-{int(i)}", f"back to the audit of {name}"))
             link = (f'<p><a href="audit_samples/{page.name}"><b>open sample {int(i)} in the inspector\'s view</b></a> '
                     "(rotatable 3D hand, each joint against its envelope; works offline)</p>")
-        if xyz is not None and np.isfinite(xyz[i]).all():
-            from .viz.static import pyplot, pose_views
+        if ok:
+            from .viz.inspector import joint_violations
+            from .viz.static import pose_views, pyplot
 
-            fig = pose_views({f"sample {i}": xyz[i]}, azims=(-60.0,))
+            red = np.flatnonzero(joint_violations(limits or BMCLimits.default(), xyz[i]))
+            fig = pose_views({f"sample {i}": xyz[i]}, azims=(-60.0, 30.0), highlight=red)
             buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=70)
+            fig.savefig(buf, format="png", dpi=110)
             pyplot().close(fig)
-            img = f'<img alt="sample {i}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-        far = [f"{html.escape(TERM_NAMES[k])}: {ex[i, k]:.1f} {TERM_UNITS[k]}"
-               for k in np.argsort(-ex[i]) if ex[i, k] > tol[TERM_UNITS[k]]][:6]
+            img = (f'<img class="views" alt="sample {i}: two views, {len(red)} joints outside the limits in red" '
+                   f'src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">')
+        far = []
+        for k in np.argsort(-ex[i]):
+            if ex[i, k] > tol[TERM_UNITS[k]] and len(far) < 6:
+                what = f"{ex[i, k]:.1f} {TERM_UNITS[k]} outside"
+                if TERM_UNITS[k] == "% length" and ok:
+                    what += _length_note(xyz[i], int(k))
+                far.append(f"{html.escape(TERM_NAMES[k])}: {html.escape(what)}")
         src = html.escape(str(pred_path)) if pred_path else "PRED"
         code = html.escape("from bmclib.predictions import load_predictions\nfrom bmclib.viz.inspector import PoseInspector\n"
                            f"pose = load_predictions(\"{src}\")[{int(i)}]\n"
@@ -275,15 +303,39 @@ def _write_html(result: dict, path: Path, name: str, order: np.ndarray, pred_pat
                               if result.get("side") == "left" else "")
                            + "PoseInspector(pose - pose[0]).widget  # in JupyterLab")
         rows.append(f'<section id="sample-{int(i)}"><h2><a href="#sample-{int(i)}">sample {int(i)}</a>: BMC '
-                    f'{result["total"][i]:.4f}</h2>{link}{img}<ul>' + "".join(f"<li>{t}</li>" for t in far)
-                    + f"</ul><p>To edit it live in JupyterLab:</p><pre>{code}</pre></section>")
+                    f'{result["total"][i]:.4f}</h2>{link}{img}<p>Terms outside by more than the tolerance (the worst '
+                    f'six):</p><ul>' + "".join(f"<li>{t}</li>" for t in far)
+                    + f'</ul><p>To edit it live in JupyterLab:</p><pre>{code}</pre><p><a href="#top">back to the '
+                    f'top</a></p></section>')
     index = " ".join(f'<a href="#sample-{int(i)}">{int(i)}</a>' for i in order)
+    terms = "".join(
+        f"<tr><td>{html.escape(t)}</td><td>{100 * rt:.1f}%</td><td>{100 * r:.1f}%</td><td>{w:.1f} {u}</td></tr>"
+        for t, rt, r, w, u in zip(TERM_NAMES, result["term_rate_tol"], result["term_rate"], result["worst_excess"],
+                                  TERM_UNITS))
+    legend = " ".join(f'<span class="chip" style="background:{c}"></span>{f}' for f, c in zip(sk.FINGER_NAMES,
+                                                                                            FINGER_COLORS))
+    hints = "".join(f"<p><b>{html.escape(result[k])}</b></p>" for k in ("side_hint", "order_hint") if result.get(k))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>audit: {html.escape(name)}</title>"
-            "<style>body{font-family:sans-serif;max-width:60em;margin:auto} pre{background:#f4f4f4;padding:.5em}"
-            "section{border-top:1px solid #ccc}</style></head><body>"
-            f"<h1>Plausibility audit: {html.escape(name)}</h1><p>{result['n']} poses; "
-            f"{100 * result['implausible_poses_tol']:.1f}% with a term outside by more than the tolerance "
-            f"({html.escape(_tol_text(tol))}). Worst samples: {index}</p>" + "".join(rows) + "</body></html>")
+            "<style>body{font-family:sans-serif;max-width:64em;margin:auto;padding:0 1em;line-height:1.4}"
+            "pre{background:#f4f4f4;padding:.5em;overflow-x:auto}section{border-top:1px solid #ccc}"
+            "table{border-collapse:collapse;font-size:.9em}td,th{border-bottom:1px solid #eee;padding:.15em .6em}"
+            "td:not(:first-child),th:not(:first-child){text-align:right}img.views{width:100%;max-width:56em}"
+            ".chip{display:inline-block;width:1.6em;height:.8em;margin:0 .3em 0 .9em;vertical-align:middle}"
+            ".red{color:#de2d26;font-weight:bold}</style></head><body id='top'>"
+            f"<h1>Plausibility audit: {html.escape(name)}</h1><p>{result['n']} poses ({html.escape(str(result.get('side', 'right')))} "
+            f"hands) against limits {html.escape(str(result.get('limits', '?')))}; "
+            f"<b>{100 * result['implausible_poses_tol']:.1f}%</b> with a term outside by more than the tolerance "
+            f"({html.escape(_tol_text(tol))}), {100 * result['implausible_poses']:.1f}% outside at all; "
+            f"{result['non_finite']} non-finite poses left out of every rate.</p>{hints}"
+            f"<p>Legend: {legend}; <span class='red'>red</span> joints: an angle or the bone ending there is outside "
+            "its limits. Units: <i>% length</i> is how far a bone's length, in units of the pose's reference bone "
+            "(middle MCP&rarr;PIP, so the hand's scale does not matter), lies outside its interval, as % of the "
+            "bone's typical length; each sample also gives the bone's absolute length. <i>% range</i>: a palm "
+            "curvature outside its interval, as % of the interval's width. <i>deg</i>: angles.</p>"
+            f"<p>Worst samples: {index} (also in <code>audit.md</code> and, one row per pose, <code>audit.csv</code>)</p>"
+            "<details><summary>Every term: share of poses outside by more than the tolerance, outside at all, and "
+            "the worst excess</summary><table><tr><th>term</th><th>&gt; tolerance</th><th>at all</th><th>worst</th>"
+            f"</tr>{terms}</table></details>" + "".join(rows) + "</body></html>")
     write_text_atomic(path, page)
 
 

@@ -329,12 +329,13 @@ class PoseInspector:
 
 
 def write_inspector_page(joints, path: str | Path, limits: BMCLimits | None = None, title: str = "",
-                         include_plotlyjs: str | bool = "directory") -> Path:
+                         include_plotlyjs: str | bool = "directory", back: tuple[str, str] | None = None) -> Path:
     """The pose inspector's view of one pose as a standalone HTML page (no kernel, no server): the
     rotatable 3D hand with the joints outside their limits in red, the BMC readout, and each joint's
     (flexion, abduction) against its envelope; a menu picks the joint, and the page opens on the
     one furthest outside. ``include_plotlyjs="directory"`` writes ``plotly.min.js`` once beside the
-    page, so a folder of pages works offline. Needs the ``notebooks`` extra (plotly)."""
+    page, so a folder of pages works offline. ``back``: ``(href, text)`` of a link above the figure
+    (the audit report links each sample page back to itself). Needs the ``notebooks`` extra (plotly)."""
     from plotly.subplots import make_subplots
 
     from ..results import atomic_path
@@ -380,7 +381,15 @@ def write_inspector_page(joints, path: str | Path, limits: BMCLimits | None = No
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         # plotly names the script after the page's folder, not the temporary file
-        fig.write_html(tmp, include_plotlyjs=include_plotlyjs, full_html=True)
+        fig.write_html(tmp, include_plotlyjs=include_plotlyjs, full_html=True, default_width="100%",
+                       default_height="600px")
+        if back is not None:
+            import html
+
+            text = Path(tmp).read_text()
+            link = (f'<p style="font-family:sans-serif;margin:.5em 1em"><a href="{html.escape(back[0])}">&larr; '
+                    f'{html.escape(back[1])}</a></p>')
+            Path(tmp).write_text(text.replace("<body>", "<body>" + link, 1))
     return path
 
 

@@ -184,11 +184,13 @@ def loss_curves(logs: dict[str, list[dict[str, float]]], keys: Sequence[str] = (
     return fig
 
 
-def pose_views(poses: dict[str, Any], elev: float = 15.0, azims: Sequence[float] = (-60.0, 30.0), title: str = ""):
+def pose_views(poses: dict[str, Any], elev: float = 15.0, azims: Sequence[float] = (-60.0, 30.0), title: str = "",
+               highlight: Sequence[int] = ()):
     """Several 3D poses (root-relative, same units) in one set of views. The first pose (the
     reference: ground truth, or the pose before an edit) is a wide light-grey band, the others
     thin coloured lines over it, so where they agree both stay visible. One pose alone keeps
-    its finger colours."""
+    its finger colours. ``highlight``: joint indices drawn as large red dots on the last pose
+    (e.g. the joints outside the limits)."""
     plt = pyplot()
     colors = ["#e6550d", "#3182bd", "#31a354", "#756bb1"]
     fig = plt.figure(figsize=(4 * len(azims), 4))
@@ -199,6 +201,11 @@ def pose_views(poses: dict[str, Any], elev: float = 15.0, azims: Sequence[float]
             style = dict(color=None, lw=1.8) if len(poses) == 1 else \
                 dict(color="#9e9e9e", lw=5.0, alpha=0.45) if k == 0 else dict(color=colors[(k - 1) % 4], lw=1.5)
             draw_hand_3d(ax, to_numpy(p) - to_numpy(p)[:1], label=name, **style)
+        if len(highlight):
+            last = to_numpy(list(poses.values())[-1])
+            h = (last - last[:1])[list(highlight)]
+            ax.scatter(h[:, 0], h[:, 2], -h[:, 1], s=40, color="#de2d26", depthshade=False, zorder=5,
+                       label="outside the limits")
         _equal_3d(ax, allj)
         ax.view_init(elev=elev, azim=az)
         if i == 0 and len(poses) > 1:
