@@ -166,7 +166,10 @@ def test_inspector_in_jupyterlab(lab):
 
 
 def test_audit_report_links_each_sample_to_its_inspector_page(tmp_path):
-    """audit.html -> a worst sample's link -> its standalone inspector page, drawn by plotly offline."""
+    """audit.html stands alone (legend, per-term table, sharp views with red joints) -> a worst sample's
+    link -> its standalone inspector page, drawn by plotly offline, filling the window, with a link
+    back. ``BMC_AUDIT_SCREENSHOTS_TO=DIR`` copies the two screenshots there (tests/screenshots/ holds the
+    committed ones)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -179,7 +182,8 @@ def test_audit_report_links_each_sample_to_its_inspector_page(tmp_path):
 
     xyz = generate_batch("target", 6, 64, torch.Generator().manual_seed(3)).xyz.double()
     xyz[:2] = compose(decompose(xyz[:2]).with_angle("middle", 2, flexion=-0.8))  # middle DIPs hyperextended
-    write_audit(audit(xyz.numpy()), tmp_path / "audit", worst=2)
+    write_audit(audit(xyz.numpy()), tmp_path / "audit", "six hands", worst=2)
+    shots = {"report": tmp_path / "audit_report.png", "sample": tmp_path / "audit_sample.png"}
     with sync_api.sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
                                                    args=FLAGS, viewport={"width": 1200, "height": 800})
@@ -188,6 +192,13 @@ def test_audit_report_links_each_sample_to_its_inspector_page(tmp_path):
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto((tmp_path / "audit" / "audit.html").as_uri())
+            assert page.locator(".chip").count() == 5  # the finger legend
+            page.click("text=Every term")  # the per-term table, folded
+            assert page.locator("details table tr").count() == 44 and page.locator("details table").is_visible()
+            widths = page.eval_on_selector_all("img.views", "els => els.map(e => e.naturalWidth)")
+            assert len(widths) == 2 and min(widths) >= 800, widths  # two sharp views per worst sample
+            assert "reference bone" in page.text_content("body") and page.locator(".red").count() >= 1
+            page.screenshot(path=str(shots["report"]), full_page=True)
             page.click("text=open sample 0 in the inspector's view")
             page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
             assert page.url.endswith("audit_samples/sample_0.html")
@@ -195,6 +206,16 @@ def test_audit_report_links_each_sample_to_its_inspector_page(tmp_path):
             menu = page.locator(".updatemenu-header-group")
             assert menu.count() == 1 and "middle_dip" in menu.text_content()  # opens on the joint furthest outside
             assert "sample 0" in page.locator(".gtitle").text_content() and not errors, errors
-            page.screenshot(path=str(tmp_path / "sample_0.png"))
+            box = page.locator(".js-plotly-plot").bounding_box()
+            assert box["width"] >= 0.9 * 1200 - 40 and box["height"] >= 500, box  # fills the window, not clipped
+            page.screenshot(path=str(shots["sample"]))
+            page.click("text=back to the audit")
+            assert page.url.endswith("audit.html#sample-0")
         finally:
             ctx.close()
+    assert all(f.stat().st_size > 20_000 for f in shots.values())
+    if os.environ.get("BMC_AUDIT_SCREENSHOTS_TO"):  # refresh the committed pictures, on request only
+        target = Path(os.environ["BMC_AUDIT_SCREENSHOTS_TO"])
+        target.mkdir(parents=True, exist_ok=True)
+        for f in shots.values():
+            shutil.copyfile(f, target / f.name)
