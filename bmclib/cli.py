@@ -425,12 +425,14 @@ def _refine(a: argparse.Namespace) -> int:
     ok &= ~collapsed
     loss = BMCLoss(limits, check=False, reduction="none")
 
-    def plausible(p: np.ndarray) -> float:
+    def plausible(p: np.ndarray) -> tuple[float, float]:
+        """(share of poses with every term inside the limits, mean BMC) of the refined ones."""
         if not ok.any():
-            return float("nan")
-        return float((loss(torch.as_tensor(p[ok], dtype=torch.float64)).total <= 1e-9).double().mean())
+            return float("nan"), float("nan")
+        total = loss(torch.as_tensor(p[ok], dtype=torch.float64)).total
+        return float((total <= 1e-9).double().mean()), float(total.mean())
 
-    before, after = plausible(xyz), plausible(out)
+    (before, bmc_before), (after, bmc_after) = plausible(xyz), plausible(out)
     shift = np.linalg.norm(out[ok] - xyz[ok], axis=-1) * 1000 if ok.any() else np.zeros((0, 21))
     uv = None
     if dest.suffix == ".npz":
@@ -449,7 +451,8 @@ def _refine(a: argparse.Namespace) -> int:
         write_predictions(dest, out, uv if uv is not None and np.isfinite(uv).all() else None)
     unrefined = int((~ok).sum())
     print(f"{len(out)} poses, {int(ok.sum())} refined ({a.steps} steps, prior {a.prior:g}, root {a.root}): "
-          f"plausible (every BMC term inside the limits) {100 * before:.1f}% -> {100 * after:.1f}%; joints moved "
+          f"mean BMC {bmc_before:.4f} -> {bmc_after:.4f}, plausible (every BMC term inside the limits) "
+          f"{100 * before:.1f}% -> {100 * after:.1f}%; joints moved "
           f"{float(shift.mean()) if shift.size else 0.0:.1f} mm on average "
           f"(max {float(shift.max()) if shift.size else 0.0:.1f}); 2D projections kept"
           + (f"; {unrefined} left as given ({int((~finite).sum())} not finite, {int((finite & ~front).sum())} with a "

@@ -82,6 +82,11 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile_bmc: bool = False  # BMCLoss(compile=True): fuses its ~700 small ops (one compile per batch shape)
     channels_last: bool = True  # on CUDA
+    # the CPU's compute path: "fast" (the network in channels_last memory under bf16 autocast, the
+    # geometry, losses and BMC in float32; the augmentation's sampling grid by affine_grid) or
+    # "reference" (float32 throughout: the path every run up to benchmark v3 trained on, kept bit for
+    # bit). Results differ between the two within the seed-to-seed spread (results/benchmarks/parity.md)
+    cpu_path: str = "fast"
     checkpoint_every: int = 200
     log_every: int = 10
     out: str = "data/runs"
@@ -143,7 +148,7 @@ def config_from_dict(cls, data: dict[str, Any], where: str):
 
 #: Fields whose default changed after checkpoints were first written: a saved config without
 #: them was trained with these values (benchmark v1), not with today's defaults.
-LEGACY_DEFAULTS: dict[str, Any] = {"loss_2d": "image", "bmc_root": "model"}
+LEGACY_DEFAULTS: dict[str, Any] = {"loss_2d": "image", "bmc_root": "model", "cpu_path": "reference"}
 
 
 def saved_config(saved: dict[str, Any], where: str) -> TrainConfig:
@@ -225,7 +230,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "bmc_terms": ("bl", "bl+rb", "all"), "bmc_grad": ("all", "depth", "maps"), "loss_2d": ("px", "image", "px_sq"),
     "bmc_root": ("closed_form", "detached", "all_bones", "model"), "optimizer": ("adamw", "adam", "sgd"),
     "model.backbone": ("resnet18", "resnet34", "resnet50"), "model.norm": ("batch", "group"),
-    "model.decoder": ("deconv", "skip"),
+    "model.decoder": ("deconv", "skip"), "cpu_path": ("reference", "fast"),
 }
 
 

@@ -197,17 +197,20 @@ def per_image_metrics(pred_xyz: np.ndarray, gt_xyz: np.ndarray, pred_uv: np.ndar
 
 
 @torch.no_grad()
-def predict_cache(model, cache, batch_size: int = 64, device: str = "cpu") -> dict[str, np.ndarray]:
+def predict_cache(model, cache, batch_size: int = 64, device: str = "cpu", path=None) -> dict[str, np.ndarray]:
     """Run ``model`` over a prepared cache: ``uv``, metric ``xyz`` (scaled by the ground-truth
-    reference-bone length, as the FreiHAND protocol does) and ``z_rel``."""
+    reference-bone length, as the FreiHAND protocol does) and ``z_rel``. ``path``: the
+    :class:`~bmclib.model.ComputePath` to run it on (default: float32, the model's memory format)."""
     from .data.loader import load_batch
 
     model.eval()
+    if path is not None:
+        path.prepare(model)
     uv, xyz, z = [], [], []
     for start in range(0, len(cache), batch_size):
         idx = np.arange(start, min(start + batch_size, len(cache)))
         b = load_batch(cache, idx).to(device)
-        out = model(b.images, b.K, b.scale)
+        out = model(b.images, b.K, b.scale) if path is None else path.forward(model, b.images, b.K, b.scale)
         uv.append(out.uv.cpu().numpy())
         xyz.append(out.joints.cpu().numpy())
         z.append(out.z_rel.cpu().numpy())
@@ -234,7 +237,10 @@ def evaluate_run(run_dir: str | os.PathLike, cache_path: str | os.PathLike, resu
     cache = PreparedCache(cache_path)
     if not cache.annotations["has_3d"].all():
         raise ValueError(f"{cache_path}: evaluation needs 3D labels on every sample")
-    pred = predict_cache(model, cache, device=device)
+    from .train import run_compute_path
+
+    path = run_compute_path(cfg, device)  # evaluated on the path it trained on
+    pred = predict_cache(model, cache, device=device, path=path)
     ann = cache.annotations
     limits = limits or BMCLimits.default()
     metrics = evaluate_arrays(pred["xyz"].astype(np.float64), ann["xyz"].astype(np.float64), pred["uv"], ann["uv"], limits,
@@ -245,7 +251,7 @@ def evaluate_run(run_dir: str | os.PathLike, cache_path: str | os.PathLike, resu
 
         write_predictions(Path(results_root) / cfg.name / "predictions.npz", pred["xyz"], pred["uv"])
     write_metrics(cfg.name, metrics, results_root, config=cfg.to_dict(), preset=cfg.preset, seed=cfg.seed,
-                  steps=cfg.steps, data={"eval_cache": str(cache_path), "eval_sha256": cache.meta["annotations_sha256"],
+                  steps=cfg.steps, compute=path.describe(), data={"eval_cache": str(cache_path), "eval_sha256": cache.meta["annotations_sha256"],
                                          "source": cfg.source, "weak": cfg.weak},
                   config_hash_short=config_hash(cfg.to_dict()))
     return metrics

@@ -28,7 +28,7 @@ from . import skeleton as sk
 from .camera import normalised_coords, from_2p5d, root_depth
 
 __all__ = ["ModelConfig", "ResNet", "HandPoseNet", "PoseOutput", "soft_argmax", "load_backbone_weights",
-           "IMAGENET_MEAN", "IMAGENET_STD"]
+           "IMAGENET_MEAN", "IMAGENET_STD", "ComputePath", "compute_path", "cpu_has_native_bf16"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -283,3 +283,53 @@ class HandPoseNet(nn.Module):
         joints_norm = from_2p5d(uv, z_rel, root, K)
         joints = joints_norm * scale.float()[:, None, None] if scale is not None else joints_norm
         return PoseOutput(uv, z_rel, root, z_closed, joints_norm, joints, prob, maps[:, 21:])
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 / AMX, as oneDNN reports): only there is
+    bf16 autocast on the CPU faster than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@dataclass(frozen=True)
+class ComputePath:
+    """How the network runs on a device: its memory format and autocast. The geometry after the
+    head (soft-argmax, 2.5D read-out, closed-form root), the losses and BMC stay in float32 whatever
+    the autocast (:meth:`HandPoseNet.forward` casts the maps)."""
+
+    device_type: str
+    channels_last: bool
+    bf16: bool
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """The model in this path's memory format (in place, returned)."""
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def forward(self, model: nn.Module, images: Tensor, K: Tensor, scale: Tensor | None = None) -> PoseOutput:
+        """``model(images, K, scale)`` on this path."""
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            return model(images, K, scale)
+
+    def describe(self) -> str:
+        return (f"{self.device_type}: {'channels_last' if self.channels_last else 'contiguous'}, "
+                f"{'bf16 autocast' if self.bf16 else 'float32'}")
+
+
+def compute_path(device: torch.device | str, cpu_path: str = "fast", channels_last: bool = True,
+                 amp: bool = True) -> ComputePath:
+    """The :class:`ComputePath` of a run on ``device``: on CUDA the config's ``channels_last`` and
+    ``amp`` (bf16); on the CPU ``cpu_path`` decides: ``"fast"`` is channels_last with bf16 autocast
+    where the CPU has native bf16 (:func:`cpu_has_native_bf16`), ``"reference"`` float32 as every run
+    up to benchmark v3 trained."""
+    device = torch.device(device)
+    if cpu_path not in ("reference", "fast"):
+        raise ValueError(f"cpu_path must be 'reference' or 'fast', got {cpu_path!r}")
+    if device.type == "cuda":
+        return ComputePath("cuda", bool(channels_last), bool(amp))
+    fast = cpu_path == "fast"
+    return ComputePath("cpu", fast, fast and cpu_has_native_bf16())

@@ -42,7 +42,7 @@ from .validate import load_checkpoint
 
 __all__ = ["TrainConfig", "PRESETS", "preset", "train", "load_config", "config_from_dict", "make_bmc_loss",
            "compute_losses", "same_config", "heatmap_loss", "gaussian_heatmaps",
-           "saved_config", "bmc_weight", "bmc_pose", "bmc_inputs", "all_bones_root", "batch_layout", "validate_config", "LEGACY_DEFAULTS"]
+           "saved_config", "bmc_weight", "bmc_pose", "bmc_inputs", "all_bones_root", "batch_layout", "validate_config", "LEGACY_DEFAULTS", "run_compute_path"]
 
 
 # ----------------------------------------------------------------------------- losses
@@ -292,9 +292,8 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
     per_step, ratio = batch_layout(cfg, weak is not None)
     sampler = MixedSampler((len(source), len(weak) if weak is not None else None), per_step, ratio, cfg.seed,
                            rank, world)
-    model = HandPoseNet(cfg.model).to(dev)
-    if dev.type == "cuda" and cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    path = run_compute_path(cfg, dev)
+    model = path.prepare(HandPoseNet(cfg.model).to(dev))
     limits = resolve_limits(cfg, source) if cfg.use_bmc else None
     bmc = make_bmc_loss(cfg, limits).to(dev) if cfg.use_bmc else None
     lock = None
@@ -305,10 +304,17 @@ def train(cfg: TrainConfig, device: str | None = None, progress: bool = True, st
             print(f"[clean] {cfg.name}: removed {p.name}, left by an interrupted write", flush=True)
     try:
         return _train_locked(cfg, dev, rank, world, run_dir, source, weak, per_step, sampler, model, limits, bmc,
-                             progress, stop_after, on_log)
+                             progress, stop_after, on_log, path)
     finally:
         if lock is not None:
             lock.close()  # releases the lock (the OS releases it too if the process dies)
+
+
+def run_compute_path(cfg: TrainConfig, device: torch.device | str):
+    """The :class:`~bmclib.model.ComputePath` a run of ``cfg`` trains and is evaluated on, on ``device``."""
+    from .model import compute_path
+
+    return compute_path(device, cfg.cpu_path, cfg.channels_last, cfg.amp)
 
 
 def _lock_run(run_dir: Path):
@@ -338,7 +344,7 @@ class RunLockedError(OSError):
 
 
 def _train_locked(cfg, dev, rank, world, run_dir, source, weak, per_step, sampler, model, limits, bmc, progress,
-                  stop_after, on_log) -> Path:
+                  stop_after, on_log, path) -> Path:
     """:func:`train`'s loop, with the run folder locked."""
     from .progress import tqdm
 
@@ -383,7 +389,6 @@ def _train_locked(cfg, dev, rank, world, run_dir, source, weak, per_step, sample
     if rank == 0 and log_path.exists():
         _truncate_log(log_path, start)  # a resume redoes the steps after the checkpoint: drop their rows
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.name, unit="step", disable=not progress or rank != 0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda")
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     t_last = time.perf_counter()
     finite = torch.ones((), dtype=torch.bool, device=dev)
@@ -392,11 +397,9 @@ def _train_locked(cfg, dev, rank, world, run_dir, source, weak, per_step, sample
     for step in range(start, end):
         batch = sampler.load(step, (source, weak))
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        batch = augment(batch, cfg.augment, g, rank * per_step, world * per_step).to(dev)
-        images = batch.images.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" and \
-            cfg.channels_last else batch.images
-        with autocast:
-            out = net(images, batch.K)
+        batch = augment(batch, cfg.augment, g, rank * per_step, world * per_step,
+                        affine_grid=cfg.cpu_path == "fast").to(dev)
+        out = path.forward(net, batch.images, batch.K)
         log_now = rank == 0 and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps)
         terms = compute_losses(out, batch, cfg, bmc, bmc_weight(cfg, step) if bmc is not None else 0.0, pulls=log_now)
         opt.zero_grad(set_to_none=True)

@@ -31,7 +31,7 @@ BENCHMARK_FORMAT = "bmclib.benchmark"  # the files' format name (not a module pa
 DEFAULT_BENCHMARK = (find_checkout() or Path(".")) / "results" / "benchmark_v2.yaml"
 #: training fields a benchmark may set (everything else comes from the preset)
 TRAIN_KEYS = ("loss_2d", "w_2d", "w_z", "w_root", "lambda_bl", "lambda_rb", "lambda_a", "bmc_root", "bmc_grad",
-              "root_margin", "batch_weak", "bmc_start_frac", "bmc_ramp_frac")
+              "root_margin", "batch_weak", "bmc_start_frac", "bmc_ramp_frac", "cpu_path")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class Benchmark:
         """Config overrides for every run; ``batch_weak: equal`` becomes ``batch_size`` and
         ``bmc_start_frac`` / ``bmc_ramp_frac`` become steps of a ``steps``-step run."""
         out = dict(self.training)
+        # a file that names no CPU compute path ran on the reference one (every file up to v3); new
+        # files say `cpu_path: fast`
+        out.setdefault("cpu_path", "reference")
         if out.get("batch_weak") == "equal":
             out["batch_weak"] = batch_size
         for key in ("bmc_start", "bmc_ramp"):

@@ -288,6 +288,9 @@ def add_cli_arguments(p) -> None:
                         "images/s, bmc bench jobs)")
     p.add_argument("--evaluate-only", action="store_true",
                    help="re-evaluate the runs trained to the end (e.g. after a metric was added); train nothing")
+    p.add_argument("--cpu-path", choices=["reference", "fast"],
+                   help="train on this CPU compute path instead of the benchmark file's (a file that names none: "
+                        "reference); a run trained off the file's settings is reported, never judged")
     p.add_argument("--data-only", action="store_true",
                    help="make the benchmark's data at --level (as its runs use it) and print where; train nothing")
 
@@ -309,6 +312,7 @@ def cli_main(a) -> int:
             print(f"{k:10s} {data[k]}")
         return 0
     table = run_experiment(a.preset, a.seeds, a.runs, a.data, a.runs_dir, a.results, a.force, device=a.device,
-                           jobs=a.jobs, evaluate_only=a.evaluate_only, benchmark=a.benchmark, level=a.level)
+                           jobs=a.jobs, evaluate_only=a.evaluate_only, benchmark=a.benchmark, level=a.level,
+                           overrides={"cpu_path": a.cpu_path} if a.cpu_path else None)
     print(Path(table).read_text())
     return 0

@@ -14,7 +14,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -114,13 +114,18 @@ def format_table(rows: list[dict]) -> str:
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``bmc bench``."""
-    p.add_argument("what", nargs="?", choices=["loss", "synth", "train", "jobs", "freihand"], default="loss",
+    p.add_argument("what", nargs="?", choices=["loss", "synth", "train", "jobs", "freihand", "profile", "parity"],
+                   default="loss",
                    help="loss: BMC loss and decomposition (default); synth: synthetic data generation; "
-                        "train: training throughput per preset; jobs: CPU throughput of concurrent training "
-                        "processes (bmc experiment --jobs); freihand: FreiHAND scoring speed")
+                        "train: training throughput per preset (each on its default compute path), then the CPU "
+                        "paths (reference, fast) side by side as whole runs; jobs: CPU throughput of concurrent "
+                        "training processes (bmc experiment --jobs); freihand: FreiHAND scoring speed; profile: where "
+                        "a training step's time goes, on each CPU path (torch.profiler); parity: the fast path's "
+                        "runs (--fast-results) against the committed reference runs, beside the seed spread")
     p.add_argument("--preset", default="cpu", help="jobs: the training preset")
     p.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="jobs: process counts to compare")
-    p.add_argument("--steps", type=int, default=60, help="jobs: timed steps per process and round")
+    p.add_argument("--steps", type=int, default=60, help="jobs, train (the paths' rows), profile: timed steps per "
+                                                          "process and round")
     p.add_argument("--num", type=int, default=1024, help="synth: images per domain")
     p.add_argument("--size", type=int, default=128, help="synth: image side")
     p.add_argument("--batch", type=int, nargs="+", default=[32, 256, 4096], help="loss: batch sizes")
@@ -129,6 +134,9 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per timed round")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (they compile ~1 min)")
+    p.add_argument("--fast-results", default="results/parity",
+                   help="parity: where the fast path's runs are (bmc experiment --cpu-path fast --results ...)")
+    p.add_argument("--no-paths", action="store_true", help="train: skip the CPU paths' side-by-side whole-run rows")
     p.add_argument("--json", type=Path, default=None, help="also write the rows and provenance here (and a .md)")
 
 
@@ -152,6 +160,18 @@ def cli_main(a: argparse.Namespace) -> int:
         # the gpu preset (ResNet-50 at 128 px) takes minutes a step on a small CPU: CUDA only
         rows = [r for d in devices for r in run_train([p for p in PRESETS if d != "cpu" or p != "gpu"], device=d)]
         table, config = format_train_table(rows), {"devices": devices}
+        if "cpu" in devices and not a.no_paths:  # the two CPU compute paths side by side, whole runs
+            paths = run_train_paths(jobs=a.jobs[-1], steps=a.steps, repeats=a.repeats or 3)
+            table += ("\n\nThe CPU compute paths side by side (benchmark v3's run 3, the real step with data "
+                      f"and augmentation, {a.jobs[-1]} processes at once, interleaved rounds of {a.steps} steps):\n\n"
+                      + format_train_paths_table(paths))
+            rows, config = {"presets": rows, "paths": paths}, {**config, "jobs": a.jobs[-1], "steps": a.steps}
+    elif a.what == "parity":
+        rows = run_parity(a.fast_results)
+        table, config = format_parity_table(rows), {"fast_results": str(a.fast_results)}
+    elif a.what == "profile":
+        rows = [r for p in ("reference", "fast") for r in run_profile(steps=a.steps, path=p)]
+        table, config = format_profile_table(rows), {"steps": a.steps, "threads": torch.get_num_threads()}
     else:
         rows = run(a.batch, devices, a.repeats or 7, a.min_time, compile=not a.no_compile)
         table = format_table(rows)
@@ -215,11 +235,11 @@ def _train_step(name: str, dev: torch.device, overrides: dict | None = None):
     from ..model import HandPoseNet
     from ..train import make_bmc_loss, compute_losses, preset
 
+    from ..train import run_compute_path
+
     cfg = preset(name, **(overrides or {}))
-    model = HandPoseNet(cfg.model).to(dev)
-    cuda = dev.type == "cuda"
-    if cuda and cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    path = run_compute_path(cfg, dev)
+    model = path.prepare(HandPoseNet(cfg.model).to(dev))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     B, S = 2 * cfg.batch_size, cfg.image_size
     g = torch.Generator().manual_seed(0)
@@ -228,13 +248,10 @@ def _train_step(name: str, dev: torch.device, overrides: dict | None = None):
     has_3d = torch.arange(B) < cfg.batch_size
     batch = Batch(torch.rand(B, 3, S, S, generator=g), project(joints, K), joints, K, has_3d,
                   sk.reference_length(joints)).to(dev)
-    images = batch.images.contiguous(memory_format=torch.channels_last) if cuda and cfg.channels_last else batch.images
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp)
     bmc = make_bmc_loss(cfg, BMCLimits.default()).to(dev)
 
     def step(use_bmc: bool = True):
-        with amp:
-            out = model(images, batch.K)
+        out = path.forward(model, batch.images, batch.K)
         loss = compute_losses(out, batch, cfg, bmc if use_bmc else None)["total"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -262,6 +279,290 @@ def run_train(presets=("tiny", "cpu", "cpu-long"), steps: int = 5, device: str |
                      "bmc_share": max(0.0, 1 - result[False] / result[True]), "compiled_bmc": cfg.compile_bmc,
                      "peak_mem_gb": torch.cuda.max_memory_allocated(dev) / 2 ** 30 if dev.type == "cuda" else None})
     return rows
+
+
+def v3_training_setup(data_root: str = "data/synth", preset_name: str = "cpu", path: str | None = None,
+                      benchmark: str | None = None):
+    """The caches, config and sampler of benchmark v3's glove-level run 3 (BMC on), as ``bmc experiment``
+    builds them (the data is made when missing), for timing the real training step. ``path``: the
+    CPU compute path (``reference`` / ``fast``; default: the config's)."""
+    from ..data.cache import PreparedCache
+    from ..data.loader import MixedSampler
+    from ..limits import BMCLimits
+    from ..train import batch_layout, preset
+    from .benchmark import load_benchmark
+    from .checkout import checkout
+    from .experiment import prepare_data, source_limits
+
+    bench = load_benchmark(benchmark or checkout("bmc bench") / "results" / "benchmark_v3.yaml")
+    base = preset(preset_name)
+    data = prepare_data(data_root, preset_name, base.image_size, seed=bench.data_seed, progress=False,
+                        benchmark=bench, appearance=bench.test.get("level", bench.levels[0]))
+    limits = source_limits(data, bench, base)
+    over = {**bench.train_overrides(base.batch_size, base.steps), **({"cpu_path": path} if path else {})}
+    cfg = preset(preset_name, **over, use_bmc=True, source=str(data["source"]), weak=str(data["target_2d"]),
+                 limits=str(limits))
+    src, weak = PreparedCache(cfg.source), PreparedCache(cfg.weak)
+    per_step, ratio = batch_layout(cfg, True)
+    sampler = MixedSampler((len(src), len(weak)), per_step, ratio, cfg.seed, 0, 1)
+    return cfg, (src, weak), sampler, BMCLimits.load(limits), data
+
+
+def run_profile(steps: int = 20, warmup: int = 3, data_root: str = "data/synth", path: str = "reference",
+                eval_images: int = 256) -> list[dict]:
+    """Where a training step's time goes (cpu preset, benchmark v3's wiring, BMC on at full weight,
+    the real data path), measured by ``torch.profiler`` over ``steps`` steps after ``warmup``: data
+    loading, augmentation, the forward pass split by module (backbone, skip decoder, head, the
+    2.5D read-out and closed-form root with its MLP), the 2D / depth / root losses, the BMC loss,
+    the backward pass, the optimiser; and the evaluation pass (``predict_cache``) over
+    ``eval_images`` target-test images. One row per part: milliseconds per step (per image for
+    the evaluation) and share."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from ..data.cache import PreparedCache
+    from ..data.loader import augment
+    from ..evaluate import predict_cache
+    from ..model import HandPoseNet
+    from ..train import bmc_inputs, bmc_pose, compute_losses, make_bmc_loss, run_compute_path
+
+    cfg, caches, sampler, limits, data = v3_training_setup(data_root, path=path)
+    torch.manual_seed(0)
+    model = HandPoseNet(cfg.model)
+    fast = run_compute_path(cfg, "cpu")
+    model = fast.prepare(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    bmc = make_bmc_loss(cfg, limits)
+    # the forward, split by module: (first module, last module) of each part
+    parts = {"backbone": (model.backbone.conv1, model.backbone.layer4), "skip decoder": (model.upsample,) * 2,
+             "head": (model.head,) * 2, "root MLP": (model.refine,) * 2}
+    scopes: dict[str, Any] = {}
+    for label, (first, last) in parts.items():
+        first.register_forward_pre_hook(lambda m, a, label=label: scopes.__setitem__(
+            label, record_function(f"forward: {label}").__enter__()))
+        last.register_forward_hook(lambda m, a, o, label=label: scopes.pop(label).__exit__(None, None, None))
+
+    def step(i: int) -> None:
+        with record_function("data: load"):
+            b = sampler.load(1500 + i, caches)
+        with record_function("data: augment"):
+            b = augment(b, cfg.augment, torch.Generator().manual_seed(i), 0, len(b.images),
+                        affine_grid=cfg.cpu_path == "fast")
+        with record_function("forward (all)"):
+            out = fast.forward(model, b.images, b.K)
+        with record_function("BMC loss"):
+            bmc(bmc_pose(out, b.K, cfg, bmc.limits, bmc_inputs(out, cfg)))
+        with record_function("losses (all, BMC included)"):
+            terms = compute_losses(out, b, cfg, bmc, 1.0)
+        opt.zero_grad(set_to_none=True)
+        with record_function("backward"):
+            terms["total"].backward()
+        with record_function("optimizer"):
+            opt.step()
+
+    for i in range(warmup):
+        step(i)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for i in range(steps):
+            with record_function("step"):
+                step(warmup + i)
+        wall = (time.perf_counter() - t0) / steps
+    ev = PreparedCache(data["eval"])
+    sub = ev if eval_images >= len(ev) else _CacheHead(ev, eval_images)
+    t0 = time.perf_counter()
+    predict_cache(model, sub, path=fast)
+    per_image = (time.perf_counter() - t0) / len(sub)
+    totals = {e.key: e.cpu_time_total / 1000 / steps for e in prof.key_averages()}  # ms per step
+    step_ms = totals.get("step", 1000 * wall)
+    bmc_ms = totals.get("BMC loss", 0.0)  # computed twice above (once alone): the losses' line less it
+    forward = totals.get("forward (all)", 0.0)
+    named = sum(totals.get(f"forward: {k}", 0.0) for k in parts)
+    rows = [("data: load", totals.get("data: load", 0.0)), ("data: augment", totals.get("data: augment", 0.0)),
+            *((f"forward: {k}", totals.get(f"forward: {k}", 0.0)) for k in parts),
+            ("forward: 2.5D read-out, closed-form root, rest", forward - named),
+            ("losses: 2D, depth, root", totals.get("losses (all, BMC included)", 0.0) - bmc_ms),
+            ("losses: BMC", bmc_ms), ("backward (all parts)", totals.get("backward", 0.0)),
+            ("optimizer", totals.get("optimizer", 0.0))]
+    step_ms -= bmc_ms  # the extra BMC call is not part of a training step
+    rows.append(("other (zero_grad, Python)", step_ms - sum(v for _, v in rows)))
+    out = [{"part": k, "ms_per_step": v, "share": v / step_ms, "path": cfg.cpu_path} for k, v in rows]
+    out.append({"part": "training step (all)", "ms_per_step": step_ms, "share": 1.0, "path": cfg.cpu_path,
+                "images_per_s": 1000 * len(sampler.load(0, caches).images) / step_ms})
+    out.append({"part": f"evaluation pass, per image ({len(sub)} images, batch 64)", "ms_per_step": 1000 * per_image,
+                "share": float("nan"), "path": cfg.cpu_path})
+    return out
+
+
+class _CacheHead:
+    """The first ``n`` samples of a prepared cache (what :func:`bmclib.evaluate.predict_cache` reads)."""
+
+    def __init__(self, cache, n: int):
+        self.cache, self.n = cache, n
+        self.images, self.annotations, self.size = cache.images, cache.annotations, cache.size
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def format_profile_table(rows: list[dict]) -> str:
+    lines = ["| part | path | ms per step | share of the step |", "|---|---|---:|---:|"]
+    for r in rows:
+        share = "" if r["share"] != r["share"] else f"{100 * r['share']:.1f}%"
+        lines.append(f"| {r['part']} | {r['path']} | {r['ms_per_step']:.2f} | {share} |")
+    return "\n".join(lines)
+
+
+def _path_worker(path: str, data_root: str, threads: int, steps: int, warmup: int, start, out) -> None:
+    """One training process of :func:`run_train_paths`: the real step (data, augmentation, forward,
+    losses with BMC, backward, optimiser) of benchmark v3's run 3 on compute path ``path``."""
+    torch.set_num_threads(threads)
+    from ..data.loader import augment
+    from ..model import HandPoseNet
+    from ..train import compute_losses, make_bmc_loss, run_compute_path
+
+    cfg, caches, sampler, limits, _ = v3_training_setup(data_root, path=path)
+    torch.manual_seed(0)
+    cp = run_compute_path(cfg, "cpu")
+    model = cp.prepare(HandPoseNet(cfg.model))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    bmc = make_bmc_loss(cfg, limits)
+
+    def step(i: int) -> int:
+        b = augment(sampler.load(1500 + i, caches), cfg.augment, torch.Generator().manual_seed(i), 0, None,
+                    affine_grid=cfg.cpu_path == "fast")
+        terms = compute_losses(cp.forward(model, b.images, b.K), b, cfg, bmc, 1.0)
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt.step()
+        return len(b.images)
+
+    for i in range(warmup):
+        step(i)
+    start.wait()  # the processes of one round time the same stretch of wall time
+    t0 = time.perf_counter()
+    images = sum(step(warmup + i) for i in range(steps))
+    out.put((time.perf_counter() - t0, images))
+
+
+def _eval_seconds(path: str, data_root: str, threads: int) -> float:
+    """Seconds of the evaluation pass (``predict_cache``) over the whole target-test set on ``path``."""
+    from ..data.cache import PreparedCache
+    from ..evaluate import predict_cache
+    from ..model import HandPoseNet
+    from ..train import run_compute_path
+
+    torch.set_num_threads(threads)
+    cfg, _, _, _, data = v3_training_setup(data_root, path=path)
+    model = HandPoseNet(cfg.model)
+    t0 = time.perf_counter()
+    predict_cache(model, PreparedCache(data["eval"]), path=run_compute_path(cfg, "cpu"))
+    return time.perf_counter() - t0
+
+
+def run_train_paths(paths=("reference", "fast"), jobs: int = 2, steps: int = 30, warmup: int = 3, repeats: int = 3,
+                    data_root: str = "data/synth") -> list[dict]:
+    """The whole-run throughput of each CPU compute path side by side, as ``bmc experiment --jobs``
+    trains: ``jobs`` processes at once with ``cores / jobs`` threads each, every one doing the real
+    training step of benchmark v3's run 3 (data loading, augmentation, forward, losses and BMC,
+    backward, optimiser); the paths interleaved round by round (medians of ``repeats``), then the
+    evaluation pass of each path. Per path: images/s of one process and of all, the minutes of one
+    cpu-preset run (its 3,000 steps at that rate plus its evaluation) and runs per hour."""
+    import multiprocessing as mp
+    import os
+
+    from ..train import preset
+
+    cfg = preset("cpu")
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // jobs)
+    v3_training_setup(data_root)  # the data and limits, made once before the workers start
+    ctx = mp.get_context("spawn")
+    rates: dict[str, list[float]] = {p: [] for p in paths}
+    for _ in range(repeats):
+        for p in paths:
+            start, out = ctx.Barrier(jobs), ctx.Queue()
+            procs = [ctx.Process(target=_path_worker, args=(p, data_root, threads, steps, warmup, start, out))
+                     for _ in range(jobs)]
+            for pr in procs:
+                pr.start()
+            res = [out.get() for _ in procs]
+            for pr in procs:
+                pr.join()
+            rates[p].append(statistics.mean(imgs / t for t, imgs in res))  # one process's images/s
+    rows = []
+    for p in paths:
+        per_proc = statistics.median(rates[p])
+        ev = _eval_seconds(p, data_root, threads)
+        images_per_step = 2 * cfg.batch_size  # the weak runs' step: batch_size 3D + batch_size 2D (v3)
+        minutes = (cfg.steps * images_per_step / per_proc + ev) / 60
+        rows.append({"path": p, "jobs": jobs, "threads_each": threads, "images_per_s": per_proc,
+                     "images_per_s_all": per_proc * jobs, "rounds": rates[p], "eval_s": ev, "run_minutes": minutes,
+                     "runs_per_hour": 60 * jobs / minutes})
+    for r in rows:
+        r["vs_reference"] = r["runs_per_hour"] / rows[0]["runs_per_hour"]
+    return rows
+
+
+def format_train_paths_table(rows: list[dict]) -> str:
+    lines = ["| CPU path | processes x threads | images/s per process (median) | rounds | evaluation (s) | "
+             "minutes per run (3,000 steps + evaluation) | runs per hour | vs reference |",
+             "|---|---|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['path']} | {r['jobs']} x {r['threads_each']} | {r['images_per_s']:.1f} | "
+                     + ", ".join(f"{x:.0f}" for x in r["rounds"]) + f" | {r['eval_s']:.1f} | {r['run_minutes']:.1f} | "
+                     f"{r['runs_per_hour']:.1f} | {r['vs_reference']:.2f}x |")
+    return "\n".join(lines)
+
+
+PARITY_METRICS = (("depth_norm_mm", "normalised depth (mm)"), ("depth_mm", "root-relative depth (mm)"),
+                  ("root_depth_mm", "hand distance (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"),
+                  ("epe_3d_mm", "3D EPE (mm)"), ("epe_2d_px", "2D (px)"))
+
+
+def run_parity(fast_root: str | Path = "results/parity", ref_root: str | Path = "results", preset: str = "cpu",
+               bench: str = "v3-glove") -> list[dict]:
+    """Accuracy parity of the fast CPU path: each run trained on it (``fast_root/runs``) against the
+    committed run of the same name and seed (``ref_root/runs``, the reference path), metric by metric,
+    beside the reference runs' seed-to-seed spread (the standard deviation over every committed seed
+    of that run). A difference inside the spread is parity."""
+    import json
+
+    from .runs import parse_run_name
+
+    rows = []
+    for f in sorted(Path(fast_root, "runs").glob(f"{preset}_{bench}_*_seed*/metrics.json")):
+        name = parse_run_name(f.parent.name)
+        ref_file = Path(ref_root) / "runs" / f.parent.name / "metrics.json"
+        if not ref_file.is_file():
+            raise FileNotFoundError(f"{ref_file}: no reference run for {f}")
+        fast, ref = json.loads(f.read_text()), json.loads(ref_file.read_text())
+        if fast["provenance"]["config"].get("cpu_path") != "fast":
+            raise ValueError(f"{f}: not trained on the fast path (config.cpu_path "
+                             f"{fast['provenance']['config'].get('cpu_path')!r})")
+        seeds = sorted(Path(ref_root, "runs").glob(f"{preset}_{bench}_{name['run']}_seed*/metrics.json"))
+        spread = {k: float(np.std([json.loads(p.read_text())["metrics"][k] for p in seeds], ddof=1))
+                  for k, _ in PARITY_METRICS}
+        for k, label in PARITY_METRICS:
+            a, b = fast["metrics"][k], ref["metrics"][k]
+            rows.append({"run": name["run"], "seed": name["seed"], "metric": k, "label": label, "fast": a,
+                         "reference": b, "difference": a - b, "seed_sd": spread[k], "seeds_in_sd": len(seeds),
+                         "within_sd": abs(a - b) <= spread[k]})
+    if not rows:
+        raise FileNotFoundError(f"no fast-path runs of {bench} under {Path(fast_root) / 'runs'}")
+    return rows
+
+
+def format_parity_table(rows: list[dict]) -> str:
+    lines = ["| run | seed | metric | fast path | reference path (committed) | difference | reference seed sd | "
+             "within one sd |", "|---|---:|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['seed']} | {r['label']} | {r['fast']:.2f} | {r['reference']:.2f} | "
+                     f"{r['difference']:+.2f} | {r['seed_sd']:.2f} ({r['seeds_in_sd']} seeds) | "
+                     f"{'yes' if r['within_sd'] else '**no**'} |")
+    n = sum(r["within_sd"] for r in rows)
+    lines += ["", f"{n} of {len(rows)} differences lie within one seed-to-seed standard deviation of the reference "
+                  f"runs."]
+    return "\n".join(lines)
 
 
 def _jobs_worker(name: str, threads: int, steps: int, start, out) -> None:

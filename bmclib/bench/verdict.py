@@ -46,6 +46,7 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
     if not found:
         raise FileNotFoundError(f"no predictions of benchmark {bench.name} at level {level!r} under "
                                 f"{Path(results_root) / 'runs'}/{run_name(preset, '*', 0, name).replace('seed0', 'seed*')}")
+    from ..config import LEGACY_DEFAULTS
     from ..train import preset as make_preset
 
     base_cfg = make_preset(preset)
@@ -54,7 +55,7 @@ def level_runs(bench, level: str, results_root: str | Path = "results", preset: 
     for run, by_seed in found.items():  # the runs judged must be the registered runs, not a shortened or edited one
         spec = {k: v for k, v in bench.runs[run].items() if k in ("use_bmc", "bmc_terms")}
         for s, r in by_seed.items():
-            cfg = r["prov"].get("config", {})
+            cfg = {**LEGACY_DEFAULTS, **r["prov"].get("config", {})}  # a field a run predates: its old value
             off = {k: (cfg.get(k), v) for k, v in {**frozen, **spec}.items() if cfg.get(k) != v}
             if off:
                 why = (f"{run} seed {s}: trained with other settings than {bench.path} and preset {preset!r} fix: "
