@@ -307,7 +307,7 @@ def _audit(a: argparse.Namespace) -> int:
         if a.order == "mano":
             xyz = sk.from_mano(xyz)
         if not np.isfinite(xyz).all(axis=(1, 2)).any():
-            raise ValueError(f"{path}: none of the {len(xyz)} poses is finite (every one has a NaN / inf)")
+            raise ValueError(f"{path}: field 'xyz': none of the {len(xyz)} poses is finite (every one has a NaN / inf)")
         result = audit(xyz, limits, side="right" if a.side == "auto" else a.side, tolerance=tol)
         result["order_hint"] = _order_hint(xyz, a.order, result, limits, tol)
     report = write_audit(result, a.out, path.name, a.worst, pred_path=a.pred)

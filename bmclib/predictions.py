@@ -100,6 +100,8 @@ def read_pred_json(path: str | os.PathLike, non_finite: str = "error") -> tuple[
                f"a dict with keys {sorted(map(str, data))[:8]}" if isinstance(data, dict) else
                f"a {type(data).__name__}")
         raise ValueError(f"{path}: expected a list [xyz_list, verts_list] or a list of poses (N x 21 x 3), got {got}")
+    if data[0] == []:
+        raise ValueError(f"{path}: field 'xyz_list': no poses")
     xyz = as_array(data[0], path, "xyz_list", (None, 21, 3))
     if non_finite == "error":
         check_finite(xyz, path, "xyz_list")

@@ -172,9 +172,13 @@ def test_pred_json_round_trip_and_errors(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps([xyz[:, :20].tolist(), []]))
     with pytest.raises(ValueError, match=r"field 'xyz_list': shape \(4, 20, 3\)"):
         read_pred_json(tmp_path / "bad.json")
-    (tmp_path / "one.json").write_text(json.dumps(xyz.tolist()))
-    with pytest.raises(ValueError, match="expected a list \\[xyz_list, verts_list\\], got a list of length 4"):
-        read_pred_json(tmp_path / "one.json")
+    (tmp_path / "one.json").write_text(json.dumps(xyz.tolist()))  # a plain list of poses: read as such
+    plain, no_verts = read_pred_json(tmp_path / "one.json")
+    assert np.allclose(plain, xyz) and no_verts is None
+    (tmp_path / "three.json").write_text(json.dumps([1, 2, 3]))
+    with pytest.raises(ValueError, match="expected a list \\[xyz_list, verts_list\\] or a list of poses .N x 21 x 3.,"
+                                         " got a list of length 3"):
+        read_pred_json(tmp_path / "three.json")
 
 
 def test_eval_freihand_cli(freihand, tmp_path, capsys):

@@ -296,11 +296,11 @@ PRED_CASES = {
     "no poses in pred.json": ("pred.json", lambda p: p.write_text("[[], []]"), "'xyz_list'", "no poses"),
     "20 joints in pred.json": ("pred.json", lambda p: p.write_text(json.dumps([np.ones((3, 20, 3)).tolist(), []])),
                                "'xyz_list'", "shape"),
-    "pred.json a mapping": ("pred.json", lambda p: p.write_text('{"xyz": []}'), "expected a list [xyz_list, verts_list], got a dict"),
+    "pred.json a mapping": ("pred.json", lambda p: p.write_text('{"xyz": []}'), "expected a list [xyz_list, verts_list] or a list of poses (N x 21 x 3), got a dict"),
     "ragged pred.json": ("pred.json", lambda p: p.write_text(json.dumps([[[[0, 0, 1]] * 21, [[0, 0]] * 21], []])),
                          "'xyz_list'", "ragged"),
     "inf in .npy": ("pred.npy", lambda p: np.save(p, np.where(np.arange(63).reshape(1, 21, 3) == 5, np.inf,
-                                                              np.ones((2, 21, 3)))), "'xyz'", "sample 0"),
+                                                              np.ones((2, 21, 3)))), "'xyz'", "none of the 2 poses"),
     "string .npy": ("pred.npy", lambda p: np.save(p, np.full((2, 21, 3), "x")), "'xyz'", "strings"),
 }
 
