@@ -451,12 +451,16 @@ def _eval_seconds(path: str, data_root: str, threads: int) -> float:
     from ..model import HandPoseNet
     from ..train import run_compute_path
 
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    cfg, _, _, _, data = v3_training_setup(data_root, path=path)
-    model = HandPoseNet(cfg.model)
-    t0 = time.perf_counter()
-    predict_cache(model, PreparedCache(data["eval"]), path=run_compute_path(cfg, "cpu"))
-    return time.perf_counter() - t0
+    try:
+        cfg, _, _, _, data = v3_training_setup(data_root, path=path)
+        model = HandPoseNet(cfg.model)
+        t0 = time.perf_counter()
+        predict_cache(model, PreparedCache(data["eval"]), path=run_compute_path(cfg, "cpu"))
+        return time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_train_paths(paths=("reference", "fast"), jobs: int = 2, steps: int = 30, warmup: int = 3, repeats: int = 3,
