@@ -76,3 +76,32 @@ def test_the_affine_grid_augmentation_is_the_reference_map():
     for f in ("uv", "xyz", "K"):
         assert torch.equal(getattr(ref, f), getattr(fast, f)), f  # labels: the same ops
     assert (ref.images - fast.images).abs().max() < 1e-4  # the image: float32 round-off of the same map
+
+
+def test_parity_compares_fast_runs_with_the_committed_ones_beside_the_seed_spread(tmp_path):
+    import json
+
+    from bmclib.bench.timing import format_parity_table, run_parity
+
+    def write(root, name, m, path):
+        d = root / "runs" / name
+        d.mkdir(parents=True)
+        cfg = {"cpu_path": path} if path else {}  # a committed v3 run names no path: reference
+        (d / "metrics.json").write_text(json.dumps({"metrics": m, "provenance": {"config": cfg}}))
+
+    keys = ("depth_norm_mm", "depth_mm", "root_depth_mm", "pa_mpjpe_mm", "epe_3d_mm", "epe_2d_px")
+    ref, fast = tmp_path / "ref", tmp_path / "fast"
+    for s, v in enumerate((30.0, 32.0, 28.0)):  # sd 2.0
+        write(ref, f"cpu_v3-glove_2_target2d_seed{s}", {k: v for k in keys}, None)
+    write(fast, "cpu_v3-glove_2_target2d_seed0", {**{k: 31.0 for k in keys}, "pa_mpjpe_mm": 35.0}, "fast")
+    rows = run_parity(fast, ref)
+    by = {r["metric"]: r for r in rows}
+    assert by["depth_norm_mm"]["difference"] == 1.0 and by["depth_norm_mm"]["seed_sd"] == pytest.approx(2.0)
+    assert by["depth_norm_mm"]["within_sd"] and not by["pa_mpjpe_mm"]["within_sd"]  # +5 mm: outside
+    assert "5 of 6 differences lie within one seed-to-seed standard deviation" in format_parity_table(rows)
+    write(fast, "cpu_v3-glove_3_bmc_all_seed0", {k: 1.0 for k in keys}, "reference")
+    with pytest.raises(FileNotFoundError, match="no reference run"):
+        run_parity(fast, ref)
+    write(ref, "cpu_v3-glove_3_bmc_all_seed0", {k: 1.0 for k in keys}, None)
+    with pytest.raises(ValueError, match="not trained on the fast path"):
+        run_parity(fast, ref)

@@ -412,6 +412,19 @@ def format_profile_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _round(ctx, n: int, target, args: tuple) -> list[tuple[float, int]]:
+    """One timed round: ``n`` processes of ``target(*args, start, out)`` started together (a barrier),
+    each putting ``(seconds, images)`` on the queue."""
+    start, out = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, start, out)) for _ in range(n)]
+    for pr in procs:
+        pr.start()
+    res = [out.get() for _ in procs]
+    for pr in procs:
+        pr.join()
+    return res
+
+
 def _path_worker(path: str, data_root: str, threads: int, steps: int, warmup: int, start, out) -> None:
     """One training process of :func:`run_train_paths`: the real step (data, augmentation, forward,
     losses with BMC, backward, optimiser) of benchmark v3's run 3 on compute path ``path``."""
@@ -484,14 +497,7 @@ def run_train_paths(paths=("reference", "fast"), jobs: int = 2, steps: int = 30,
     rates: dict[str, list[float]] = {p: [] for p in paths}
     for _ in range(repeats):
         for p in paths:
-            start, out = ctx.Barrier(jobs), ctx.Queue()
-            procs = [ctx.Process(target=_path_worker, args=(p, data_root, threads, steps, warmup, start, out))
-                     for _ in range(jobs)]
-            for pr in procs:
-                pr.start()
-            res = [out.get() for _ in procs]
-            for pr in procs:
-                pr.join()
+            res = _round(ctx, jobs, _path_worker, (p, data_root, threads, steps, warmup))
             rates[p].append(statistics.mean(imgs / t for t, imgs in res))  # one process's images/s
     rows = []
     for p in paths:
@@ -594,14 +600,7 @@ def run_jobs(name: str = "cpu", jobs=(1, 2), steps: int = 60, repeats: int = 3) 
     times: dict[int, list[float]] = {n: [] for n in jobs}
     for _ in range(repeats):
         for n in jobs:
-            start, out = ctx.Barrier(n), ctx.Queue()
-            procs = [ctx.Process(target=_jobs_worker, args=(name, max(1, cores // n), steps, start, out))
-                     for _ in range(n)]
-            for pr in procs:
-                pr.start()
-            res = [out.get() for _ in procs]
-            for pr in procs:
-                pr.join()
+            res = _round(ctx, n, _jobs_worker, (name, max(1, cores // n), steps))
             times[n].append(sum(imgs for _, imgs in res) / max(t for t, _ in res))
     base = statistics.median(times[jobs[0]])
     return [{"preset": name, "jobs": n, "threads_each": max(1, cores // n), "images_per_s": statistics.median(times[n]),
