@@ -99,6 +99,7 @@ def test_parity_compares_fast_runs_with_the_committed_ones_beside_the_seed_sprea
     assert by["depth_norm_mm"]["difference"] == 1.0 and by["depth_norm_mm"]["seed_sd"] == pytest.approx(2.0)
     assert by["depth_norm_mm"]["within_sd"] and not by["pa_mpjpe_mm"]["within_sd"]  # +5 mm: outside
     assert "5 of 6 differences lie within one seed-to-seed standard deviation" in format_parity_table(rows)
+    assert by["depth_norm_mm"]["in_range"] and not by["pa_mpjpe_mm"]["in_range"]
     write(fast, "cpu_v3-glove_3_bmc_all_seed0", {k: 1.0 for k in keys}, "reference")
     with pytest.raises(FileNotFoundError, match="no reference run"):
         run_parity(fast, ref)

@@ -550,13 +550,15 @@ def run_parity(fast_root: str | Path = "results/parity", ref_root: str | Path = 
             raise ValueError(f"{f}: not trained on the fast path (config.cpu_path "
                              f"{fast['provenance']['config'].get('cpu_path')!r})")
         seeds = sorted(Path(ref_root, "runs").glob(f"{preset}_{bench}_{name['run']}_seed*/metrics.json"))
-        spread = {k: float(np.std([json.loads(p.read_text())["metrics"][k] for p in seeds], ddof=1))
-                  for k, _ in PARITY_METRICS}
+        values = {k: [json.loads(p.read_text())["metrics"][k] for p in seeds] for k, _ in PARITY_METRICS}
         for k, label in PARITY_METRICS:
             a, b = fast["metrics"][k], ref["metrics"][k]
+            sd = float(np.std(values[k], ddof=1))
             rows.append({"run": name["run"], "seed": name["seed"], "metric": k, "label": label, "fast": a,
-                         "reference": b, "difference": a - b, "seed_sd": spread[k], "seeds_in_sd": len(seeds),
-                         "within_sd": abs(a - b) <= spread[k]})
+                         "reference": b, "difference": a - b, "seed_sd": sd, "seeds_in_sd": len(seeds),
+                         "within_sd": abs(a - b) <= sd, "ref_min": float(min(values[k])),
+                         "ref_max": float(max(values[k])),
+                         "in_range": min(values[k]) <= a <= max(values[k])})
     if not rows:
         raise FileNotFoundError(f"no fast-path runs of {bench} under {Path(fast_root) / 'runs'}")
     return rows
@@ -564,14 +566,19 @@ def run_parity(fast_root: str | Path = "results/parity", ref_root: str | Path = 
 
 def format_parity_table(rows: list[dict]) -> str:
     lines = ["| run | seed | metric | fast path | reference path (committed) | difference | reference seed sd | "
-             "within one sd |", "|---|---:|---|---:|---:|---:|---:|---|"]
+             "within one sd | reference seeds' range | fast inside it |", "|---|---:|---|---:|---:|---:|---:|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['run']} | {r['seed']} | {r['label']} | {r['fast']:.2f} | {r['reference']:.2f} | "
                      f"{r['difference']:+.2f} | {r['seed_sd']:.2f} ({r['seeds_in_sd']} seeds) | "
-                     f"{'yes' if r['within_sd'] else '**no**'} |")
+                     f"{'yes' if r['within_sd'] else '**no**'} | {r['ref_min']:.2f} to {r['ref_max']:.2f} | "
+                     f"{'yes' if r.get('in_range') else '**no**'} |")
     n = sum(r["within_sd"] for r in rows)
+    k = sum(bool(r.get("in_range")) for r in rows)
     lines += ["", f"{n} of {len(rows)} differences lie within one seed-to-seed standard deviation of the reference "
-                  f"runs."]
+                  f"runs; {k} of {len(rows)} fast-path values lie inside the range of the reference run's seeds. Two "
+                  "paths diverge within the first steps, so a run on the other path is a new draw of the same seed: "
+                  "the difference of two independent draws has sd sqrt(2) x the seed sd and lies within one seed "
+                  "sd about 52% of the time, as a second reference seed would."]
     return "\n".join(lines)
 
 
