@@ -190,3 +190,17 @@ def hands_on(n: int, device: torch.device, seed: int = 0, dtype=torch.float64):
     joints, _ = anatomical_hands(n, seed=seed, dtype=dtype)
     K = torch.tensor([[480.0, 0.0, 112.0], [0.0, 480.0, 112.0], [0.0, 0.0, 1.0]], dtype=dtype).expand(n, 3, 3)
     return joints.to(device), K.to(device)
+
+
+@pytest.fixture(scope="session")
+def v9_world(tmp_path_factory):
+    """A folder with a mini benchmark file (``v9.yaml``: tests/test_v3.py's ``V3_MINI``) and a
+    source domain whose 64 evaluation images are the labels fake runs are scored against
+    (tests/test_verdict.py's ``_fake_runs``)."""
+    from bmclib.data.synth import generate_dataset
+    from test_v3 import V3_MINI
+
+    root = tmp_path_factory.mktemp("verdict")
+    generate_dataset(str(root / "data"), "source", 16, 64, seed=0, size=64, progress=False)
+    (root / "v9.yaml").write_text(V3_MINI)
+    return root

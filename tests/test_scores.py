@@ -13,20 +13,15 @@ from bmclib.bench.cli import main
 from bmclib.bench.runs import run_name
 from bmclib.bench.scores import SCORES_FILE, read_scores, write_scores
 from bmclib.bench.verdict import level_runs
-from bmclib.data.synth import generate_dataset
 
-from test_v3 import V3_MINI
 from test_verdict import _fake_runs
 
-NOISE = {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002}
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scores")
-    generate_dataset(str(root / "data"), "source", 16, 48, seed=1, size=64, progress=False)
-    (root / "v9.yaml").write_text(V3_MINI)
-    return root
+def world(v9_world):
+    return v9_world
+
+
+NOISE = {"2_target2d": 0.012, "3_bmc_all": 0.006, "4_target3d_oracle": 0.002}
 
 
 def _no_cache(monkeypatch):
@@ -46,7 +41,7 @@ def test_scored_runs_give_the_verdict_the_same_numbers_without_the_cache(world, 
     for d in runs:
         write_scores(d)
     scores, meta = read_scores(runs[0])
-    assert meta["images"] == 48 and meta["image_size"] == 64 and set(scores) == {"run", "flat_on"}
+    assert meta["images"] == 64 and meta["image_size"] == 64 and set(scores) == {"run", "flat_on"}
 
     _no_cache(monkeypatch)
     from_file, read2 = level_runs(bench, "glove", res)
@@ -101,7 +96,7 @@ def test_stale_or_broken_scores_are_refused_by_name(world, tmp_path):
         read_scores(d)
     with zipfile.ZipFile(path, "w") as z:  # no meta
         with z.open("run/depth_mm.npy", "w") as f:
-            np.save(f, np.zeros(48))
+            np.save(f, np.zeros(64))
     with pytest.raises(ValueError, match="no 'meta' field"):
         read_scores(d)
     path.write_bytes(good)
@@ -111,9 +106,9 @@ def test_stale_or_broken_scores_are_refused_by_name(world, tmp_path):
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=r"field 'run/depth_mm' has shape \(5,\)"):
         read_scores(d)
-    arrays["run/depth_mm"] = np.full(48, np.nan)
+    arrays["run/depth_mm"] = np.full(64, np.nan)
     np.savez(path, **arrays)
-    with pytest.raises(ValueError, match="'run/depth_mm' has 48 non-finite"):
+    with pytest.raises(ValueError, match="'run/depth_mm' has 64 non-finite"):
         read_scores(d)
 
 

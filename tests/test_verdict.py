@@ -10,17 +10,13 @@ from bmclib.bench.benchmark import load_benchmark
 from bmclib.bench.verdict import judge, level_runs, verdict_table
 from bmclib.bench.runs import run_name
 from bmclib.data.cache import PreparedCache
-from bmclib.data.synth import generate_dataset
 
 from test_v3 import V3_MINI
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("verdict")
-    generate_dataset(str(root / "data"), "source", 16, 64, seed=0, size=64, progress=False)
-    (root / "v9.yaml").write_text(V3_MINI)
-    return root
+def world(v9_world):
+    return v9_world
 
 
 def _fake_runs(root, results, noise: dict[str, float], seeds=(0, 1, 2), steps: int = 3000, level: str = "glove",

@@ -111,7 +111,8 @@ def unplanned_reads(results_root: str | os.PathLike = "results", preset: str = "
     that has no valid ``scores.npz`` and whose evaluation or source cache is not in
     :func:`data_plan`. One line per such run, saying why; empty when the reproduction is
     self-sufficient. Reads only the committed files (nothing is rendered)."""
-    from .scores import validated_runs, read_scores
+    from .controls import run_provenance
+    from .scores import read_scores, validated_runs
 
     plan = data_plan(preset, data_root)
     planned = {os.path.normpath(str(plan[k])) for k in ("source", "target_2d", "target_3d", "eval")}
@@ -125,11 +126,11 @@ def unplanned_reads(results_root: str | os.PathLike = "results", preset: str = "
         except (OSError, ValueError) as e:
             why = str(e)
         try:
-            data = json.loads((run_dir / "metrics.json").read_text())["provenance"]["data"]
-            need = [str(data["eval_cache"]), str(data["source"])]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            out.append(f"{run_dir}: {why}; and its metrics.json names no caches ({type(e).__name__}: {e})")
+            data = run_provenance(run_dir / "metrics.json")["data"]
+        except (OSError, ValueError) as e:
+            out.append(f"{run_dir}: {why}; and its caches cannot be read from it ({e})")
             continue
+        need = [data["eval_cache"], data["source"]]
         extra = [p for p in need if os.path.normpath(p) not in planned]
         if extra:
             out.append(f"{run_dir}: {why}; its tables would need {', '.join(extra)}, which the data step "

@@ -63,29 +63,20 @@ def score_arrays(xyz: np.ndarray, uv: np.ndarray, gt_xyz: np.ndarray, gt_uv: np.
     return {"run": per_image_metrics(xyz, gt_xyz, uv, gt_uv), "flat_on": per_image_metrics(flat, gt_xyz, uv, gt_uv)}
 
 
-def _provenance_of(run_dir: Path) -> dict[str, Any]:
-    from ..results import read_json
-
-    path = run_dir / "metrics.json"
-    data = read_json(path, missing=f"{run_dir}: no metrics.json (the run was never evaluated)")
-    prov = data.get("provenance") if isinstance(data, dict) else None
-    if not isinstance(prov, dict) or not isinstance(prov.get("data"), dict):
-        raise ValueError(f"{path}: no provenance.data block (the evaluation cache and labels' sha256 it names)")
-    return prov
-
-
 def write_scores(run_dir: str | os.PathLike, eval_cache: str | os.PathLike | None = None,
                  source_cache: str | os.PathLike | None = None, made_by: str = "bmc scores") -> Path:
     """Score the run in ``run_dir`` (its ``predictions.npz`` and ``metrics.json``) on its evaluation
     labels and write ``run_dir/scores.npz`` atomically. The caches default to those its metrics
     file names; the labels must be the ones it was evaluated on (sha256). Returns the file's path."""
+    import datetime as _dt
+
     from ..data.cache import PreparedCache
     from ..predictions import read_predictions
     from ..results import atomic_path, git_commit
-    import datetime as _dt
+    from .controls import run_provenance
 
     run_dir = Path(run_dir)
-    prov = _provenance_of(run_dir)
+    prov = run_provenance(run_dir / "metrics.json")
     pred = read_predictions(run_dir / "predictions.npz")
     if "uv" not in pred:
         raise ValueError(f"{run_dir / 'predictions.npz'}: no 'uv' array: the per-image scores need the predicted 2D")
@@ -122,6 +113,7 @@ def read_scores(run_dir: str | os.PathLike, prov: dict[str, Any] | None = None,
     and its metrics file (``prov``, else read) must name the same labels. Anything else is a
     ``ValueError`` (``FileNotFoundError`` when there is no file) naming the file and the field."""
     from ..predictions import read_predictions
+    from .controls import run_provenance
 
     run_dir = Path(run_dir)
     path = run_dir / SCORES_FILE
@@ -156,7 +148,7 @@ def read_scores(run_dir: str | os.PathLike, prov: dict[str, Any] | None = None,
     for g in GROUPS:
         if not out[g]:
             raise ValueError(f"{path}: no {g}/<metric> fields")
-    prov = _provenance_of(run_dir) if prov is None else prov
+    prov = run_provenance(run_dir / "metrics.json") if prov is None else prov
     if prov.get("data", {}).get("eval_sha256") != meta.get("eval_sha256"):
         raise ValueError(f"{path}: field 'meta.eval_sha256' ({str(meta.get('eval_sha256'))[:12]}) is not the labels "
                          f"{run_dir / 'metrics.json'} names ({str(prov.get('data', {}).get('eval_sha256'))[:12]}): "
